@@ -1,0 +1,88 @@
+#pragma once
+// Config: guardian.yaml parsed and validated against its schema. Loading never throws; every
+// problem found becomes a ConfigError naming file, line and column (1-based), and loading goes
+// on to report all of them, not just the first. The loaded Config is immutable and shared.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/params.h"
+
+namespace guardian {
+
+struct ConfigError {
+  std::string file;
+  int line = 0;  // 1-based; 0 when the error concerns the whole file (unreadable)
+  int col = 0;   // 1-based
+  std::string message;
+  // "FILE:LINE:COL: message" (or "FILE: message" when line is 0).
+  std::string ToString() const;
+};
+
+// How many disruptive actions (playbook attempts) one check may spend in a sliding window.
+struct Budget {
+  int max_actions = 5;
+  int64_t window_ms = 3'600'000;
+};
+
+// Retry pacing between attempts of one incident: base * 2^(n-1), capped.
+struct RetryPolicy {
+  int64_t backoff_base_ms = 1'000;
+  int64_t backoff_max_ms = 30'000;
+};
+
+// Limits every playbook run gets unless its playbook file asks for a shorter timeout.
+struct PlaybookLimits {
+  int64_t instructions = 10'000'000;  // per phase
+  int64_t memory_bytes = 32 << 20;    // per run (YAML key memory_mb)
+  int64_t phase_timeout_ms = 30'000;  // wall clock per phase
+};
+
+struct CheckConfig {
+  std::string id;        // unique, [a-z0-9_-]+
+  std::string mode;      // one of the ten mode ids (daemon/modes.h)
+  int64_t interval_ms;   // poll period
+  int debounce;          // consecutive failing observations that confirm
+  double jitter;         // fraction of interval added at random to each period, [0, 1)
+  int64_t target_ms;     // MTTR target; defaults to the mode's
+  std::string playbook;  // playbook name; defaults to the mode id
+  std::optional<int> retries;  // overrides the playbook's `retries`
+  Budget budget;         // defaults to the top-level budget
+  Params params;         // validated against the mode's detector schema
+  int line = 0;          // where the check starts in the file, for messages
+};
+
+struct Config {
+  std::string path;                        // absolute path of the file loaded
+  std::string state_dir;                   // absolute
+  std::vector<std::string> playbook_dirs;  // absolute
+  std::string log_level = "info";          // trace|debug|info|warn|error
+  Budget budget;
+  RetryPolicy retry;
+  PlaybookLimits playbook_limits;
+  std::vector<CheckConfig> checks;
+
+  const CheckConfig* FindCheck(std::string_view id) const;
+};
+
+struct ConfigLoad {
+  std::shared_ptr<const Config> config;  // null when errors is non-empty
+  std::vector<ConfigError> errors;
+  bool ok() const { return errors.empty(); }
+};
+
+// Returns the parameter schema for a mode, or nullptr when no detector for it is built in.
+using ParamSchemaLookup = std::function<const std::vector<ParamSpec>*(std::string_view mode)>;
+
+// Loads and validates a file. Relative paths in it resolve against the file's folder.
+ConfigLoad LoadConfigFile(const std::string& path, const ParamSchemaLookup& schemas);
+// Same, from text; `file_name` is used in errors and `base_dir` resolves relative paths.
+ConfigLoad LoadConfigText(std::string_view text, const std::string& file_name,
+                          const std::string& base_dir, const ParamSchemaLookup& schemas);
+
+}  // namespace guardian

@@ -1,0 +1,31 @@
+#include "daemon/modes.h"
+
+namespace guardian {
+
+const std::vector<ModeInfo>& AllModes() {
+  static const std::vector<ModeInfo> modes = {
+      {"db_corruption", 60'000},     {"port_conflict", 10'000},       {"slow_boot", 5'000},
+      {"out_of_memory", 30'000},     {"disk_full", 45'000},           {"network_unreachable", 5'000},
+      {"api_timeout", 15'000},       {"missing_config", 10'000},      {"invalid_credentials", 5'000},
+      {"model_server_down", 20'000},
+  };
+  return modes;
+}
+
+const ModeInfo* FindMode(std::string_view id) {
+  for (const auto& m : AllModes()) {
+    if (m.id == id) return &m;
+  }
+  return nullptr;
+}
+
+std::string ModeList() {
+  std::string out;
+  for (const auto& m : AllModes()) {
+    if (!out.empty()) out += ", ";
+    out += m.id;
+  }
+  return out;
+}
+
+}  // namespace guardian
