@@ -1,1 +1,804 @@
 #include "daemon/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <tuple>
+#include <utility>
+
+#include "daemon/modes.h"
+
+namespace guardian {
+
+namespace fs = std::filesystem;
+
+std::string ConfigError::ToString() const {
+  if (line <= 0) return file + ": " + message;
+  return file + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + message;
+}
+
+const CheckConfig* Config::FindCheck(std::string_view id) const {
+  for (const auto& c : checks) {
+    if (c.id == id) return &c;
+  }
+  return nullptr;
+}
+
+namespace {
+
+constexpr std::string_view kTopKeys[] = {"state_dir",       "playbook_dirs", "log_level",
+                                         "defaults",        "budget",        "retry",
+                                         "playbook_limits", "checks"};
+constexpr std::string_view kDefaultsKeys[] = {"interval_ms", "debounce", "jitter"};
+constexpr std::string_view kBudgetKeys[] = {"max_actions", "window_ms"};
+constexpr std::string_view kRetryKeys[] = {"backoff_base_ms", "backoff_max_ms"};
+constexpr std::string_view kLimitsKeys[] = {"instructions", "memory_mb", "phase_timeout_ms"};
+constexpr std::string_view kCheckKeys[] = {"id",     "mode",      "interval_ms", "debounce",
+                                           "jitter", "target_ms", "playbook",    "retries",
+                                           "budget", "params"};
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
+
+constexpr int64_t kIntMax = INT_MAX;  // fields stored in an `int`
+constexpr int64_t kInt64Max = INT64_MAX;
+
+// Values shared by every check unless it sets its own.
+struct CheckDefaults {
+  int64_t interval_ms = 1'000;
+  int debounce = 1;
+  double jitter = 0.1;
+};
+
+// A value to validate: the node, the place to blame for it, and its key path for messages.
+// Empty values (`key:` with nothing after it) get the key's mark, because yaml-cpp marks an empty
+// null at the next token, which may be lines further down.
+struct Item {
+  YAML::Node node;
+  YAML::Mark mark;
+  std::string path;
+};
+
+struct Entry {
+  YAML::Node key;
+  Item value;
+};
+
+// Known keys of one mapping, by name. Lookups by string_view need the transparent comparator.
+using Entries = std::map<std::string, Entry, std::less<>>;
+
+bool ValidMark(const YAML::Mark& m) { return m.line >= 0 && m.column >= 0; }
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// " (did you mean 'x'?)" for a near miss, so typos are fixed from the message alone.
+template <typename Range>
+std::string Suggest(std::string_view got, const Range& candidates) {
+  std::string lower = Lower(got);
+  std::string_view best;
+  size_t best_distance = SIZE_MAX;
+  for (const auto& c : candidates) {
+    std::string_view cand(c);
+    size_t d = EditDistance(lower, cand);
+    if (d < best_distance) {
+      best_distance = d;
+      best = cand;
+    }
+  }
+  if (best.empty() || best_distance > 2 || best_distance * 2 >= best.size()) return "";
+  return " (did you mean '" + std::string(best) + "'?)";
+}
+
+template <typename Range>
+std::string JoinNames(const Range& names) {
+  std::string out;
+  for (const auto& n : names) {
+    if (!out.empty()) out += ", ";
+    out += std::string_view(n);
+  }
+  return out;
+}
+
+// yaml-cpp tags a quoted or block scalar "!"; a plain one "?". Quoted text is a string even when
+// it looks like a number, which is what makes `interval_ms: "5"` a type error.
+bool IsPlain(const YAML::Node& n) { return n.Tag() != "!"; }
+
+bool LooksInt(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Decimal notation only: YAML's .inf/.nan and from_chars's "inf"/"nan" are not config values.
+bool LooksNumber(std::string_view s) {
+  if (!s.empty() && (s[0] == '-' || s[0] == '+')) s.remove_prefix(1);
+  size_t i = 0;
+  size_t digits = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++digits;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i, ++digits;
+  }
+  if (digits == 0) return false;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < s.size() && (s[i] == '-' || s[i] == '+')) ++i;
+    size_t exp_start = i;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+    if (i == exp_start) return false;
+  }
+  return i == s.size();
+}
+
+// How a wrong value is shown in "expected X, got Y".
+std::string Describe(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return "null";
+    case YAML::NodeType::Sequence:
+      return "a sequence";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Scalar:
+      break;
+  }
+  std::string s = n.Scalar();
+  bool shortened = s.size() > 40;
+  if (shortened) s = s.substr(0, 40) + "...";
+  if (IsPlain(n) && (LooksNumber(s) || s == "true" || s == "false")) return s;
+  return "\"" + s + "\"";
+}
+
+class Loader {
+ public:
+  Loader(std::string file_name, const ParamSchemaLookup& schemas)
+      : file_(std::move(file_name)), schemas_(schemas) {}
+
+  // `config_path` is what Config::path records; empty means file_name resolved against base_dir.
+  ConfigLoad Load(std::string_view text, const std::string& base_dir,
+                  const std::string& config_path) {
+    auto config = std::make_shared<Config>();
+    ResolveBase(base_dir);
+    try {
+      std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
+      if (docs.empty() || docs[0].IsNull()) {
+        ErrorAt(1, 1, "config is empty: expected a mapping of keys (" + JoinNames(kTopKeys) + ")");
+      } else {
+        if (docs.size() > 1) {
+          Error(docs[1].Mark(), "expected one YAML document, found " + std::to_string(docs.size()) +
+                                    " ('---' starts another)");
+        }
+        ReadTop(docs[0], *config);
+      }
+    } catch (const YAML::ParserException& e) {
+      Error(e.mark, "YAML syntax error: " + e.msg);
+    } catch (const YAML::Exception& e) {
+      // Not expected past the parser (we never convert with as<>), but never let one escape.
+      Error(e.mark, "YAML error: " + e.msg);
+    }
+    // Sections are validated in dependency order, not file order; report in file order.
+    std::stable_sort(errors_.begin(), errors_.end(),
+                     [](const ConfigError& a, const ConfigError& b) {
+                       return std::tie(a.line, a.col) < std::tie(b.line, b.col);
+                     });
+    ConfigLoad out;
+    out.errors = std::move(errors_);
+    if (out.errors.empty()) {
+      config->path =
+          !config_path.empty() ? config_path : (base_ / file_).lexically_normal().string();
+      out.config = std::move(config);
+    }
+    return out;
+  }
+
+ private:
+  // ---- errors ---------------------------------------------------------------------------------
+
+  void ErrorAt(int line, int col, std::string message) {
+    errors_.push_back(ConfigError{file_, line, col, std::move(message)});
+  }
+  void Error(const YAML::Mark& m, std::string message) {
+    if (ValidMark(m)) {
+      ErrorAt(m.line + 1, m.column + 1, std::move(message));
+    } else {
+      ErrorAt(1, 1, std::move(message));
+    }
+  }
+  void Error(const Item& item, const std::string& message) {
+    Error(item.mark, item.path + ": " + message);
+  }
+
+  // ---- structure ------------------------------------------------------------------------------
+
+  static Item ValueItem(const YAML::Node& key, const YAML::Node& value, std::string path) {
+    YAML::Mark m = value.Mark();
+    if (!ValidMark(m) || (value.IsNull() && m.line != key.Mark().line)) m = key.Mark();
+    return Item{value, m, std::move(path)};
+  }
+
+  static std::string Child(const std::string& parent, std::string_view key) {
+    return parent.empty() ? std::string(key) : parent + "." + std::string(key);
+  }
+
+  // Reads a mapping's keys: each must be a scalar, appear once and be one of `known`. Returns
+  // the known ones; unknown and duplicate keys are reported and skipped.
+  template <typename Range>
+  std::optional<Entries> ReadMapping(const Item& item, const Range& known,
+                                     std::string_view noun = "key",
+                                     const std::string& noun_suffix = "") {
+    if (!item.node.IsMap()) {
+      Error(item, "expected a mapping, got " + Describe(item.node));
+      return std::nullopt;
+    }
+    Entries entries;
+    std::map<std::string, int> first_line;
+    std::string where = item.path.empty() ? "" : item.path + ": ";
+    for (const auto& pair : item.node) {
+      // Copies: yaml-cpp's iterator yields a temporary pair, so references into it would dangle.
+      YAML::Node key = pair.first;
+      YAML::Node value = pair.second;
+      if (!key.IsScalar()) {
+        Error(key.Mark(), where + "keys must be plain names, got " + Describe(key));
+        continue;
+      }
+      const std::string& name = key.Scalar();
+      auto [seen, inserted] = first_line.emplace(name, key.Mark().line + 1);
+      if (!inserted) {
+        Error(key.Mark(), where + "duplicate " + std::string(noun) + " '" + name +
+                              "' (first at line " + std::to_string(seen->second) + ")");
+        continue;
+      }
+      bool is_known = std::any_of(std::begin(known), std::end(known),
+                                  [&](const auto& k) { return std::string_view(k) == name; });
+      if (!is_known) {
+        Error(key.Mark(), where + "unknown " + std::string(noun) + " '" + name + "'" + noun_suffix +
+                              Suggest(name, known));
+        continue;
+      }
+      entries.emplace(name, Entry{key, ValueItem(key, value, Child(item.path, name))});
+    }
+    return entries;
+  }
+
+  static const Entry* Find(const Entries& entries, std::string_view name) {
+    auto it = entries.find(name);
+    return it == entries.end() ? nullptr : &it->second;
+  }
+
+  // A container key written with nothing after it (`checks:`) counts as absent, so commenting
+  // out every entry of a section does not turn into a type error.
+  static const Entry* FindContainer(const Entries& entries, std::string_view name) {
+    const Entry* e = Find(entries, name);
+    return (e && e->value.node.IsNull()) ? nullptr : e;
+  }
+
+  // ---- scalars --------------------------------------------------------------------------------
+
+  std::optional<int64_t> Int(const Item& item, int64_t lo, int64_t hi) {
+    const YAML::Node& n = item.node;
+    if (!n.IsScalar() || !IsPlain(n) || !LooksInt(n.Scalar())) {
+      Error(item, "expected an integer, got " + Describe(n));
+      return std::nullopt;
+    }
+    std::string_view s = n.Scalar();
+    if (s[0] == '+') s.remove_prefix(1);
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size()) {
+      Error(item, "integer " + n.Scalar() + " is out of range");
+      return std::nullopt;
+    }
+    if (v < lo || v > hi) {
+      // Fields without a real upper bound only cap at the storage type; name the bound crossed.
+      std::string range =
+          hi < kIntMax ? "must be between " + std::to_string(lo) + " and " + std::to_string(hi)
+          : v < lo     ? "must be >= " + std::to_string(lo)
+                       : "must be <= " + std::to_string(hi);
+      Error(item, range + ", got " + std::to_string(v));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<double> Number(const Item& item) {
+    const YAML::Node& n = item.node;
+    if (!n.IsScalar() || !IsPlain(n) || !LooksNumber(n.Scalar())) {
+      Error(item, "expected a number, got " + Describe(n));
+      return std::nullopt;
+    }
+    std::string_view s = n.Scalar();
+    if (s[0] == '+') s.remove_prefix(1);
+    double v = 0;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || ptr != s.data() + s.size()) {
+      Error(item, "number " + n.Scalar() + " is out of range");
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<bool> Bool(const Item& item) {
+    const YAML::Node& n = item.node;
+    if (n.IsScalar() && IsPlain(n) && (n.Scalar() == "true" || n.Scalar() == "false")) {
+      return n.Scalar() == "true";
+    }
+    Error(item, "expected true or false, got " + Describe(n));
+    return std::nullopt;
+  }
+
+  std::optional<std::string> String(const Item& item) {
+    if (!item.node.IsScalar()) {
+      Error(item, "expected a string, got " + Describe(item.node));
+      return std::nullopt;
+    }
+    return item.node.Scalar();
+  }
+
+  // ${VAR} and ${VAR:-default}, as in the shell: the default applies when VAR is unset or empty.
+  // A `$` not followed by `{` is literal. Every undefined variable in the value is reported.
+  std::optional<std::string> Expand(const Item& item, const std::string& in) {
+    std::string out;
+    bool ok = true;
+    size_t i = 0;
+    while (i < in.size()) {
+      if (in[i] != '$' || i + 1 >= in.size() || in[i + 1] != '{') {
+        out += in[i++];
+        continue;
+      }
+      size_t close = in.find('}', i + 2);
+      if (close == std::string::npos) {
+        Error(item, "unterminated '${' in \"" + in + "\"");
+        return std::nullopt;
+      }
+      std::string body = in.substr(i + 2, close - i - 2);
+      size_t sep = body.find(":-");
+      std::string name = body.substr(0, sep);
+      bool valid_name = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0])) &&
+                        std::all_of(name.begin(), name.end(), [](char c) {
+                          return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                        });
+      if (!valid_name) {
+        Error(item, "invalid environment variable name '" + name + "' in \"" + in + "\"");
+        ok = false;
+      } else {
+        const char* value = std::getenv(name.c_str());
+        if (value && (*value != '\0' || sep == std::string::npos)) {
+          out += value;
+        } else if (sep != std::string::npos) {
+          out += body.substr(sep + 2);
+        } else {
+          Error(item, "environment variable '" + name + "' is not set (write ${" + name +
+                          ":-default} to give a fallback)");
+          ok = false;
+        }
+      }
+      i = close + 1;
+    }
+    if (!ok) return std::nullopt;
+    return out;
+  }
+
+  // Lexically normalized and absolute; the path need not exist yet (state_dir is created later).
+  std::optional<std::string> Path(const Item& item) {
+    if (!item.node.IsScalar()) {
+      Error(item, "expected a path, got " + Describe(item.node));
+      return std::nullopt;
+    }
+    std::optional<std::string> expanded = Expand(item, item.node.Scalar());
+    if (!expanded) return std::nullopt;
+    if (expanded->empty()) {
+      Error(item, "path is empty");
+      return std::nullopt;
+    }
+    if (expanded->find('\0') != std::string::npos) {
+      Error(item, "path contains a NUL byte");
+      return std::nullopt;
+    }
+    fs::path p(*expanded);
+    if (p.is_relative()) p = base_ / p;
+    std::string s = p.lexically_normal().string();
+    if (s.size() > 1 && s.back() == '/') s.pop_back();
+    return s;
+  }
+
+  std::optional<std::vector<std::string>> StringList(const Item& item) {
+    if (!item.node.IsSequence()) {
+      Error(item, "expected a sequence of strings, got " + Describe(item.node));
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    bool ok = true;
+    for (size_t i = 0; i < item.node.size(); ++i) {
+      Item elem = SequenceItem(item, i);
+      if (auto s = String(elem)) {
+        out.push_back(std::move(*s));
+      } else {
+        ok = false;
+      }
+    }
+    if (!ok) return std::nullopt;
+    return out;
+  }
+
+  static Item SequenceItem(const Item& seq, size_t i) {
+    YAML::Node n = seq.node[i];
+    YAML::Mark m = ValidMark(n.Mark()) ? n.Mark() : seq.mark;
+    return Item{n, m, seq.path + "[" + std::to_string(i) + "]"};
+  }
+
+  // Reads an integer key into `out` when present and valid; leaves the default otherwise.
+  template <typename T>
+  void IntField(const Entries& entries, std::string_view name, int64_t lo, int64_t hi, T* out) {
+    if (const Entry* e = Find(entries, name)) {
+      if (auto v = Int(e->value, lo, hi)) *out = static_cast<T>(*v);
+    }
+  }
+
+  // jitter is a fraction of the interval; 1 would let two periods coincide.
+  void JitterField(const Entries& entries, double* out) {
+    const Entry* e = Find(entries, "jitter");
+    if (!e) return;
+    auto v = Number(e->value);
+    if (!v) return;
+    if (*v < 0 || *v >= 1) {
+      Error(e->value, "must be in [0, 1), got " + e->value.node.Scalar());
+      return;
+    }
+    *out = *v;
+  }
+
+  // ---- sections -------------------------------------------------------------------------------
+
+  void ResolveBase(const std::string& base_dir) {
+    std::error_code ec;
+    base_ = fs::absolute(base_dir.empty() ? fs::path(".") : fs::path(base_dir), ec);
+    if (ec) {
+      ErrorAt(0, 0, "cannot resolve base folder '" + base_dir + "': " + ec.message());
+      base_ = fs::path(base_dir);
+    }
+    base_ = base_.lexically_normal();
+  }
+
+  void ReadTop(const YAML::Node& root, Config& config) {
+    Item top{root, ValidMark(root.Mark()) ? root.Mark() : YAML::Mark(), ""};
+    if (!root.IsMap()) {
+      Error(top.mark, "top level must be a mapping of keys (" + JoinNames(kTopKeys) + "), got " +
+                          Describe(root));
+      return;
+    }
+    std::optional<Entries> entries = ReadMapping(top, kTopKeys);
+    if (!entries) return;
+
+    if (const Entry* e = Find(*entries, "state_dir")) {
+      if (auto p = Path(e->value)) config.state_dir = *p;
+    } else {
+      config.state_dir = "/var/lib/guardian";
+    }
+
+    if (const Entry* e = FindContainer(*entries, "playbook_dirs")) {
+      ReadPlaybookDirs(e->value, config);
+    } else {
+      config.playbook_dirs = {(base_ / "playbooks").lexically_normal().string()};
+    }
+
+    if (const Entry* e = Find(*entries, "log_level")) {
+      if (auto s = String(e->value)) {
+        bool valid = std::any_of(std::begin(kLogLevels), std::end(kLogLevels),
+                                 [&](std::string_view l) { return l == *s; });
+        if (valid) {
+          config.log_level = *s;
+        } else {
+          Error(e->value, "must be one of " + JoinNames(kLogLevels) + ", got '" + *s + "'" +
+                              Suggest(*s, kLogLevels));
+        }
+      }
+    }
+
+    CheckDefaults defaults;
+    if (const Entry* e = FindContainer(*entries, "defaults")) {
+      if (auto d = ReadMapping(e->value, kDefaultsKeys)) {
+        IntField(*d, "interval_ms", 10, kInt64Max, &defaults.interval_ms);
+        IntField(*d, "debounce", 1, kIntMax, &defaults.debounce);
+        JitterField(*d, &defaults.jitter);
+      }
+    }
+
+    if (const Entry* e = FindContainer(*entries, "budget")) {
+      ReadBudget(e->value, &config.budget);
+    }
+
+    if (const Entry* e = FindContainer(*entries, "retry")) {
+      ReadRetry(e->value, &config.retry);
+    }
+
+    if (const Entry* e = FindContainer(*entries, "playbook_limits")) {
+      if (auto d = ReadMapping(e->value, kLimitsKeys)) {
+        auto& limits = config.playbook_limits;
+        IntField(*d, "instructions", 1000, kInt64Max, &limits.instructions);
+        int64_t memory_mb = limits.memory_bytes >> 20;
+        IntField(*d, "memory_mb", 1, 1024, &memory_mb);
+        limits.memory_bytes = memory_mb << 20;
+        IntField(*d, "phase_timeout_ms", 100, kInt64Max, &limits.phase_timeout_ms);
+      }
+    }
+
+    if (const Entry* e = FindContainer(*entries, "checks")) {
+      ReadChecks(e->value, defaults, config);
+    }
+  }
+
+  void ReadPlaybookDirs(const Item& item, Config& config) {
+    if (!item.node.IsSequence()) {
+      Error(item, "expected a sequence of paths, got " + Describe(item.node));
+      return;
+    }
+    if (item.node.size() == 0) {
+      Error(item, "must list at least one folder of playbooks");
+      return;
+    }
+    for (size_t i = 0; i < item.node.size(); ++i) {
+      if (auto p = Path(SequenceItem(item, i))) config.playbook_dirs.push_back(*p);
+    }
+  }
+
+  void ReadBudget(const Item& item, Budget* budget) {
+    if (auto d = ReadMapping(item, kBudgetKeys)) {
+      IntField(*d, "max_actions", 1, kIntMax, &budget->max_actions);
+      IntField(*d, "window_ms", 1000, kInt64Max, &budget->window_ms);
+    }
+  }
+
+  void ReadRetry(const Item& item, RetryPolicy* retry) {
+    std::optional<Entries> d = ReadMapping(item, kRetryKeys);
+    if (!d) return;
+    RetryPolicy r = *retry;
+    bool ok = true;
+    const Entry* base = Find(*d, "backoff_base_ms");
+    const Entry* max = Find(*d, "backoff_max_ms");
+    if (base) {
+      auto v = Int(base->value, 1, kInt64Max);
+      ok = ok && v;
+      if (v) r.backoff_base_ms = *v;
+    }
+    if (max) {
+      auto v = Int(max->value, 1, kInt64Max);
+      ok = ok && v;
+      if (v) r.backoff_max_ms = *v;
+    }
+    if (ok && r.backoff_max_ms < r.backoff_base_ms) {
+      if (max) {
+        Error(max->value, "must be >= backoff_base_ms (" + std::to_string(r.backoff_base_ms) +
+                              "), got " + std::to_string(r.backoff_max_ms));
+      } else {
+        Error(base->value, "must be <= backoff_max_ms (" + std::to_string(r.backoff_max_ms) +
+                               " by default), got " + std::to_string(r.backoff_base_ms));
+      }
+      return;
+    }
+    *retry = r;
+  }
+
+  void ReadChecks(const Item& item, const CheckDefaults& defaults, Config& config) {
+    if (!item.node.IsSequence()) {
+      Error(item, "expected a sequence of checks, got " + Describe(item.node));
+      return;
+    }
+    std::map<std::string, int> first_line;  // id -> line of its first definition
+    for (size_t i = 0; i < item.node.size(); ++i) {
+      Item check_item = SequenceItem(item, i);
+      std::optional<CheckConfig> check = ReadCheck(check_item, defaults, config.budget);
+      if (!check) continue;
+      config.checks.push_back(std::move(*check));
+    }
+    // Duplicates are judged after every check was read, so one bad check does not hide them.
+    for (size_t i = 0; i < checks_ids_.size(); ++i) {
+      const auto& [id, id_item] = checks_ids_[i];
+      auto [seen, inserted] = first_line.emplace(id, id_item.mark.line + 1);
+      if (!inserted) {
+        Error(id_item, "duplicate check id '" + id + "' (first defined at line " +
+                           std::to_string(seen->second) + ")");
+      }
+    }
+  }
+
+  std::optional<CheckConfig> ReadCheck(const Item& item, const CheckDefaults& defaults,
+                                       const Budget& budget) {
+    std::optional<Entries> d = ReadMapping(item, kCheckKeys);
+    if (!d) return std::nullopt;
+    size_t errors_before = errors_.size();
+
+    CheckConfig c;
+    c.target_ms = 0;  // set from the mode below; a check without a valid mode is dropped
+    c.line = item.mark.line + 1;
+    c.interval_ms = defaults.interval_ms;
+    c.debounce = defaults.debounce;
+    c.jitter = defaults.jitter;
+    c.budget = budget;
+
+    if (const Entry* e = Find(*d, "id")) {
+      if (auto s = String(e->value)) {
+        bool valid = !s->empty() && std::all_of(s->begin(), s->end(), [](char ch) {
+          return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+        });
+        if (valid) {
+          c.id = *s;
+          checks_ids_.emplace_back(*s, e->value);
+        } else {
+          Error(e->value, "'" + *s + "' is not a valid check id: use only a-z, 0-9, '_' and '-'");
+        }
+      }
+    } else {
+      Error(item, "missing required key 'id'");
+    }
+
+    const std::vector<ParamSpec>* specs = nullptr;
+    bool mode_ok = false;
+    if (const Entry* e = Find(*d, "mode")) {
+      if (auto s = String(e->value)) {
+        std::vector<std::string_view> ids;
+        for (const auto& m : AllModes()) ids.push_back(m.id);
+        if (const ModeInfo* mode = FindMode(*s)) {
+          c.mode = *s;
+          c.target_ms = mode->target_ms;
+          specs = schemas_ ? schemas_(*s) : nullptr;
+          if (specs) {
+            mode_ok = true;
+          } else {
+            Error(e->value, "mode '" + *s + "' has no detector in this build");
+          }
+        } else {
+          Error(e->value,
+                "unknown mode '" + *s + "'" + Suggest(*s, ids) + "; valid modes: " + ModeList());
+        }
+      }
+    } else {
+      Error(item, "missing required key 'mode'");
+    }
+
+    IntField(*d, "interval_ms", 10, kInt64Max, &c.interval_ms);
+    IntField(*d, "debounce", 1, kIntMax, &c.debounce);
+    JitterField(*d, &c.jitter);
+    IntField(*d, "target_ms", 1, kInt64Max, &c.target_ms);
+
+    if (const Entry* e = Find(*d, "playbook")) {
+      if (auto s = String(e->value)) {
+        if (s->empty()) {
+          Error(e->value, "playbook name is empty");
+        } else {
+          c.playbook = *s;
+        }
+      }
+    } else {
+      c.playbook = c.mode;
+    }
+
+    if (const Entry* e = Find(*d, "retries")) {
+      if (auto v = Int(e->value, 0, 10)) c.retries = static_cast<int>(*v);
+    }
+
+    if (const Entry* e = FindContainer(*d, "budget")) ReadBudget(e->value, &c.budget);
+
+    const Entry* params = FindContainer(*d, "params");
+    if (mode_ok) {
+      YAML::Mark missing_at = item.mark;
+      if (const Entry* e = Find(*d, "params")) missing_at = e->key.Mark();
+      ReadParams(params ? &params->value : nullptr, item.path + ".params", missing_at, c.mode,
+                 *specs, &c.params);
+    } else if (params && !params->value.node.IsMap()) {
+      Error(params->value, "expected a mapping, got " + Describe(params->value.node));
+    }
+
+    if (errors_.size() != errors_before) return std::nullopt;
+    return c;
+  }
+
+  void ReadParams(const Item* item, const std::string& path, const YAML::Mark& missing_at,
+                  const std::string& mode, const std::vector<ParamSpec>& specs, Params* out) {
+    std::optional<Entries> d;
+    if (item) {
+      std::vector<std::string_view> names;
+      for (const auto& s : specs) names.push_back(s.name);
+      d = ReadMapping(*item, names, "param", " for mode '" + mode + "'");
+      if (!d) return;  // not a mapping: already reported, and nothing to check against it
+    }
+    for (const auto& spec : specs) {
+      const Entry* e = d ? Find(*d, spec.name) : nullptr;
+      if (!e) {
+        if (spec.required) {
+          std::string doc = spec.doc.empty() ? "" : " (" + spec.doc + ")";
+          Error(missing_at, path + ": missing required param '" + spec.name + "' for mode '" +
+                                mode + "'" + doc);
+        }
+        continue;
+      }
+      if (auto v = ReadParam(e->value, spec.type)) out->emplace(spec.name, std::move(*v));
+    }
+  }
+
+  std::optional<ParamValue> ReadParam(const Item& item, ParamType type) {
+    switch (type) {
+      case ParamType::kBool:
+        if (auto v = Bool(item)) return *v;
+        break;
+      case ParamType::kInt:
+        if (auto v = Int(item, INT64_MIN, kInt64Max)) return *v;
+        break;
+      case ParamType::kNumber:
+        if (auto v = Number(item)) return *v;
+        break;
+      case ParamType::kString:
+        if (auto v = String(item)) return *v;
+        break;
+      case ParamType::kPath:
+        if (auto v = Path(item)) return *v;
+        break;
+      case ParamType::kStringList:
+        if (auto v = StringList(item)) return *v;
+        break;
+    }
+    return std::nullopt;
+  }
+
+  std::string file_;
+  const ParamSchemaLookup& schemas_;
+  fs::path base_;
+  std::vector<ConfigError> errors_;
+  std::vector<std::pair<std::string, Item>> checks_ids_;  // every valid id, in file order
+};
+
+}  // namespace
+
+ConfigLoad LoadConfigText(std::string_view text, const std::string& file_name,
+                          const std::string& base_dir, const ParamSchemaLookup& schemas) {
+  return Loader(file_name, schemas).Load(text, base_dir, "");
+}
+
+ConfigLoad LoadConfigFile(const std::string& path, const ParamSchemaLookup& schemas) {
+  auto fail = [&](const std::string& message) {
+    ConfigLoad out;
+    out.errors.push_back(ConfigError{path, 0, 0, message});
+    return out;
+  };
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return fail("cannot read: is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail(std::string("cannot read: ") + std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return fail(std::string("cannot read: ") + std::strerror(errno));
+
+  fs::path abs = fs::absolute(fs::path(path), ec);
+  if (ec) return fail("cannot resolve path: " + ec.message());
+  abs = abs.lexically_normal();
+  // Errors name the file as the operator wrote it; Config::path records it absolute.
+  return Loader(path, schemas).Load(text.str(), abs.parent_path().string(), abs.string());
+}
+
+}  // namespace guardian

@@ -1,1 +1,164 @@
-namespace guardian {}
+// missing_config: a watched YAML config file is missing, empty, unparsable, or lacks a
+// required key. inotify on the file's folder triggers a probe within `settle_ms` of a change,
+// so detection does not wait for the poll interval. While the file is valid, each new content
+// is kept as a last-known-good version under the check's state dir (newest `keep_versions`).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "daemon/timer.h"
+#include "daemon/work.h"
+#include "daemon/yaml_check.h"
+#include "detectors/detector.h"
+
+namespace guardian {
+namespace {
+namespace fs = std::filesystem;
+
+// Keeps `content` as the newest version unless it equals the newest already kept.
+void KeepVersion(const fs::path& dir, const std::string& content, int64_t now_ms, int keep) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".yaml") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  if (!files.empty()) {
+    std::ifstream in(files.back(), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (ss.str() == content) return;
+  }
+  char name[64];
+  std::snprintf(name, sizeof(name), "%013lld.yaml", static_cast<long long>(now_ms));
+  fs::path tmp = dir / (std::string(name) + ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << content;
+    if (!out) return;
+  }
+  fs::rename(tmp, dir / name, ec);
+  files.push_back(dir / name);
+  while (static_cast<int>(files.size()) > keep) {
+    fs::remove(files.front(), ec);
+    files.erase(files.begin());
+  }
+}
+
+class MissingConfigDetector : public Detector {
+ public:
+  explicit MissingConfigDetector(const DetectorEnv& env)
+      : env_(env),
+        path_(ParamString(env.check.params, "path")),
+        keys_(ParamList(env.check.params, "required_keys")),
+        settle_ms_(ParamInt(env.check.params, "settle_ms", 30)),
+        keep_(static_cast<int>(ParamInt(env.check.params, "keep_versions", 10))),
+        settle_(env.loop) {}
+
+  Status Start(std::function<void()> wake) override {
+    wake_ = std::move(wake);
+    event_ = new uv_fs_event_t;
+    uv_fs_event_init(env_.loop, event_);
+    event_->data = this;
+    std::string dir = fs::path(path_).parent_path().string();
+    int rc = uv_fs_event_start(
+        event_,
+        [](uv_fs_event_t* h, const char* filename, int, int) {
+          auto* self = static_cast<MissingConfigDetector*>(h->data);
+          if (self && (filename == nullptr || self->name_ == filename)) self->OnChange();
+        },
+        dir.c_str(), 0);
+    name_ = fs::path(path_).filename().string();
+    if (rc != 0) {
+      // Polling still covers it; the event source is an accelerator.
+      return Status::IOError("cannot watch " + dir + ": " + uv_strerror(rc) + " (polling only)");
+    }
+    return Status::OK();
+  }
+
+  void Close(std::function<void()> closed) override {
+    settle_.Stop();
+    if (event_ == nullptr) {
+      closed();
+      return;
+    }
+    closed_ = std::move(closed);
+    uv_fs_event_stop(event_);
+    event_->data = this;
+    uv_close(reinterpret_cast<uv_handle_t*>(event_), [](uv_handle_t* h) {
+      auto* self = static_cast<MissingConfigDetector*>(h->data);
+      delete reinterpret_cast<uv_fs_event_t*>(h);
+      self->event_ = nullptr;
+      auto cb = std::move(self->closed_);
+      if (cb) cb();
+    });
+  }
+
+  void Probe(std::function<void(Observation)> done) override {
+    auto obs = std::make_shared<Observation>();
+    std::string path = path_;
+    std::vector<std::string> keys = keys_;
+    fs::path versions = fs::path(env_.check_state_dir) / "versions";
+    int keep = keep_;
+    QueueWork(
+        env_.loop,
+        [obs, path, keys, versions, keep] {
+          std::string content;
+          Status s = CheckYamlFile(path, keys, &content);
+          if (s.ok()) {
+            auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+            KeepVersion(versions, content, now, keep);
+            *obs = Observation::Ok("valid");
+          } else {
+            *obs = Observation::Failing(path + ": " + s.message());
+          }
+        },
+        [obs, done] { done(*obs); });
+  }
+
+ private:
+  void OnChange() {
+    // Let an editor's truncate-then-write settle before judging the file.
+    if (!settle_.active()) settle_.Start(settle_ms_, [this] { if (wake_) wake_(); });
+  }
+
+  DetectorEnv env_;
+  std::string path_;
+  std::string name_;
+  std::vector<std::string> keys_;
+  int64_t settle_ms_;
+  int keep_;
+  Timer settle_;
+  uv_fs_event_t* event_ = nullptr;
+  std::function<void()> wake_;
+  std::function<void()> closed_;
+};
+
+}  // namespace
+
+GUARDIAN_REGISTER_DETECTOR(missing_config,
+                           DetectorFactory{
+                               "missing_config",
+                               {
+                                   {"path", ParamType::kPath, true, "the watched YAML config file"},
+                                   {"required_keys", ParamType::kStringList, false,
+                                    "dotted keys that must be present, e.g. server.port"},
+                                   {"defaults_file", ParamType::kPath, false,
+                                    "YAML written when no good copy exists"},
+                                   {"settle_ms", ParamType::kInt, false,
+                                    "delay after a file event before probing (default 30)"},
+                                   {"keep_versions", ParamType::kInt, false,
+                                    "last-known-good copies kept (default 10)"},
+                                   {"allow_paths", ParamType::kStringList, false,
+                                    "extra folders the playbook may write"},
+                               },
+                               [](const DetectorEnv& env) -> std::shared_ptr<Detector> {
+                                 return std::make_shared<MissingConfigDetector>(env);
+                               },
+                           });
+
+}  // namespace guardian

@@ -7,18 +7,27 @@
 // table is a read-only proxy: writing to it raises, and reading a name that is not there raises
 // "'os.execute' is not available in the playbook sandbox". Reading an undefined global raises
 // "undefined global 'x'". The string metatable is protected (getmetatable("") is not the real one).
+// `print` is a no-op (playbooks log through the host API). `setmetatable` refuses a `__gc` field
+// (finalizers run with hooks off, so a looping one could never be stopped), and `xpcall` skips
+// its handler once the budget has tripped (for the same reason).
 //
 // Budgets: an instruction count and a monotonic wall-clock deadline, checked by a count hook on
 // the main state and every thread created from it. Once tripped, the hook re-arms itself to fire
 // on every instruction so `pcall` cannot swallow the error. Memory: an accounting allocator that
 // refuses growth past the cap (Lua raises "not enough memory") and never refuses a shrink.
+// C functions that loop over a script-chosen count (table.insert/remove/move) charge that count
+// to the instruction budget first; string.rep("", n) returns at once.
+//
+// For the host: a thread killed by a trip must not be passed to lua_resetthread (its pending
+// `<close>` handlers would run with the hook off, unbounded); unref it and let the GC free it.
+// Host API calls made outside a protected call can hit the cap too, and an unprotected Lua error
+// aborts the process.
 //
 // Thread: a Sandbox is used by one thread at a time (the loop thread). Lua is built as C++
 // (lua5.4-c++), so Lua errors unwind as exceptions and C++ destructors run.
 
-#include <lua.hpp>
-
 #include <cstdint>
+#include <lua.hpp>
 #include <string>
 #include <string_view>
 
@@ -29,7 +38,8 @@ namespace guardian {
 class Sandbox {
  public:
   // Creates the state with the accounting allocator capped at `memory_bytes` and opens the
-  // allow-listed libraries into a fresh environment table.
+  // allow-listed libraries into a fresh environment table. What the libraries take (~20 KB)
+  // counts in memory_used() but is never refused. Throws std::bad_alloc if malloc fails.
   explicit Sandbox(int64_t memory_bytes);
   ~Sandbox();
   Sandbox(const Sandbox&) = delete;
@@ -43,7 +53,9 @@ class Sandbox {
   Status Load(std::string_view source, const std::string& chunkname);
 
   // Pops the table on top of L() and makes it a read-only global `name` of the environment
-  // (nested tables are wrapped too): reading works, writing raises.
+  // (nested tables are wrapped too, on first read): reading raw fields works, writing raises,
+  // reading a missing name raises "'name.x' is not available..." (a missing integer key gives
+  // nil, so ipairs works). A non-table value is set as is. The memory cap does not apply.
   void SetReadOnlyGlobal(const char* name);
 
   // Starts a budget: at most `max_instructions` VM instructions (counted across the main
@@ -60,20 +72,29 @@ class Sandbox {
   int64_t memory_limit() const { return limit_; }
 
   // lua_pcall with a traceback handler: on error returns Status::Aborted with the message
-  // ("chunk:line: message") and pops it; nothing of the error is left on the stack.
+  // ("chunk:line: message" then the traceback) and pops it; nothing of the error is left on the
+  // stack. A budget trip says so; a memory error reads "not enough memory (memory cap of N
+  // bytes)" and has no position (Lua raises it without one).
   Status PCall(int nargs, int nresults);
 
  private:
   static void* Alloc(void* ud, void* ptr, size_t osize, size_t nsize);
   static void Hook(lua_State* L, lua_Debug* ar);
 
+  friend struct SandboxLib;  // the C functions in sandbox.cpp that check the budget
+
   lua_State* L_ = nullptr;
   int env_ref_ = LUA_NOREF;  // the environment table, in the registry
   int64_t used_ = 0;
   int64_t limit_ = 0;
+  bool enforce_limit_ = false;  // off while the constructor opens the libraries
+  int64_t max_instructions_ = 0;
   int64_t instructions_left_ = 0;
   int64_t deadline_mono_ms_ = 0;
   bool armed_ = false;
+  // The trip decision lives in plain members so the hook never needs to allocate to make it.
+  bool trip_ = false;
+  char trip_message_[64] = {};
   std::string tripped_;
 };
 

@@ -1,1 +1,674 @@
+// Config loader tests: every kind of bad config is reported with its exact file:line:col, all
+// errors of a file are reported together, and defaults, paths and env expansion come out right.
+
+#include "daemon/config.h"
+
 #include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace guardian {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A small schema standing in for the detector registry: two modes have detectors, the rest none.
+const std::vector<ParamSpec>* TestSchemas(std::string_view mode) {
+  static const std::vector<ParamSpec> missing_config = {
+      {"path", ParamType::kPath, true, "the watched YAML file"},
+      {"required_keys", ParamType::kStringList, false, "dotted keys that must exist"},
+      {"defaults_file", ParamType::kPath, false, "written when no good copy exists"},
+      {"settle_ms", ParamType::kInt, false, "delay after a file event"},
+  };
+  static const std::vector<ParamSpec> disk_full = {
+      {"path", ParamType::kPath, true, "a path on the watched file system"},
+      {"min_free_percent", ParamType::kNumber, false, "free space threshold"},
+      {"inodes", ParamType::kBool, false, "also watch free inodes"},
+  };
+  if (mode == "missing_config") return &missing_config;
+  if (mode == "disk_full") return &disk_full;
+  return nullptr;
+}
+
+ConfigLoad Load(std::string_view text) {
+  return LoadConfigText(text, "g.yaml", "/etc/guardian", TestSchemas);
+}
+
+std::string AllErrors(const ConfigLoad& load) {
+  std::string out;
+  for (const auto& e : load.errors) out += e.ToString() + "\n";
+  return out;
+}
+
+bool Contains(const std::string& haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+// Asserts `load` failed with exactly one error, at line:col, whose message contains `part`.
+void ExpectOneError(const ConfigLoad& load, int line, int col, std::string_view part) {
+  INFO("errors:\n" << AllErrors(load));
+  CHECK_FALSE(load.ok());
+  CHECK(load.config == nullptr);
+  REQUIRE(load.errors.size() == 1);
+  const ConfigError& e = load.errors[0];
+  CHECK(e.file == "g.yaml");
+  CHECK(e.line == line);
+  CHECK(e.col == col);
+  CHECK(Contains(e.message, part));
+  CHECK(e.ToString() ==
+        "g.yaml:" + std::to_string(line) + ":" + std::to_string(col) + ": " + e.message);
+}
+
+// One valid check, for tests that break something else.
+constexpr std::string_view kCheck =
+    "checks:\n"
+    "  - id: app\n"
+    "    mode: missing_config\n"
+    "    params: {path: /srv/app.yaml}\n";
+
+std::string WithCheck(std::string_view before) { return std::string(before) + std::string(kCheck); }
+
+// A check whose body lines (indented by 4) are `body`; the check starts on line 2.
+std::string Check(std::string_view body) { return "checks:\n  - " + std::string(body); }
+
+// Sets an environment variable for one test and restores it after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    if (value) {
+      setenv(name, value, 1);
+    } else {
+      unsetenv(name);
+    }
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      setenv(name_.c_str(), old_->c_str(), 1);
+    } else {
+      unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+// ---- bad config: one error each, at the exact place -------------------------------------------
+
+TEST_CASE("YAML syntax error is one error at the parser's mark") {
+  ExpectOneError(Load("state_dir: /x\nlog_level: a: b\n"), 2, 13, "YAML syntax error");
+  ExpectOneError(Load("checks: [\n  {id: a\n"), 3, 1, "YAML syntax error");
+}
+
+TEST_CASE("deeply nested input is a syntax error, not a crash") {
+  std::string deep = "checks: " + std::string(10000, '[');
+  ConfigLoad load;
+  CHECK_NOTHROW(load = Load(deep));
+  CHECK_FALSE(load.ok());
+  CHECK(load.errors.size() == 1);
+}
+
+TEST_CASE("empty file and top level that is not a mapping") {
+  ExpectOneError(Load(""), 1, 1, "config is empty");
+  ExpectOneError(Load("# only a comment\n"), 1, 1, "config is empty");
+  ExpectOneError(Load("# list\n- a\n- b\n"), 2, 1, "top level must be a mapping");
+  ExpectOneError(Load("just text\n"), 1, 1, "got \"just text\"");
+}
+
+TEST_CASE("more than one YAML document") {
+  ExpectOneError(Load("state_dir: /a\n---\nstate_dir: /b\n"), 3, 1, "expected one YAML document");
+}
+
+TEST_CASE("unknown top-level key, with a suggestion") {
+  ConfigLoad load = Load(WithCheck("stat_dir: /x\n"));
+  ExpectOneError(load, 1, 1, "unknown key 'stat_dir'");
+  CHECK(Contains(load.errors[0].message, "did you mean 'state_dir'?"));
+  // Nothing close: no suggestion.
+  load = Load(WithCheck("zzzzzz: 1\n"));
+  ExpectOneError(load, 1, 1, "unknown key 'zzzzzz'");
+  CHECK_FALSE(Contains(load.errors[0].message, "did you mean"));
+}
+
+TEST_CASE("duplicate key in a mapping") {
+  ExpectOneError(Load(WithCheck("log_level: info\nlog_level: warn\n")), 2, 1,
+                 "duplicate key 'log_level' (first at line 1)");
+}
+
+TEST_CASE("unknown key inside a check") {
+  ConfigLoad load =
+      Load(Check("id: app\n"
+                 "    mode: missing_config\n"
+                 "    intervl_ms: 500\n"
+                 "    params: {path: /x}\n"));
+  ExpectOneError(load, 4, 5, "checks[0]: unknown key 'intervl_ms'");
+  CHECK(Contains(load.errors[0].message, "did you mean 'interval_ms'?"));
+}
+
+TEST_CASE("wrong scalar type: string where an integer is needed") {
+  std::string body =
+      "id: app\n"
+      "    mode: missing_config\n"
+      "    params: {path: /x}\n";
+  ExpectOneError(Load(Check(body + "    interval_ms: fast\n")), 5, 18,
+                 "checks[0].interval_ms: expected an integer, got \"fast\"");
+  // Quoted digits are a string: types are strict.
+  ExpectOneError(Load(Check(body + "    interval_ms: \"500\"\n")), 5, 18,
+                 "expected an integer, got \"500\"");
+  ExpectOneError(Load(Check(body + "    interval_ms: [1]\n")), 5, 18,
+                 "expected an integer, got a sequence");
+  // An empty value is blamed on its key, not on whatever token follows it.
+  ExpectOneError(Load(Check(body + "    interval_ms:\n    debounce: 2\n")), 5, 5,
+                 "expected an integer, got null");
+}
+
+TEST_CASE("float where an integer is needed") {
+  ExpectOneError(Load(WithCheck("defaults:\n  interval_ms: 1.5\n")), 2, 16,
+                 "defaults.interval_ms: expected an integer, got 1.5");
+}
+
+TEST_CASE("zero or negative interval") {
+  ExpectOneError(Load(WithCheck("defaults: {interval_ms: 0}\n")), 1, 25,
+                 "defaults.interval_ms: must be >= 10, got 0");
+  ExpectOneError(Load(Check("id: app\n"
+                            "    mode: missing_config\n"
+                            "    interval_ms: -5\n"
+                            "    params: {path: /x}\n")),
+                 4, 18, "checks[0].interval_ms: must be >= 10, got -5");
+}
+
+TEST_CASE("debounce 0") {
+  ExpectOneError(Load(WithCheck("defaults:\n  debounce: 0\n")), 2, 13,
+                 "defaults.debounce: must be >= 1, got 0");
+}
+
+TEST_CASE("jitter out of range or not a number") {
+  ExpectOneError(Load(WithCheck("defaults:\n  jitter: 1.0\n")), 2, 11,
+                 "defaults.jitter: must be in [0, 1), got 1.0");
+  ExpectOneError(Load(WithCheck("defaults:\n  jitter: -0.1\n")), 2, 11, "must be in [0, 1)");
+  ExpectOneError(Load(WithCheck("defaults:\n  jitter: .nan\n")), 2, 11,
+                 "expected a number, got \".nan\"");
+}
+
+TEST_CASE("missing id is reported at the check") {
+  ExpectOneError(Load(Check("mode: missing_config\n"
+                            "    params: {path: /x}\n")),
+                 2, 5, "checks[0]: missing required key 'id'");
+}
+
+TEST_CASE("bad id characters") {
+  ExpectOneError(Load(Check("id: App Config\n"
+                            "    mode: missing_config\n"
+                            "    params: {path: /x}\n")),
+                 2, 9, "'App Config' is not a valid check id");
+}
+
+TEST_CASE("duplicate id is reported at the second, naming the first's line") {
+  ExpectOneError(Load("checks:\n"
+                      "  - id: app\n"
+                      "    mode: missing_config\n"
+                      "    params: {path: /a}\n"
+                      "  - id: other\n"
+                      "    mode: disk_full\n"
+                      "    params: {path: /}\n"
+                      "  - {id: app, mode: missing_config, params: {path: /b}}\n"),
+                 8, 10, "duplicate check id 'app' (first defined at line 2)");
+}
+
+TEST_CASE("missing mode") {
+  ExpectOneError(Load(Check("id: app\n")), 2, 5, "checks[0]: missing required key 'mode'");
+}
+
+TEST_CASE("unknown mode lists the valid ids") {
+  ConfigLoad load =
+      Load(Check("id: app\n"
+                 "    mode: mising_config\n"));
+  ExpectOneError(load, 3, 11, "unknown mode 'mising_config' (did you mean 'missing_config'?)");
+  CHECK(Contains(load.errors[0].message, "valid modes: db_corruption, port_conflict"));
+  CHECK(Contains(load.errors[0].message, "model_server_down"));
+}
+
+TEST_CASE("mode without a detector in this build") {
+  ExpectOneError(Load(Check("id: boot\n"
+                            "    mode: slow_boot\n"
+                            "    params: {anything: 1}\n")),
+                 3, 11, "mode 'slow_boot' has no detector in this build");
+  // An empty lookup means no detector at all.
+  ConfigLoad load = LoadConfigText(kCheck, "g.yaml", "/etc", ParamSchemaLookup());
+  ExpectOneError(load, 3, 11, "mode 'missing_config' has no detector in this build");
+}
+
+TEST_CASE("unknown param") {
+  ConfigLoad load =
+      Load(Check("id: app\n"
+                 "    mode: missing_config\n"
+                 "    params:\n"
+                 "      path: /x\n"
+                 "      requird_keys: [a]\n"));
+  ExpectOneError(load, 6, 7, "unknown param 'requird_keys' for mode 'missing_config'");
+  CHECK(Contains(load.errors[0].message, "did you mean 'required_keys'?"));
+}
+
+TEST_CASE("param of the wrong type") {
+  std::string head =
+      "id: app\n"
+      "    mode: missing_config\n"
+      "    params:\n"
+      "      path: /x\n";
+  ExpectOneError(Load(Check(head + "      required_keys: server.port\n")), 6, 22,
+                 "checks[0].params.required_keys: expected a sequence of strings, got "
+                 "\"server.port\"");
+  ExpectOneError(Load(Check(head + "      required_keys: [a, {b: c}]\n")), 6, 26,
+                 "checks[0].params.required_keys[1]: expected a string, got a mapping");
+  ExpectOneError(Load(Check(head + "      settle_ms: 2.5\n")), 6, 18,
+                 "checks[0].params.settle_ms: expected an integer");
+  ExpectOneError(Load(Check(head + "      defaults_file: {a: 1}\n")), 6, 22,
+                 "expected a path, got a mapping");
+  std::string disk =
+      "id: disk\n"
+      "    mode: disk_full\n"
+      "    params:\n"
+      "      path: /\n";
+  ExpectOneError(Load(Check(disk + "      inodes: yes\n")), 6, 15,
+                 "checks[0].params.inodes: expected true or false, got \"yes\"");
+  ExpectOneError(Load(Check(disk + "      min_free_percent: ten\n")), 6, 25,
+                 "expected a number, got \"ten\"");
+}
+
+TEST_CASE("params that are not a mapping") {
+  ExpectOneError(Load(Check("id: app\n"
+                            "    mode: missing_config\n"
+                            "    params: [path, /x]\n")),
+                 4, 13, "checks[0].params: expected a mapping, got a sequence");
+}
+
+TEST_CASE("missing required param") {
+  // At the params key when there is one...
+  ExpectOneError(Load(Check("id: app\n"
+                            "    mode: missing_config\n"
+                            "    params:\n"
+                            "      required_keys: [a]\n")),
+                 4, 5, "missing required param 'path' for mode 'missing_config'");
+  // ...and at the check when there is none.
+  ExpectOneError(Load(Check("id: app\n"
+                            "    mode: missing_config\n")),
+                 2, 5, "checks[0].params: missing required param 'path'");
+}
+
+TEST_CASE("undefined environment variable") {
+  ScopedEnv unset("GUARDIAN_TEST_UNDEFINED", nullptr);
+  ExpectOneError(Load(WithCheck("state_dir: ${GUARDIAN_TEST_UNDEFINED}/state\n")), 1, 12,
+                 "state_dir: environment variable 'GUARDIAN_TEST_UNDEFINED' is not set");
+  ExpectOneError(Load(Check("id: app\n"
+                            "    mode: missing_config\n"
+                            "    params: {path: \"${GUARDIAN_TEST_UNDEFINED}/app.yaml\"}\n")),
+                 4, 20, "environment variable 'GUARDIAN_TEST_UNDEFINED' is not set");
+  ExpectOneError(Load(WithCheck("playbook_dirs: [a, \"${GUARDIAN_TEST_UNDEFINED\"]\n")), 1, 20,
+                 "playbook_dirs[1]: unterminated '${'");
+  ExpectOneError(Load(WithCheck("state_dir: ${1BAD}\n")), 1, 12,
+                 "invalid environment variable name '1BAD'");
+}
+
+TEST_CASE("checks that are not a sequence, and a check that is not a mapping") {
+  ExpectOneError(Load("checks:\n  id: app\n  mode: missing_config\n"), 2, 3,
+                 "checks: expected a sequence of checks, got a mapping");
+  ExpectOneError(Load("checks:\n  - app\n"), 2, 5, "checks[0]: expected a mapping, got \"app\"");
+}
+
+TEST_CASE("budget with a bad value, top level and per check") {
+  ExpectOneError(Load(WithCheck("budget:\n  max_actions: 0\n")), 2, 16,
+                 "budget.max_actions: must be >= 1, got 0");
+  ExpectOneError(Load(WithCheck("budget: {window_ms: 999}\n")), 1, 21,
+                 "budget.window_ms: must be >= 1000, got 999");
+  ExpectOneError(Load(WithCheck("budget: [5]\n")), 1, 9,
+                 "budget: expected a mapping, got a sequence");
+  ExpectOneError(Load(Check("id: app\n"
+                            "    mode: missing_config\n"
+                            "    budget: {max_actions: many}\n"
+                            "    params: {path: /x}\n")),
+                 4, 27, "checks[0].budget.max_actions: expected an integer, got \"many\"");
+}
+
+TEST_CASE("backoff_max_ms below backoff_base_ms") {
+  ExpectOneError(Load(WithCheck("retry:\n  backoff_base_ms: 5000\n  backoff_max_ms: 1000\n")), 3,
+                 19, "retry.backoff_max_ms: must be >= backoff_base_ms (5000), got 1000");
+  // A base above the default cap is blamed on the base.
+  ExpectOneError(Load(WithCheck("retry:\n  backoff_base_ms: 60000\n")), 2, 20,
+                 "retry.backoff_base_ms: must be <= backoff_max_ms (30000 by default)");
+}
+
+TEST_CASE("log_level invalid") {
+  ConfigLoad load = Load(WithCheck("log_level: verbose\n"));
+  ExpectOneError(load, 1, 12, "log_level: must be one of trace, debug, info, warn, error");
+  CHECK(Contains(load.errors[0].message, "got 'verbose'"));
+  ExpectOneError(Load(WithCheck("log_level: inf\n")), 1, 12, "did you mean 'info'?");
+}
+
+TEST_CASE("playbook limits out of range") {
+  ExpectOneError(Load(WithCheck("playbook_limits:\n  memory_mb: 2048\n")), 2, 14,
+                 "playbook_limits.memory_mb: must be between 1 and 1024, got 2048");
+  ExpectOneError(Load(WithCheck("playbook_limits: {instructions: 10}\n")), 1, 33,
+                 "must be >= 1000, got 10");
+  ExpectOneError(Load(WithCheck("playbook_limits: {phase_timeout_ms: 99}\n")), 1, 37,
+                 "must be >= 100, got 99");
+}
+
+TEST_CASE("other per-check values out of range") {
+  std::string body =
+      "id: app\n"
+      "    mode: missing_config\n"
+      "    params: {path: /x}\n";
+  ExpectOneError(Load(Check(body + "    retries: 11\n")), 5, 14,
+                 "checks[0].retries: must be between 0 and 10, got 11");
+  ExpectOneError(Load(Check(body + "    target_ms: 0\n")), 5, 16,
+                 "checks[0].target_ms: must be >= 1, got 0");
+  ExpectOneError(Load(Check(body + "    debounce: 99999999999\n")), 5, 15,
+                 "must be <= 2147483647, got 99999999999");
+  ExpectOneError(Load(Check(body + "    interval_ms: 99999999999999999999\n")), 5, 18,
+                 "integer 99999999999999999999 is out of range");
+  ExpectOneError(Load(Check(body + "    playbook: \"\"\n")), 5, 15, "playbook name is empty");
+}
+
+TEST_CASE("sequence and mapping swapped") {
+  ExpectOneError(Load(WithCheck("playbook_dirs: {a: b}\n")), 1, 16,
+                 "playbook_dirs: expected a sequence of paths, got a mapping");
+  ExpectOneError(Load(WithCheck("playbook_dirs: playbooks\n")), 1, 16,
+                 "expected a sequence of paths, got \"playbooks\"");
+  ExpectOneError(Load(WithCheck("defaults: [1, 2]\n")), 1, 11,
+                 "defaults: expected a mapping, got a sequence");
+  ExpectOneError(Load(WithCheck("state_dir: [a]\n")), 1, 12, "expected a path, got a sequence");
+  ExpectOneError(Load(WithCheck("playbook_dirs: []\n")), 1, 16, "must list at least one folder");
+}
+
+// ---- many errors in one file ------------------------------------------------------------------
+
+TEST_CASE("every error of a file is reported, in file order") {
+  ScopedEnv unset("GUARDIAN_TEST_UNDEFINED", nullptr);
+  ConfigLoad load = Load(
+      "state_dir: ${GUARDIAN_TEST_UNDEFINED}\n"            // 1
+      "log_level: loud\n"                                  // 2
+      "colour: blue\n"                                     // 3
+      "retry: {backoff_base_ms: 10, backoff_max_ms: 5}\n"  // 4
+      "checks:\n"                                          // 5
+      "  - id: Bad!\n"                                     // 6
+      "    mode: nope\n"                                   // 7
+      "  - id: ok\n"                                       // 8
+      "    mode: missing_config\n"                         // 9
+      "    interval_ms: 1.5\n"                             // 10
+      "    debounce: 0\n"                                  // 11
+      "    params: {required_keys: a}\n"                   // 12
+      "  - id: ok\n"                                       // 13
+      "    mode: port_conflict\n");                        // 14
+  INFO("errors:\n" << AllErrors(load));
+  CHECK(load.config == nullptr);
+  std::vector<std::string> expected = {
+      "g.yaml:1:12: state_dir: environment variable 'GUARDIAN_TEST_UNDEFINED' is not set",
+      "g.yaml:2:12: log_level: must be one of",
+      "g.yaml:3:1: unknown key 'colour'",
+      "g.yaml:4:46: retry.backoff_max_ms: must be >= backoff_base_ms (10), got 5",
+      "g.yaml:6:9: checks[0].id: 'Bad!' is not a valid check id",
+      "g.yaml:7:11: checks[0].mode: unknown mode 'nope'",
+      "g.yaml:10:18: checks[1].interval_ms: expected an integer, got 1.5",
+      "g.yaml:11:15: checks[1].debounce: must be >= 1, got 0",
+      "g.yaml:12:5: checks[1].params: missing required param 'path'",
+      "g.yaml:12:29: checks[1].params.required_keys: expected a sequence of strings",
+      "g.yaml:13:9: checks[2].id: duplicate check id 'ok' (first defined at line 8)",
+      "g.yaml:14:11: checks[2].mode: mode 'port_conflict' has no detector in this build",
+  };
+  REQUIRE(load.errors.size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    CAPTURE(i);
+    CHECK(load.errors[i].ToString().starts_with(expected[i]));
+  }
+}
+
+// ---- good config ------------------------------------------------------------------------------
+
+TEST_CASE("defaults for everything left out") {
+  ConfigLoad load = Load(kCheck);
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  const Config& c = *load.config;
+  CHECK(c.path == "/etc/guardian/g.yaml");
+  CHECK(c.state_dir == "/var/lib/guardian");
+  CHECK(c.playbook_dirs == std::vector<std::string>{"/etc/guardian/playbooks"});
+  CHECK(c.log_level == "info");
+  CHECK(c.budget.max_actions == 5);
+  CHECK(c.budget.window_ms == 3'600'000);
+  CHECK(c.retry.backoff_base_ms == 1'000);
+  CHECK(c.retry.backoff_max_ms == 30'000);
+  CHECK(c.playbook_limits.instructions == 10'000'000);
+  CHECK(c.playbook_limits.memory_bytes == 32 << 20);
+  CHECK(c.playbook_limits.phase_timeout_ms == 30'000);
+  REQUIRE(c.checks.size() == 1);
+  const CheckConfig& check = c.checks[0];
+  CHECK(check.id == "app");
+  CHECK(check.mode == "missing_config");
+  CHECK(check.interval_ms == 1'000);
+  CHECK(check.debounce == 1);
+  CHECK(check.jitter == doctest::Approx(0.1));
+  CHECK(check.target_ms == 10'000);  // missing_config's MTTR target
+  CHECK(check.playbook == "missing_config");
+  CHECK_FALSE(check.retries.has_value());
+  CHECK(check.budget.max_actions == 5);
+  CHECK(check.line == 2);
+  CHECK(ParamString(check.params, "path") == "/srv/app.yaml");
+  CHECK(check.params.count("required_keys") == 0);
+}
+
+TEST_CASE("empty sections count as absent, and no checks is valid") {
+  ConfigLoad load = Load("checks:\ndefaults:\nbudget:\n");
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  CHECK(load.config->checks.empty());
+  CHECK(load.config->budget.max_actions == 5);
+}
+
+TEST_CASE("every key set, and top-level defaults applied to checks that do not override") {
+  ConfigLoad load = Load(
+      "state_dir: /srv/guardian/\n"
+      "playbook_dirs: [/usr/share/guardian/playbooks, local]\n"
+      "log_level: debug\n"
+      "defaults: {interval_ms: 250, debounce: 3, jitter: 0}\n"
+      "budget: {max_actions: 2, window_ms: 60000}\n"
+      "retry: {backoff_base_ms: 500, backoff_max_ms: 4000}\n"
+      "playbook_limits: {instructions: 5000, memory_mb: 64, phase_timeout_ms: 1000}\n"
+      "checks:\n"
+      "  - id: app-config\n"
+      "    mode: missing_config\n"
+      "    params:\n"
+      "      path: /srv/app/app.yaml\n"
+      "      required_keys: [server.port, db.path]\n"
+      "      settle_ms: 50\n"
+      "  - id: disk_root\n"
+      "    mode: disk_full\n"
+      "    interval_ms: 5000\n"
+      "    debounce: 2\n"
+      "    jitter: 0.5\n"
+      "    target_ms: 20000\n"
+      "    playbook: my_disk\n"
+      "    retries: 0\n"
+      "    budget: {max_actions: 9}\n"
+      "    params: {path: /, min_free_percent: 10, inodes: true}\n");
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  const Config& c = *load.config;
+  CHECK(c.state_dir == "/srv/guardian");
+  CHECK(c.playbook_dirs ==
+        std::vector<std::string>{"/usr/share/guardian/playbooks", "/etc/guardian/local"});
+  CHECK(c.log_level == "debug");
+  CHECK(c.budget.max_actions == 2);
+  CHECK(c.budget.window_ms == 60'000);
+  CHECK(c.retry.backoff_base_ms == 500);
+  CHECK(c.retry.backoff_max_ms == 4'000);
+  CHECK(c.playbook_limits.instructions == 5'000);
+  CHECK(c.playbook_limits.memory_bytes == int64_t{64} << 20);
+  CHECK(c.playbook_limits.phase_timeout_ms == 1'000);
+  REQUIRE(c.checks.size() == 2);
+
+  const CheckConfig& app = c.checks[0];
+  CHECK(app.line == 9);
+  CHECK(app.interval_ms == 250);
+  CHECK(app.debounce == 3);
+  CHECK(app.jitter == 0.0);
+  CHECK(app.target_ms == 10'000);
+  CHECK(app.budget.max_actions == 2);
+  CHECK(app.budget.window_ms == 60'000);
+  CHECK(ParamList(app.params, "required_keys") ==
+        std::vector<std::string>{"server.port", "db.path"});
+  CHECK(ParamInt(app.params, "settle_ms", 30) == 50);
+
+  const CheckConfig& disk = c.checks[1];
+  CHECK(disk.line == 15);
+  CHECK(disk.interval_ms == 5'000);
+  CHECK(disk.debounce == 2);
+  CHECK(disk.jitter == doctest::Approx(0.5));
+  CHECK(disk.target_ms == 20'000);
+  CHECK(disk.playbook == "my_disk");
+  CHECK(disk.retries == 0);
+  // A per-check budget overrides only the keys it sets; the rest come from the top level.
+  CHECK(disk.budget.max_actions == 9);
+  CHECK(disk.budget.window_ms == 60'000);
+  CHECK(ParamString(disk.params, "path") == "/");
+  CHECK(ParamNumber(disk.params, "min_free_percent", 0) == doctest::Approx(10.0));
+  CHECK(ParamBool(disk.params, "inodes", false));
+
+  CHECK(c.FindCheck("disk_root") == &disk);
+  CHECK(c.FindCheck("app-config") == &app);
+  CHECK(c.FindCheck("nope") == nullptr);
+}
+
+TEST_CASE("target_ms defaults to the mode's target") {
+  ConfigLoad load = Load("checks:\n  - {id: d, mode: disk_full, params: {path: /var}}\n");
+  REQUIRE(load.ok());
+  CHECK(load.config->checks[0].target_ms == 45'000);
+}
+
+TEST_CASE("relative paths resolve against base_dir, lexically normalized") {
+  ConfigLoad load = Load(
+      "state_dir: state/./here/\n"
+      "playbook_dirs: [../shared/playbooks, ./a/../b]\n"
+      "checks:\n"
+      "  - id: app\n"
+      "    mode: missing_config\n"
+      "    params: {path: app/app.yaml, defaults_file: ../defaults.yaml}\n");
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  const Config& c = *load.config;
+  CHECK(c.state_dir == "/etc/guardian/state/here");
+  CHECK(c.playbook_dirs == std::vector<std::string>{"/etc/shared/playbooks", "/etc/guardian/b"});
+  CHECK(ParamString(c.checks[0].params, "path") == "/etc/guardian/app/app.yaml");
+  CHECK(ParamString(c.checks[0].params, "defaults_file") == "/etc/defaults.yaml");
+}
+
+TEST_CASE("a relative base_dir is made absolute") {
+  ConfigLoad load = LoadConfigText(kCheck, "g.yaml", "conf", TestSchemas);
+  REQUIRE(load.ok());
+  CHECK(load.config->playbook_dirs[0] == (fs::current_path() / "conf/playbooks").string());
+}
+
+TEST_CASE("environment expansion in paths") {
+  ScopedEnv root("GUARDIAN_TEST_ROOT", "/srv/root");
+  ScopedEnv rel("GUARDIAN_TEST_REL", "rel");
+  ScopedEnv empty("GUARDIAN_TEST_EMPTY", "");
+  ScopedEnv unset("GUARDIAN_TEST_UNDEFINED", nullptr);
+  ConfigLoad load = Load(
+      "state_dir: ${GUARDIAN_TEST_ROOT}/state\n"
+      "playbook_dirs:\n"
+      "  - ${GUARDIAN_TEST_UNDEFINED:-/opt/guardian}/playbooks\n"
+      "  - ${GUARDIAN_TEST_EMPTY:-/fallback}\n"
+      "  - ${GUARDIAN_TEST_REL}/pb\n"
+      "  - /cost/$5/${GUARDIAN_TEST_EMPTY}x\n"
+      "checks:\n"
+      "  - id: app\n"
+      "    mode: missing_config\n"
+      "    params: {path: \"${GUARDIAN_TEST_ROOT}/app.yaml\"}\n");
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  const Config& c = *load.config;
+  CHECK(c.state_dir == "/srv/root/state");
+  CHECK(c.playbook_dirs == std::vector<std::string>{"/opt/guardian/playbooks", "/fallback",
+                                                    "/etc/guardian/rel/pb", "/cost/$5/x"});
+  CHECK(ParamString(c.checks[0].params, "path") == "/srv/root/app.yaml");
+}
+
+TEST_CASE("ToString formats") {
+  CHECK(ConfigError{"a.yaml", 3, 7, "bad"}.ToString() == "a.yaml:3:7: bad");
+  CHECK(ConfigError{"a.yaml", 0, 0, "cannot read"}.ToString() == "a.yaml: cannot read");
+}
+
+// ---- files ------------------------------------------------------------------------------------
+
+// A fresh folder under the temp dir, removed with everything in it at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    std::string templ = (fs::temp_directory_path() / "guardian-config-test-XXXXXX").string();
+    REQUIRE(mkdtemp(templ.data()) != nullptr);
+    path_ = templ;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+TEST_CASE("LoadConfigFile resolves against the file's folder") {
+  TempDir dir;
+  fs::path file = dir.path() / "guardian.yaml";
+  {
+    std::ofstream out(file);
+    out << "state_dir: state\n" << kCheck;
+  }
+  ConfigLoad load = LoadConfigFile(file.string(), TestSchemas);
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  CHECK(load.config->path == file.string());
+  CHECK(load.config->state_dir == (dir.path() / "state").string());
+  CHECK(load.config->playbook_dirs ==
+        std::vector<std::string>{(dir.path() / "playbooks").string()});
+}
+
+TEST_CASE("LoadConfigFile reports errors against the path as given") {
+  TempDir dir;
+  fs::path file = dir.path() / "bad.yaml";
+  {
+    std::ofstream out(file);
+    out << "log_level: shout\n";
+  }
+  ConfigLoad load = LoadConfigFile(file.string(), TestSchemas);
+  REQUIRE(load.errors.size() == 1);
+  CHECK(load.errors[0].ToString().starts_with(file.string() + ":1:12: log_level: must be one of"));
+}
+
+TEST_CASE("LoadConfigFile on a missing file or a folder") {
+  TempDir dir;
+  std::string missing = (dir.path() / "nope.yaml").string();
+  ConfigLoad load = LoadConfigFile(missing, TestSchemas);
+  CHECK(load.config == nullptr);
+  REQUIRE(load.errors.size() == 1);
+  CHECK(load.errors[0].line == 0);
+  CHECK(load.errors[0].ToString() == missing + ": cannot read: No such file or directory");
+
+  load = LoadConfigFile(dir.path().string(), TestSchemas);
+  REQUIRE(load.errors.size() == 1);
+  CHECK(load.errors[0].ToString() == dir.path().string() + ": cannot read: is a directory");
+}
+
+}  // namespace
+}  // namespace guardian

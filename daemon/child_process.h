@@ -1,0 +1,68 @@
+#pragma once
+// ChildProcess: runs one program as an argv vector (never through a shell), captures its
+// stdout and stderr up to a cap, and reports how it ended. A timeout sends SIGTERM, then
+// SIGKILL after a grace period. Only our own not-yet-reaped child is signalled, so the pid
+// cannot have been reused.
+//
+// Lifetime: Start() once; `done` is called exactly once on the loop thread after the process
+// has exited and every handle is closed. Kill() may be called any time before that. The object
+// deletes itself after `done` returns (create it with new and do not delete it).
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "daemon/status.h"
+
+namespace guardian {
+
+struct ChildResult {
+  Status status;        // not ok when the program could not be started or timed out
+  int64_t exit_code = -1;
+  int term_signal = 0;
+  std::string out;
+  std::string err;
+  bool timed_out = false;
+};
+
+struct ChildOptions {
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH when it has no slash
+  std::string cwd;                // empty = inherit
+  int64_t timeout_ms = 0;         // 0 = none
+  int64_t kill_grace_ms = 2000;
+  size_t output_cap = 64 * 1024;  // per stream; the rest is dropped
+};
+
+class ChildProcess {
+ public:
+  static void Run(uv_loop_t* loop, ChildOptions opts, std::function<void(ChildResult)> done,
+                  ChildProcess** handle_out = nullptr);
+  // Ends the process early (SIGTERM, then SIGKILL after the grace period).
+  void Kill();
+
+ private:
+  ChildProcess(uv_loop_t* loop, ChildOptions opts, std::function<void(ChildResult)> done);
+  ~ChildProcess() = default;
+  bool Start();
+  void OnExit(int64_t code, int sig);
+  void MaybeFinish();
+  void MaybeCloseTimer();
+  void CloseHandle(uv_handle_t* h);
+
+  uv_loop_t* loop_;
+  ChildOptions opts_;
+  std::function<void(ChildResult)> done_;
+  ChildResult result_;
+  uv_process_t proc_{};
+  uv_pipe_t out_{};
+  uv_pipe_t err_{};
+  uv_timer_t timer_{};
+  int open_handles_ = 0;
+  bool exited_ = false;
+  bool killing_ = false;
+};
+
+}  // namespace guardian

@@ -1,0 +1,56 @@
+#pragma once
+// Daemon: guardiand itself. Owns the one libuv loop and everything on it: signal handlers
+// (SIGTERM/SIGINT stop, SIGHUP reloads), the store thread, the playbook library and its
+// watchers, the engine, the loop-lag meter and the status file.
+//
+// Run() returns the process exit code. A bad config at start is fatal (exit 2); a bad config
+// at reload is reported and the running one stays.
+
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/config.h"
+#include "daemon/engine.h"
+#include "daemon/loop_lag.h"
+#include "daemon/store_thread.h"
+#include "daemon/timer.h"
+#include "plugins/playbook_library.h"
+
+namespace guardian {
+
+// Loads a config and checks what only the daemon's registries know (detectors, playbooks).
+ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks, std::vector<std::string>* playbook_errors);
+
+class Daemon {
+ public:
+  explicit Daemon(std::string config_path) : config_path_(std::move(config_path)) {}
+  int Run();
+
+ private:
+  void Reload();
+  void Stop();
+  void WatchPlaybookDirs();
+  void WriteStatus();
+  void CloseAll();
+
+  std::string config_path_;
+  uv_loop_t loop_{};
+  std::shared_ptr<const Config> config_;
+  std::unique_ptr<StoreThread> store_;
+  std::unique_ptr<PlaybookLibrary> playbooks_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<LoopLag> lag_;
+  std::unique_ptr<Timer> status_timer_;
+  std::unique_ptr<Timer> playbook_rescan_;
+  std::vector<uv_fs_event_t*> playbook_watchers_;
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  bool stopping_ = false;
+  bool status_write_in_flight_ = false;
+  int64_t started_at_ = 0;
+  int lock_fd_ = -1;
+};
+
+}  // namespace guardian

@@ -1,0 +1,479 @@
+#include "daemon/engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+#include "daemon/modes.h"
+#include "daemon/timer.h"
+#include "plugins/playbook_run.h"
+
+namespace guardian {
+namespace fs = std::filesystem;
+
+namespace {
+// Holds set by escalation (as opposed to an operator's) lift themselves when the check is seen
+// healthy or its budget has room again, so "gave up" is never a state only a human can leave.
+constexpr const char* kAutoHoldPrefix = "escalated: ";
+
+bool IsAutoHold(const std::string& reason) { return reason.rfind(kAutoHoldPrefix, 0) == 0; }
+}  // namespace
+
+struct Engine::Incident {
+  IncidentRecord rec;
+  std::unique_ptr<PlaybookRun> run;
+  std::unique_ptr<Timer> retry_timer;
+  int attempt = 0;
+  bool remediate_started = false;
+  std::vector<std::string> log_lines;  // the current phase's guardian.log lines
+};
+
+Engine::Engine(uv_loop_t* loop, StoreThread* store, PlaybookLibrary* playbooks, const Clock* clock)
+    : loop_(loop), store_(store), playbooks_(playbooks), clock_(clock) {}
+
+Engine::~Engine() = default;
+
+CheckRuntime* Engine::FindCheck(const std::string& id) {
+  auto it = checks_.find(id);
+  return it == checks_.end() ? nullptr : it->second.get();
+}
+
+static bool SameCheck(const CheckConfig& a, const CheckConfig& b) {
+  return a.id == b.id && a.mode == b.mode && a.interval_ms == b.interval_ms && a.debounce == b.debounce &&
+         a.jitter == b.jitter && a.target_ms == b.target_ms && a.playbook == b.playbook && a.retries == b.retries &&
+         a.budget.max_actions == b.budget.max_actions && a.budget.window_ms == b.budget.window_ms &&
+         a.params == b.params;
+}
+
+void Engine::Apply(std::shared_ptr<const Config> config) {
+  config_ = config;
+  std::map<std::string, const CheckConfig*> wanted;
+  for (const auto& c : config->checks) wanted[c.id] = &c;
+
+  // Stop checks that are gone or changed; an open incident keeps its own copy of what it needs.
+  for (auto it = checks_.begin(); it != checks_.end();) {
+    auto w = wanted.find(it->first);
+    if (w != wanted.end() && SameCheck(*w->second, it->second->config())) {
+      ++it;
+      continue;
+    }
+    spdlog::info("check {}: {}", it->first, w == wanted.end() ? "removed" : "changed; restarting it");
+    CloseCheck(std::move(it->second));
+    it = checks_.erase(it);
+  }
+  for (const auto& c : config->checks) {
+    if (checks_.count(c.id)) continue;
+    const DetectorFactory* f = DetectorRegistry::Get().Find(c.mode);
+    if (f == nullptr) continue;  // the config loader already refused this
+    DetectorEnv env;
+    env.loop = loop_;
+    env.check = c;
+    env.check_state_dir = (fs::path(config->state_dir) / "checks" / c.id).string();
+    std::error_code ec;
+    fs::create_directories(env.check_state_dir, ec);
+    auto check = std::make_unique<CheckRuntime>(loop_, c, env.check_state_dir, f->make(env), clock_,
+                                                [this](CheckRuntime* ch, const Observation& o) { OnObservation(ch, o); });
+    // A restarted check inherits the open incident of its previous definition.
+    for (const auto& [id, inc] : incidents_) {
+      if (inc->rec.check_id == c.id) check->incident_id = id;
+    }
+    check->Start();
+    checks_[c.id] = std::move(check);
+  }
+}
+
+void Engine::CloseCheck(std::unique_ptr<CheckRuntime> check) {
+  ++closing_checks_;
+  CheckRuntime* raw = check.release();
+  raw->Close([this, raw] {
+    delete raw;
+    --closing_checks_;
+    MaybeShutdownDone();
+  });
+}
+
+void Engine::OnObservation(CheckRuntime* check, const Observation& obs) {
+  if (shutting_down_) return;
+  if (check->incident_id != 0) return;  // the incident's own probe decides
+  auto t = check->health().Observe(obs, clock_->WallMs());
+  if (check->held()) {
+    bool lift = IsAutoHold(check->hold_reason()) && (obs.ok() || check->budget().Remaining() > 0);
+    if (!lift) return;
+    spdlog::info("check {}: hold lifted ({})", check->config().id,
+                 obs.ok() ? "check is healthy again" : "budget has room again");
+    check->Release();
+    check->health().Reset();
+    std::string id = check->config().id;
+    store_->Submit([id](Store& s) { return s.ClearHold(id); });
+    if (!obs.ok()) t = check->health().Observe(obs, clock_->WallMs());
+  }
+  if (t == CheckHealth::Transition::kConfirmed) Open(check, obs);
+}
+
+void Engine::Open(CheckRuntime* check, const Observation& obs) {
+  auto inc = std::make_unique<Incident>();
+  const CheckConfig& c = check->config();
+  inc->rec.check_id = c.id;
+  inc->rec.mode = c.mode;
+  inc->rec.state = kStateOpen;
+  inc->rec.onset_at = check->health().onset_ms();
+  inc->rec.detected_at = clock_->WallMs();
+  inc->rec.target_ms = c.target_ms;
+  inc->rec.playbook = c.playbook;
+  inc->rec.evidence = obs.evidence;
+  spdlog::warn("check {}: {} confirmed: {}", c.id, c.mode, obs.evidence);
+  check->incident_id = -1;  // opening: ignore observations until the incident exists
+  auto rec = std::make_shared<IncidentRecord>(inc->rec);
+  Incident* raw = inc.release();
+  store_->Submit([rec](Store& s) { return s.InsertIncident(rec.get()); },
+                 [this, raw, rec](Status s) {
+                   std::unique_ptr<Incident> inc(raw);
+                   CheckRuntime* check = FindCheck(inc->rec.check_id);
+                   if (!s.ok()) {
+                     // Without a journal row we must not act: nothing would record what we did.
+                     spdlog::error("check {}: cannot record incident ({}); will retry on the next failure",
+                                   inc->rec.check_id, s.ToString());
+                     if (check) {
+                       check->incident_id = 0;
+                       check->health().Reset();
+                     }
+                     return;
+                   }
+                   inc->rec.id = rec->id;
+                   int64_t id = rec->id;
+                   if (check) check->incident_id = id;
+                   incidents_[id] = std::move(inc);
+                   if (shutting_down_) return;  // resumed at the next start
+                   StartAttempt(incidents_[id].get());
+                 });
+}
+
+bool Engine::EnsureRun(Incident* inc, std::string* error) {
+  if (inc->run) return true;
+  CheckRuntime* check = FindCheck(inc->rec.check_id);
+  if (!check) {
+    *error = "check '" + inc->rec.check_id + "' is no longer configured";
+    return false;
+  }
+  auto pb = playbooks_->Find(inc->rec.playbook);
+  if (!pb) {
+    *error = "playbook '" + inc->rec.playbook + "' is not loaded";
+    return false;
+  }
+  std::string check_id = check->config().id;
+  RunServices services;
+  services.probe = [this, check_id](std::function<void(Observation)> done) {
+    CheckRuntime* ch = FindCheck(check_id);
+    if (!ch) {
+      done(Observation::Unknown("check is no longer configured"));
+      return;
+    }
+    ch->ProbeOnce(std::move(done));
+  };
+  services.get_value = [this, check_id](const std::string& key) {
+    auto& m = values_[check_id];
+    auto it = m.find(key);
+    return it == m.end() ? std::string() : it->second;
+  };
+  services.set_value = [this, check_id](const std::string& key, const std::string& value) {
+    values_[check_id][key] = value;
+    store_->Submit([check_id, key, value](Store& s) { return s.SetValue(check_id, key, value); });
+  };
+  int64_t id = inc->rec.id;
+  services.log = [this, id, check_id](const std::string& level, const std::string& line) {
+    spdlog::log(spdlog::level::from_str(level), "incident {} ({}): {}", id, check_id, line);
+    auto it = incidents_.find(id);
+    if (it != incidents_.end() && it->second->log_lines.size() < 20) it->second->log_lines.push_back(line);
+  };
+  inc->run = std::make_unique<PlaybookRun>(loop_, pb, check->config(), check->state_dir(),
+                                           config_->playbook_limits, std::move(services));
+  Status s = inc->run->Start(inc->rec.id);
+  if (!s.ok()) {
+    inc->run.reset();
+    *error = "playbook failed to start: " + s.message();
+    return false;
+  }
+  return true;
+}
+
+void Engine::StartAttempt(Incident* inc) {
+  CheckRuntime* check = FindCheck(inc->rec.check_id);
+  if (!check) return Escalate(inc, "check '" + inc->rec.check_id + "' is no longer configured");
+  if (!check->budget().TrySpend()) {
+    return Escalate(inc, "action budget spent (" + std::to_string(check->config().budget.max_actions) +
+                             " actions per " + std::to_string(check->config().budget.window_ms / 1000) + " s)");
+  }
+  std::string error;
+  if (!EnsureRun(inc, &error)) return Escalate(inc, error);
+  inc->attempt++;
+  inc->rec.attempts = inc->attempt;
+  inc->rec.state = kStateRunning;
+  inc->remediate_started = false;
+  Persist(inc);
+  int64_t id = inc->rec.id;
+  RunStep(inc, "backup", [this, id](Status s) {
+    Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
+    if (!inc) return;
+    if (!s.ok()) return RetryOrEscalate(inc, "backup failed: " + s.message());
+    inc->remediate_started = true;
+    RunStep(inc, "remediate", [this, id](Status s) {
+      Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
+      if (!inc) return;
+      if (!s.ok()) return Rollback(inc, "remediate failed: " + s.message());
+      RunStep(inc, "verify", [this, id](Status s) {
+        Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
+        if (!inc) return;
+        if (!s.ok()) return Rollback(inc, "verify failed: " + s.message());
+        RunStep(inc, "probe", [this, id](Status s) {
+          Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
+          if (!inc) return;
+          if (!s.ok()) return Rollback(inc, "still failing after remediation: " + s.message());
+          Resolve(inc, "verified healthy after attempt " + std::to_string(inc->attempt));
+        });
+      });
+    });
+  });
+}
+
+void Engine::RunStep(Incident* inc, const std::string& phase, std::function<void(Status)> next) {
+  auto step = std::make_shared<StepRecord>();
+  step->incident_id = inc->rec.id;
+  step->attempt = inc->attempt;
+  step->phase = phase;
+  step->started_at = clock_->WallMs();
+  step->status = "running";
+  int64_t id = inc->rec.id;
+  // Journal first; act only once the `running` row is durable.
+  store_->Submit([step](Store& s) { return s.InsertStep(step.get()); }, [this, id, step, phase, next](Status st) {
+    if (!st.ok()) spdlog::error("incident {}: journaling step {}: {}", id, phase, st.ToString());
+    auto it = incidents_.find(id);
+    if (it == incidents_.end()) return;
+    Incident* inc = it->second.get();
+    auto finish = [this, id, step, next](Status s, std::string msg) {
+      step->ended_at = clock_->WallMs();
+      step->status = s.ok() ? "ok" : (shutting_down_ ? "interrupted" : "failed");
+      auto it = incidents_.find(id);
+      if (it != incidents_.end()) {
+        for (const auto& line : it->second->log_lines) msg += (msg.empty() ? "" : "; ") + line;
+        it->second->log_lines.clear();
+      }
+      step->message = msg;
+      store_->Submit([step](Store& s) { return s.FinishStep(*step); });
+      if (shutting_down_) return;  // resumed at the next start
+      next(s);
+    };
+    if (shutting_down_) {
+      finish(Status::Aborted("guardiand stopping"), "guardiand stopping");
+      return;
+    }
+    if (phase == "probe") {
+      CheckRuntime* check = FindCheck(inc->rec.check_id);
+      if (!check) return finish(Status::Aborted("check is no longer configured"), "check is no longer configured");
+      check->ProbeOnce([finish](Observation obs) {
+        if (obs.ok()) return finish(Status::OK(), obs.evidence.empty() ? "healthy" : obs.evidence);
+        finish(Status::Aborted(obs.evidence), obs.evidence);
+      });
+      return;
+    }
+    std::string error;
+    if (!EnsureRun(inc, &error)) return finish(Status::Aborted(error), error);
+    inc->run->RunPhase(phase, inc->attempt, finish);
+  });
+}
+
+void Engine::Rollback(Incident* inc, const std::string& why) {
+  spdlog::warn("incident {} ({}): {}; rolling back", inc->rec.id, inc->rec.check_id, why);
+  int64_t id = inc->rec.id;
+  RunStep(inc, "rollback", [this, id, why](Status s) {
+    auto it = incidents_.find(id);
+    if (it == incidents_.end()) return;
+    std::string reason = why;
+    if (!s.ok()) reason += "; rollback failed: " + s.message();
+    RetryOrEscalate(it->second.get(), reason);
+  });
+}
+
+void Engine::RetryOrEscalate(Incident* inc, const std::string& why) {
+  int retries = 0;
+  CheckRuntime* check = FindCheck(inc->rec.check_id);
+  auto pb = playbooks_->Find(inc->rec.playbook);
+  if (pb) retries = pb->retries;
+  if (check && check->config().retries) retries = *check->config().retries;
+  int max_attempts = 1 + retries;
+  if (inc->attempt >= max_attempts) {
+    return Escalate(inc, "gave up after " + std::to_string(inc->attempt) + " attempt(s): " + why);
+  }
+  int64_t delay = RetryDelayMs(config_->retry, inc->attempt + 1);
+  inc->rec.state = kStateWaiting;
+  inc->rec.reason = why;
+  Persist(inc);
+  spdlog::info("incident {} ({}): retrying in {} ms ({})", inc->rec.id, inc->rec.check_id, delay, why);
+  int64_t id = inc->rec.id;
+  inc->retry_timer = std::make_unique<Timer>(loop_);
+  inc->retry_timer->Start(delay, [this, id] {
+    auto it = incidents_.find(id);
+    if (it == incidents_.end()) return;
+    // It may have healed meanwhile (or been fixed by hand); do not act on a healthy check.
+    RunStep(it->second.get(), "probe", [this, id](Status s) {
+      auto it = incidents_.find(id);
+      if (it == incidents_.end()) return;
+      if (s.ok()) return Resolve(it->second.get(), "healthy again before retry");
+      StartAttempt(it->second.get());
+    });
+  });
+}
+
+void Engine::Resolve(Incident* inc, const std::string& reason) {
+  inc->rec.state = kStateResolved;
+  inc->rec.recovered_at = clock_->WallMs();
+  inc->rec.reason = reason;
+  Persist(inc);
+  int64_t mttr = inc->rec.recovered_at - inc->rec.onset_at;
+  spdlog::info("incident {} ({}): resolved in {} ms (target {} ms{}): {}", inc->rec.id, inc->rec.check_id, mttr,
+               inc->rec.target_ms, mttr <= inc->rec.target_ms ? "" : ", OVER TARGET", reason);
+  if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
+    check->health().Reset();
+    check->incident_id = 0;
+  }
+  Finish(inc);
+}
+
+void Engine::Escalate(Incident* inc, const std::string& reason) {
+  inc->rec.state = kStateEscalated;
+  inc->rec.reason = reason;
+  Persist(inc);
+  std::string hold = std::string(kAutoHoldPrefix) + "incident " + std::to_string(inc->rec.id) + ": " + reason;
+  spdlog::error("incident {} ({}): ESCALATED, check held: {}", inc->rec.id, inc->rec.check_id, reason);
+  if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
+    check->health().Reset();
+    check->incident_id = 0;
+    check->Hold(hold);
+  }
+  std::string check_id = inc->rec.check_id;
+  int64_t now = clock_->WallMs();
+  store_->Submit([check_id, hold, now](Store& s) { return s.SetHold(check_id, hold, now); });
+  Finish(inc);
+}
+
+void Engine::Persist(Incident* inc) {
+  IncidentRecord rec = inc->rec;
+  rec.steps.clear();
+  store_->Submit([rec](Store& s) { return s.UpdateIncident(rec); },
+                 [id = rec.id](Status s) {
+                   if (!s.ok()) spdlog::error("incident {}: cannot persist: {}", id, s.ToString());
+                 });
+}
+
+void Engine::Finish(Incident* inc) {
+  // We may be deep inside this incident's playbook callback; free it on the next loop turn.
+  auto it = incidents_.find(inc->rec.id);
+  if (it == incidents_.end()) return;
+  std::shared_ptr<Incident> dead(it->second.release());
+  incidents_.erase(it);
+  auto* timer = new Timer(loop_);
+  timer->Start(0, [timer, dead]() mutable {
+    dead.reset();
+    delete timer;
+  });
+}
+
+void Engine::Recover(std::vector<IncidentRecord> unfinished, std::map<std::string, std::string> holds) {
+  for (const auto& [check_id, reason] : holds) {
+    if (CheckRuntime* check = FindCheck(check_id)) check->Hold(reason);
+  }
+  for (auto& rec : unfinished) {
+    auto inc = std::make_unique<Incident>();
+    inc->rec = std::move(rec);
+    inc->attempt = inc->rec.attempts;
+    for (const auto& s : inc->rec.steps) {
+      if (s.attempt == inc->attempt && (s.phase == "remediate" || s.phase == "verify" || s.phase == "probe")) {
+        inc->remediate_started = true;
+      }
+    }
+    int64_t id = inc->rec.id;
+    CheckRuntime* check = FindCheck(inc->rec.check_id);
+    incidents_[id] = std::move(inc);
+    Incident* raw = incidents_[id].get();
+    if (!check) {
+      Escalate(raw, "check '" + raw->rec.check_id + "' is no longer configured");
+      continue;
+    }
+    check->incident_id = id;
+    int64_t now = clock_->WallMs();
+    auto interrupted = std::make_shared<std::vector<StepRecord>>();
+    store_->Submit(
+        [id, now, interrupted](Store& s) {
+          return s.InterruptRunningSteps(id, now, "guardiand stopped during this step", interrupted.get());
+        },
+        [this, id, interrupted](Status s) {
+          auto it = incidents_.find(id);
+          if (it == incidents_.end() || shutting_down_) return;
+          Incident* inc = it->second.get();
+          std::string what = "guardiand restarted";
+          if (!s.ok()) what += " (could not read its journal: " + s.message() + ")";
+          for (const auto& st : *interrupted) {
+            what += "; interrupted " + st.phase + " of attempt " + std::to_string(st.attempt);
+          }
+          spdlog::warn("incident {} ({}): resuming: {}", id, inc->rec.check_id, what);
+          inc->log_lines.push_back(what);
+          // Re-probe first: the interrupted attempt may have healed it already.
+          RunStep(inc, "probe", [this, id](Status s) {
+            auto it = incidents_.find(id);
+            if (it == incidents_.end()) return;
+            Incident* inc = it->second.get();
+            if (s.ok()) return Resolve(inc, "healthy after guardiand restart");
+            if (inc->remediate_started) return Rollback(inc, "remediation interrupted by a guardiand restart");
+            RetryOrEscalate(inc, "interrupted by a guardiand restart");
+          });
+        });
+  }
+}
+
+void Engine::Shutdown(std::function<void()> done) {
+  shutting_down_ = true;
+  shutdown_done_ = std::move(done);
+  for (auto& [id, inc] : incidents_) {
+    inc->retry_timer.reset();
+    if (inc->run && inc->run->running()) inc->run->Abort("guardiand stopping");
+  }
+  incidents_.clear();
+  for (auto& [id, check] : checks_) CloseCheck(std::move(check));
+  checks_.clear();
+  MaybeShutdownDone();
+}
+
+void Engine::MaybeShutdownDone() {
+  if (!shutting_down_ || closing_checks_ > 0 || !shutdown_done_) return;
+  auto done = std::move(shutdown_done_);
+  shutdown_done_ = nullptr;
+  done();
+}
+
+size_t Engine::running_playbooks() const {
+  size_t n = 0;
+  for (const auto& [id, inc] : incidents_) n += inc->run && inc->run->running();
+  return n;
+}
+
+nlohmann::json Engine::StatusJson() const {
+  nlohmann::json checks = nlohmann::json::array();
+  for (const auto& [id, c] : checks_) {
+    const char* state = "unknown";
+    switch (c->last_observation().health) {
+      case Observation::Health::kOk: state = "ok"; break;
+      case Observation::Health::kFailing: state = "failing"; break;
+      case Observation::Health::kUnknown: state = "unknown"; break;
+    }
+    checks.push_back({{"id", id},
+                      {"mode", c->config().mode},
+                      {"state", state},
+                      {"evidence", c->last_observation().evidence},
+                      {"held", c->held()},
+                      {"hold_reason", c->hold_reason()},
+                      {"incident", c->incident_id > 0 ? nlohmann::json(c->incident_id) : nlohmann::json(nullptr)},
+                      {"budget_remaining", const_cast<CheckRuntime*>(c.get())->budget().Remaining()}});
+  }
+  return {{"checks", checks}, {"open_incidents", incidents_.size()}, {"running_playbooks", running_playbooks()}};
+}
+
+}  // namespace guardian

@@ -1,0 +1,410 @@
+#include "daemon/store.h"
+
+#include <string_view>
+
+namespace guardian {
+namespace {
+
+// Forward-only migrations: entry i takes the schema from version i to i+1. Never edit a
+// shipped entry; append a new one.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE incidents(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  check_id TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  state TEXT NOT NULL,
+  onset_at INTEGER NOT NULL,
+  detected_at INTEGER NOT NULL,
+  recovered_at INTEGER NOT NULL DEFAULT 0,
+  target_ms INTEGER NOT NULL,
+  playbook TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  evidence TEXT NOT NULL DEFAULT '',
+  reason TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX incidents_check ON incidents(check_id, onset_at);
+CREATE INDEX incidents_state ON incidents(state);
+CREATE TABLE steps(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  incident_id INTEGER NOT NULL REFERENCES incidents(id),
+  attempt INTEGER NOT NULL,
+  phase TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  ended_at INTEGER NOT NULL DEFAULT 0,
+  status TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX steps_incident ON steps(incident_id, id);
+CREATE TABLE check_values(
+  check_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY(check_id, key)
+);
+CREATE TABLE holds(
+  check_id TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  since INTEGER NOT NULL
+);
+)sql",
+};
+constexpr int kLatestVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
+
+// A prepared statement that finalizes itself.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  ~Stmt() { sqlite3_finalize(s_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt& Bind(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& Bind(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  int Step() { return sqlite3_step(s_); }
+  int64_t Int(int col) { return sqlite3_column_int64(s_, col); }
+  std::string Text(int col) {
+    const unsigned char* t = sqlite3_column_text(s_, col);
+    return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(s_, col)) : "";
+  }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+  int rc_;
+};
+
+const char* kIncidentColumns =
+    "id, check_id, mode, state, onset_at, detected_at, recovered_at, target_ms, playbook, "
+    "attempts, evidence, reason";
+
+IncidentRecord ReadIncident(Stmt& st) {
+  IncidentRecord r;
+  r.id = st.Int(0);
+  r.check_id = st.Text(1);
+  r.mode = st.Text(2);
+  r.state = st.Text(3);
+  r.onset_at = st.Int(4);
+  r.detected_at = st.Int(5);
+  r.recovered_at = st.Int(6);
+  r.target_ms = st.Int(7);
+  r.playbook = st.Text(8);
+  r.attempts = static_cast<int>(st.Int(9));
+  r.evidence = st.Text(10);
+  r.reason = st.Text(11);
+  return r;
+}
+
+}  // namespace
+
+bool IncidentRecord::terminal() const {
+  return state == kStateResolved || state == kStateEscalated;
+}
+
+nlohmann::json IncidentRecord::ToJson() const {
+  using nlohmann::json;
+  json j;
+  j["id"] = id;
+  j["check"] = check_id;
+  j["mode"] = mode;
+  j["state"] = state;
+  j["onset_at"] = onset_at;
+  j["detected_at"] = detected_at;
+  j["recovered_at"] = recovered_at ? json(recovered_at) : json(nullptr);
+  j["mttd_ms"] = detected_at - onset_at;
+  j["mttr_ms"] = recovered_at ? json(recovered_at - onset_at) : json(nullptr);
+  j["target_ms"] = target_ms;
+  j["within_target"] = recovered_at ? json(recovered_at - onset_at <= target_ms) : json(nullptr);
+  j["playbook"] = playbook;
+  j["attempts"] = attempts;
+  j["evidence"] = evidence;
+  j["reason"] = reason;
+  json steps = json::array();
+  for (const auto& s : this->steps) {
+    steps.push_back({{"phase", s.phase},
+                     {"attempt", s.attempt},
+                     {"started_at", s.started_at},
+                     {"ended_at", s.ended_at ? json(s.ended_at) : json(nullptr)},
+                     {"status", s.status},
+                     {"message", s.message}});
+  }
+  j["steps"] = std::move(steps);
+  return j;
+}
+
+Status Store::Open(const std::string& path, bool read_only, std::unique_ptr<Store>* out) {
+  sqlite3* db = nullptr;
+  int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  flags |= SQLITE_OPEN_NOMUTEX;
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = path + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return Status::IOError(msg);
+  }
+  // Readers (the CLI) must not fail while the daemon holds a write lock.
+  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<Store> store(new Store(db));
+  if (!read_only) {
+    // WAL lets the CLI read while the daemon writes; NORMAL sync is durable across process
+    // crashes (what we guard against) and loses at most the last commits on power loss.
+    Status s = store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+    if (!s.ok()) return s;
+    s = store->Migrate();
+    if (!s.ok()) return s;
+  } else {
+    int v = store->SchemaVersion();
+    if (v > kLatestVersion) {
+      return Status::Corruption(path + ": schema version " + std::to_string(v) +
+                                " is newer than this build knows (" + std::to_string(kLatestVersion) + ")");
+    }
+  }
+  *out = std::move(store);
+  return Status::OK();
+}
+
+Store::~Store() { sqlite3_close(db_); }
+
+int Store::LatestSchemaVersion() { return kLatestVersion; }
+
+int Store::SchemaVersion() {
+  Stmt st(db_, "PRAGMA user_version");
+  if (!st.ok() || st.Step() != SQLITE_ROW) return -1;
+  return static_cast<int>(st.Int(0));
+}
+
+Status Store::Error(const char* what) {
+  return Status::IOError(std::string(what) + ": " + sqlite3_errmsg(db_));
+}
+
+Status Store::Exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::IOError(msg);
+  }
+  return Status::OK();
+}
+
+Status Store::Migrate() {
+  int v = SchemaVersion();
+  if (v < 0) return Error("read schema version");
+  if (v > kLatestVersion) {
+    // A newer guardiand wrote this; running old code against it would corrupt it.
+    return Status::Corruption("store schema version " + std::to_string(v) +
+                              " is newer than this build (" + std::to_string(kLatestVersion) + ")");
+  }
+  for (; v < kLatestVersion; ++v) {
+    std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[v] +
+                      "PRAGMA user_version=" + std::to_string(v + 1) + ";COMMIT;";
+    Status s = Exec(sql.c_str());
+    if (!s.ok()) {
+      Exec("ROLLBACK");
+      return Status::IOError("migration to schema " + std::to_string(v + 1) + ": " + s.message());
+    }
+  }
+  return Status::OK();
+}
+
+Status Store::InsertIncident(IncidentRecord* rec) {
+  Stmt st(db_,
+          "INSERT INTO incidents(check_id, mode, state, onset_at, detected_at, recovered_at, "
+          "target_ms, playbook, attempts, evidence, reason) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+  if (!st.ok()) return Error("prepare insert incident");
+  st.Bind(1, rec->check_id).Bind(2, rec->mode).Bind(3, rec->state).Bind(4, rec->onset_at);
+  st.Bind(5, rec->detected_at).Bind(6, rec->recovered_at).Bind(7, rec->target_ms);
+  st.Bind(8, rec->playbook).Bind(9, int64_t{rec->attempts}).Bind(10, rec->evidence).Bind(11, rec->reason);
+  if (st.Step() != SQLITE_DONE) return Error("insert incident");
+  rec->id = sqlite3_last_insert_rowid(db_);
+  return Status::OK();
+}
+
+Status Store::UpdateIncident(const IncidentRecord& rec) {
+  Stmt st(db_,
+          "UPDATE incidents SET state=?, recovered_at=?, attempts=?, evidence=?, reason=? WHERE id=?");
+  if (!st.ok()) return Error("prepare update incident");
+  st.Bind(1, rec.state).Bind(2, rec.recovered_at).Bind(3, int64_t{rec.attempts});
+  st.Bind(4, rec.evidence).Bind(5, rec.reason).Bind(6, rec.id);
+  if (st.Step() != SQLITE_DONE) return Error("update incident");
+  return Status::OK();
+}
+
+Status Store::InsertStep(StepRecord* step) {
+  Stmt st(db_,
+          "INSERT INTO steps(incident_id, attempt, phase, started_at, ended_at, status, message) "
+          "VALUES(?,?,?,?,?,?,?)");
+  if (!st.ok()) return Error("prepare insert step");
+  st.Bind(1, step->incident_id).Bind(2, int64_t{step->attempt}).Bind(3, step->phase);
+  st.Bind(4, step->started_at).Bind(5, step->ended_at).Bind(6, step->status).Bind(7, step->message);
+  if (st.Step() != SQLITE_DONE) return Error("insert step");
+  step->id = sqlite3_last_insert_rowid(db_);
+  return Status::OK();
+}
+
+Status Store::FinishStep(const StepRecord& step) {
+  Stmt st(db_, "UPDATE steps SET ended_at=?, status=?, message=? WHERE id=?");
+  if (!st.ok()) return Error("prepare finish step");
+  st.Bind(1, step.ended_at).Bind(2, step.status).Bind(3, step.message).Bind(4, step.id);
+  if (st.Step() != SQLITE_DONE) return Error("finish step");
+  return Status::OK();
+}
+
+Status Store::InterruptRunningSteps(int64_t incident_id, int64_t now, const std::string& why,
+                                    std::vector<StepRecord>* interrupted) {
+  {
+    Stmt st(db_,
+            "SELECT id, attempt, phase, started_at FROM steps WHERE incident_id=? AND "
+            "status='running' ORDER BY id");
+    if (!st.ok()) return Error("prepare running steps");
+    st.Bind(1, incident_id);
+    while (st.Step() == SQLITE_ROW) {
+      StepRecord s;
+      s.id = st.Int(0);
+      s.incident_id = incident_id;
+      s.attempt = static_cast<int>(st.Int(1));
+      s.phase = st.Text(2);
+      s.started_at = st.Int(3);
+      s.ended_at = now;
+      s.status = "interrupted";
+      s.message = why;
+      interrupted->push_back(s);
+    }
+  }
+  for (const auto& s : *interrupted) {
+    Status st = FinishStep(s);
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
+}
+
+Status Store::LoadSteps(IncidentRecord* rec) {
+  Stmt st(db_,
+          "SELECT id, attempt, phase, started_at, ended_at, status, message FROM steps "
+          "WHERE incident_id=? ORDER BY id");
+  if (!st.ok()) return Error("prepare steps");
+  st.Bind(1, rec->id);
+  rec->steps.clear();
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    StepRecord s;
+    s.id = st.Int(0);
+    s.incident_id = rec->id;
+    s.attempt = static_cast<int>(st.Int(1));
+    s.phase = st.Text(2);
+    s.started_at = st.Int(3);
+    s.ended_at = st.Int(4);
+    s.status = st.Text(5);
+    s.message = st.Text(6);
+    rec->steps.push_back(std::move(s));
+  }
+  if (rc != SQLITE_DONE) return Error("read steps");
+  return Status::OK();
+}
+
+Status Store::GetIncident(int64_t id, std::optional<IncidentRecord>* out) {
+  std::string sql = std::string("SELECT ") + kIncidentColumns + " FROM incidents WHERE id=?";
+  Stmt st(db_, sql.c_str());
+  if (!st.ok()) return Error("prepare get incident");
+  st.Bind(1, id);
+  out->reset();
+  if (st.Step() == SQLITE_ROW) {
+    IncidentRecord r = ReadIncident(st);
+    Status s = LoadSteps(&r);
+    if (!s.ok()) return s;
+    *out = std::move(r);
+  }
+  return Status::OK();
+}
+
+Status Store::ListIncidents(const IncidentFilter& f, std::vector<IncidentRecord>* out) {
+  std::string sql = std::string("SELECT ") + kIncidentColumns +
+                    " FROM incidents WHERE (?1='' OR check_id=?1) AND (?2='' OR mode=?2) AND "
+                    "(?3='' OR state=?3) AND onset_at>=?4 ORDER BY id DESC LIMIT ?5";
+  Stmt st(db_, sql.c_str());
+  if (!st.ok()) return Error("prepare list incidents");
+  st.Bind(1, f.check_id).Bind(2, f.mode).Bind(3, f.state).Bind(4, f.since).Bind(5, int64_t{f.limit});
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ReadIncident(st));
+  if (rc != SQLITE_DONE) return Error("list incidents");
+  for (auto& r : *out) {
+    Status s = LoadSteps(&r);
+    if (!s.ok()) return s;
+  }
+  return Status::OK();
+}
+
+Status Store::UnfinishedIncidents(std::vector<IncidentRecord>* out) {
+  std::string sql = std::string("SELECT ") + kIncidentColumns +
+                    " FROM incidents WHERE state NOT IN ('resolved','escalated') ORDER BY id";
+  Stmt st(db_, sql.c_str());
+  if (!st.ok()) return Error("prepare unfinished incidents");
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ReadIncident(st));
+  if (rc != SQLITE_DONE) return Error("unfinished incidents");
+  for (auto& r : *out) {
+    Status s = LoadSteps(&r);
+    if (!s.ok()) return s;
+  }
+  return Status::OK();
+}
+
+Status Store::SetValue(const std::string& check_id, const std::string& key, const std::string& value) {
+  Stmt st(db_, "INSERT OR REPLACE INTO check_values(check_id, key, value) VALUES(?,?,?)");
+  if (!st.ok()) return Error("prepare set value");
+  st.Bind(1, check_id).Bind(2, key).Bind(3, value);
+  if (st.Step() != SQLITE_DONE) return Error("set value");
+  return Status::OK();
+}
+
+Status Store::Values(const std::string& check_id, std::map<std::string, std::string>* out) {
+  Stmt st(db_, "SELECT key, value FROM check_values WHERE check_id=?");
+  if (!st.ok()) return Error("prepare values");
+  st.Bind(1, check_id);
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) (*out)[st.Text(0)] = st.Text(1);
+  if (rc != SQLITE_DONE) return Error("values");
+  return Status::OK();
+}
+
+Status Store::SetHold(const std::string& check_id, const std::string& reason, int64_t since) {
+  Stmt st(db_, "INSERT OR REPLACE INTO holds(check_id, reason, since) VALUES(?,?,?)");
+  if (!st.ok()) return Error("prepare hold");
+  st.Bind(1, check_id).Bind(2, reason).Bind(3, since);
+  if (st.Step() != SQLITE_DONE) return Error("hold");
+  return Status::OK();
+}
+
+Status Store::ClearHold(const std::string& check_id) {
+  Stmt st(db_, "DELETE FROM holds WHERE check_id=?");
+  if (!st.ok()) return Error("prepare release");
+  st.Bind(1, check_id);
+  if (st.Step() != SQLITE_DONE) return Error("release");
+  return Status::OK();
+}
+
+Status Store::Holds(std::map<std::string, std::string>* out) {
+  Stmt st(db_, "SELECT check_id, reason FROM holds");
+  if (!st.ok()) return Error("prepare holds");
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) (*out)[st.Text(0)] = st.Text(1);
+  if (rc != SQLITE_DONE) return Error("holds");
+  return Status::OK();
+}
+
+Status Store::IntegrityCheck() {
+  Stmt st(db_, "PRAGMA integrity_check");
+  if (!st.ok()) return Error("prepare integrity_check");
+  std::string result;
+  while (st.Step() == SQLITE_ROW) {
+    if (!result.empty()) result += "; ";
+    result += st.Text(0);
+  }
+  if (result != "ok") return Status::Corruption(result);
+  return Status::OK();
+}
+
+}  // namespace guardian

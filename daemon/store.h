@@ -1,0 +1,113 @@
+#pragma once
+// Store: Guardian's durable state in one SQLite database (WAL mode) under the state dir:
+// incidents, their journaled steps, per-check key/values and holds. The schema is versioned
+// with PRAGMA user_version and migrated forward only.
+//
+// Thread: a Store is synchronous and owned by one thread at a time. The daemon uses it only
+// from the StoreThread; the CLI opens its own read-only Store. Never call it on the loop thread.
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon/status.h"
+
+namespace guardian {
+
+// Incident states. Terminal: resolved, escalated.
+inline constexpr const char* kStateOpen = "open";            // detected, not yet acting
+inline constexpr const char* kStateRunning = "running";      // playbook attempt in progress
+inline constexpr const char* kStateWaiting = "waiting";      // between attempts (backoff)
+inline constexpr const char* kStateResolved = "resolved";    // verified healthy
+inline constexpr const char* kStateEscalated = "escalated";  // gave up; check held
+
+struct StepRecord {
+  int64_t id = 0;
+  int64_t incident_id = 0;
+  int attempt = 0;
+  std::string phase;  // backup|remediate|verify|rollback|probe|recover|budget|hold
+  int64_t started_at = 0;
+  int64_t ended_at = 0;  // 0 while running
+  std::string status;    // running|ok|failed|skipped|interrupted
+  std::string message;
+};
+
+struct IncidentRecord {
+  int64_t id = 0;
+  std::string check_id;
+  std::string mode;
+  std::string state = kStateOpen;
+  int64_t onset_at = 0;      // first failing observation (wall ms)
+  int64_t detected_at = 0;   // debounce confirmed (wall ms)
+  int64_t recovered_at = 0;  // verified healthy (wall ms); 0 = not yet
+  int64_t target_ms = 0;
+  std::string playbook;
+  int attempts = 0;
+  std::string evidence;  // what the probe saw
+  std::string reason;    // why it ended as it did
+  std::vector<StepRecord> steps;
+
+  bool terminal() const;
+  // The DESIGN.md incident JSON (mttd_ms, mttr_ms, within_target derived).
+  nlohmann::json ToJson() const;
+};
+
+struct IncidentFilter {
+  std::string check_id;
+  std::string mode;
+  std::string state;
+  int64_t since = 0;  // onset_at >= since
+  int limit = 100;
+};
+
+class Store {
+ public:
+  // Opens (creating and migrating unless read_only) the database at `path`.
+  static Status Open(const std::string& path, bool read_only, std::unique_ptr<Store>* out);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  static int LatestSchemaVersion();
+  int SchemaVersion();
+
+  Status InsertIncident(IncidentRecord* rec);  // sets rec->id
+  Status UpdateIncident(const IncidentRecord& rec);
+  Status InsertStep(StepRecord* step);  // sets step->id
+  Status FinishStep(const StepRecord& step);
+  // Marks every step still `running` of incident `id` as interrupted; returns their phases.
+  Status InterruptRunningSteps(int64_t incident_id, int64_t now, const std::string& why,
+                               std::vector<StepRecord>* interrupted);
+
+  Status GetIncident(int64_t id, std::optional<IncidentRecord>* out);
+  Status ListIncidents(const IncidentFilter& filter, std::vector<IncidentRecord>* out);
+  // Incidents not yet resolved or escalated, oldest first, with steps.
+  Status UnfinishedIncidents(std::vector<IncidentRecord>* out);
+
+  Status SetValue(const std::string& check_id, const std::string& key, const std::string& value);
+  Status Values(const std::string& check_id, std::map<std::string, std::string>* out);
+
+  Status SetHold(const std::string& check_id, const std::string& reason, int64_t since);
+  Status ClearHold(const std::string& check_id);
+  Status Holds(std::map<std::string, std::string>* out);
+
+  Status IntegrityCheck();
+
+ private:
+  explicit Store(sqlite3* db) : db_(db) {}
+  Status Exec(const char* sql);
+  Status Migrate();
+  Status LoadSteps(IncidentRecord* rec);
+  Status Error(const char* what);
+
+  sqlite3* db_;
+};
+
+}  // namespace guardian

@@ -1,0 +1,17 @@
+#pragma once
+// Validation of a YAML config file the way missing_config judges it: present, not empty,
+// parsable, a mapping, with every required dotted key (e.g. "server.port") present.
+
+#include <string>
+#include <vector>
+
+#include "daemon/status.h"
+
+namespace guardian {
+
+// Blocking (reads the file): call from the thread pool, never the loop thread.
+Status CheckYamlFile(const std::string& path, const std::vector<std::string>& required_keys,
+                     std::string* content = nullptr);
+Status CheckYamlText(const std::string& text, const std::vector<std::string>& required_keys);
+
+}  // namespace guardian

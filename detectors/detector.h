@@ -1,0 +1,66 @@
+#pragma once
+// Detector: how one failure mode is noticed. Each built-in detector is one file in detectors/
+// that registers itself by mode id (GUARDIAN_REGISTER_DETECTOR); nothing in the core names them.
+//
+// Contract: Probe never blocks the loop thread (blocking reads go to the thread pool) and calls
+// `done` exactly once, on the loop thread. Start may open event sources (inotify, netlink) and
+// call `wake` to ask for a probe now instead of at the next interval. Close releases them and
+// calls `closed` once every handle is closed. A detector may be destroyed only after `closed`.
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/config.h"
+#include "daemon/observation.h"
+#include "daemon/params.h"
+#include "daemon/status.h"
+
+namespace guardian {
+
+// What a detector gets to work with.
+struct DetectorEnv {
+  uv_loop_t* loop = nullptr;
+  CheckConfig check;            // a copy: the detector may outlive a config reload
+  std::string check_state_dir;  // STATE_DIR/checks/<id>; exists, owned by this check
+};
+
+class Detector : public std::enable_shared_from_this<Detector> {
+ public:
+  virtual ~Detector() = default;
+  virtual Status Start(std::function<void()> wake) {
+    (void)wake;
+    return Status::OK();
+  }
+  virtual void Close(std::function<void()> closed) { closed(); }
+  virtual void Probe(std::function<void(Observation)> done) = 0;
+};
+
+struct DetectorFactory {
+  std::string mode;
+  std::vector<ParamSpec> params;
+  std::function<std::shared_ptr<Detector>(const DetectorEnv&)> make;
+};
+
+// The built-in detectors by mode id. Registration happens at static-init time; the registry
+// refuses a second detector for the same mode (a build error worth crashing on).
+class DetectorRegistry {
+ public:
+  static DetectorRegistry& Get();
+  bool Register(DetectorFactory factory);
+  const DetectorFactory* Find(std::string_view mode) const;
+  // For the config loader: the params schema of a mode, or nullptr when none is built in.
+  ParamSchemaLookup SchemaLookup() const;
+
+ private:
+  std::vector<DetectorFactory> factories_;
+};
+
+#define GUARDIAN_REGISTER_DETECTOR(ident, ...) \
+  [[maybe_unused]] static const bool ident##_registered = ::guardian::DetectorRegistry::Get().Register(__VA_ARGS__)
+
+}  // namespace guardian

@@ -1,0 +1,72 @@
+// guardian.proc.run(argv, opts): run a program as an argv vector, never through a shell.
+#include "daemon/child_process.h"
+#include "plugins/host_api.h"
+#include "plugins/playbook_run.h"
+
+namespace guardian {
+namespace {
+
+// guardian.proc.run({"/bin/prog", "arg"}, {timeout_ms = 5000, cwd = "/dir"})
+//   -> { code = N, signal = N, stdout = "...", stderr = "...", timed_out = bool }
+//   or nil, message when the program cannot be started.
+int Run(lua_State* L) {
+  ChildOptions opts;
+  opts.argv = CheckStringArray(L, 1, "argv");
+  if (opts.argv.empty()) return luaL_error(L, "guardian.proc.run: argv must not be empty");
+  opts.timeout_ms = 30'000;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "timeout_ms");
+    if (!lua_isnil(L, -1)) opts.timeout_ms = luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "cwd");
+    if (!lua_isnil(L, -1)) opts.cwd = luaL_checkstring(L, -1);
+    lua_pop(L, 1);
+  }
+  PlaybookRun* run = PlaybookRun::From(L);
+  return run->Await(L, "guardian.proc.run", [run, opts](PlaybookRun::Resume resume) {
+    ChildProcess* child = nullptr;
+    auto alive = std::make_shared<bool>(true);
+    ChildProcess::Run(
+        run->loop(), opts,
+        [resume, alive](ChildResult r) {
+          *alive = false;
+          resume([r](lua_State* L) -> int {
+            if (!r.status.ok() && !r.timed_out) {
+              // Pushers run outside a protected call, so report instead of raising.
+              lua_pushnil(L);
+              lua_pushstring(L, r.status.message().c_str());
+              return 2;
+            }
+            lua_newtable(L);
+            lua_pushinteger(L, r.exit_code);
+            lua_setfield(L, -2, "code");
+            lua_pushinteger(L, r.term_signal);
+            lua_setfield(L, -2, "signal");
+            lua_pushlstring(L, r.out.data(), r.out.size());
+            lua_setfield(L, -2, "stdout");
+            lua_pushlstring(L, r.err.data(), r.err.size());
+            lua_setfield(L, -2, "stderr");
+            lua_pushboolean(L, r.timed_out);
+            lua_setfield(L, -2, "timed_out");
+            return 1;
+          });
+        },
+        &child);
+    // Cancelling (phase deadline, shutdown) stops the child; its exit is still reaped.
+    return std::function<void()>([child, alive] {
+      if (*alive) child->Kill();
+    });
+  });
+}
+
+void Install(lua_State* L) {
+  static const luaL_Reg fns[] = {{"run", Run}, {nullptr, nullptr}};
+  luaL_newlib(L, fns);
+  lua_setfield(L, -2, "proc");
+}
+
+}  // namespace
+
+GUARDIAN_HOST_MODULE(proc, "proc", Install);
+
+}  // namespace guardian

@@ -1,0 +1,182 @@
+#include "plugins/playbook_library.h"
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "daemon/clock.h"
+#include "daemon/modes.h"
+#include "plugins/sandbox.h"
+
+namespace guardian {
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const kPhases[] = {"backup", "remediate", "verify", "rollback"};
+const std::set<std::string> kKnownFields = {"name",    "mode",     "backup",  "remediate", "verify",
+                                            "rollback", "timeout", "retries", "disruptive", "description"};
+
+// "file:LINE:" from a Lua message that names the chunk, so errors carry the line.
+std::string WithFile(const std::string& path, const std::string& lua_msg) {
+  // Lua messages look like `path:12: message`; keep them as they are when they do.
+  if (lua_msg.rfind(path + ":", 0) == 0) return lua_msg;
+  return path + ": " + lua_msg;
+}
+
+}  // namespace
+
+Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& limits, PlaybookInfo* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound(path + ": cannot read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string source = ss.str();
+
+  Sandbox sb(limits.memory_bytes);
+  Status s = sb.Load(source, "@" + path);
+  if (!s.ok()) return Status::InvalidArgument(WithFile(path, s.message()));
+  // Top-level code only builds the table; it gets a small budget and no host API.
+  sb.Arm(limits.instructions, SystemClock::Get()->MonoMs() + 1000);
+  s = sb.PCall(0, 1);
+  sb.Disarm();
+  if (!s.ok()) return Status::InvalidArgument(WithFile(path, s.message()));
+  lua_State* L = sb.L();
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return Status::InvalidArgument(path + ": a playbook must return a table");
+  }
+  PlaybookInfo info;
+  info.path = path;
+  info.source = std::move(source);
+  std::vector<std::string> errors;
+  // Unknown fields are typos until proven otherwise.
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    if (lua_type(L, -2) != LUA_TSTRING) {
+      errors.push_back("playbook table has a non-string key");
+    } else if (!kKnownFields.count(lua_tostring(L, -2))) {
+      errors.push_back(std::string("unknown field '") + lua_tostring(L, -2) + "'");
+    }
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, -1, "name");
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    info.name = lua_tostring(L, -1);
+    if (!std::regex_match(info.name, std::regex("[a-z0-9_-]+"))) errors.push_back("field 'name' must match [a-z0-9_-]+");
+  } else {
+    errors.push_back("field 'name' must be a string");
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "mode");
+  if (lua_type(L, -1) == LUA_TSTRING && FindMode(lua_tostring(L, -1))) {
+    info.mode = lua_tostring(L, -1);
+  } else {
+    errors.push_back("field 'mode' must be one of: " + ModeList());
+  }
+  lua_pop(L, 1);
+  for (const char* phase : kPhases) {
+    lua_getfield(L, -1, phase);
+    if (lua_isfunction(L, -1)) {
+      info.phases.push_back(phase);
+    } else if (!lua_isnil(L, -1)) {
+      errors.push_back(std::string("field '") + phase + "' must be a function");
+    }
+    lua_pop(L, 1);
+  }
+  if (std::find(info.phases.begin(), info.phases.end(), "remediate") == info.phases.end()) {
+    errors.push_back("field 'remediate' (a function) is required");
+  }
+  lua_getfield(L, -1, "timeout");
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
+    info.timeout_ms = lua_tointeger(L, -1);
+  } else if (!lua_isnil(L, -1)) {
+    errors.push_back("field 'timeout' must be a positive integer (milliseconds)");
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "retries");
+  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) <= 10) {
+    info.retries = static_cast<int>(lua_tointeger(L, -1));
+  } else if (!lua_isnil(L, -1)) {
+    errors.push_back("field 'retries' must be an integer 0..10");
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "disruptive");
+  if (lua_isboolean(L, -1)) {
+    info.disruptive = lua_toboolean(L, -1);
+  } else if (!lua_isnil(L, -1)) {
+    errors.push_back("field 'disruptive' must be a boolean");
+  }
+  lua_pop(L, 2);
+  if (!errors.empty()) {
+    std::string msg;
+    for (const auto& e : errors) msg += (msg.empty() ? "" : "\n") + path + ": " + e;
+    return Status::InvalidArgument(msg);
+  }
+  *out = std::move(info);
+  return Status::OK();
+}
+
+std::vector<std::string> PlaybookLibrary::Scan(const std::vector<std::string>& dirs) {
+  std::vector<std::string> errors;
+  std::set<std::string> seen_paths;
+  for (const auto& dir : dirs) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) {
+      errors.push_back(dir + ": playbook dir does not exist");
+      continue;
+    }
+    std::vector<std::string> files;
+    for (const auto& e : fs::directory_iterator(dir, ec)) {
+      if (e.path().extension() == ".lua") files.push_back(e.path().string());
+    }
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      seen_paths.insert(f);
+      Status s = ReloadFile(f);
+      if (!s.ok()) errors.push_back(s.message());
+    }
+  }
+  // Drop playbooks whose files are gone.
+  for (auto it = name_by_path_.begin(); it != name_by_path_.end();) {
+    if (!seen_paths.count(it->first)) {
+      by_name_.erase(it->second);
+      it = name_by_path_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return errors;
+}
+
+Status PlaybookLibrary::ReloadFile(const std::string& path) {
+  PlaybookInfo info;
+  Status s = Inspect(path, limits_, &info);
+  if (!s.ok()) return s;  // the previous version (if any) stays in use
+  auto clash = by_name_.find(info.name);
+  if (clash != by_name_.end() && clash->second->path != path) {
+    return Status::InvalidArgument(path + ": playbook name '" + info.name + "' is already used by " +
+                                   clash->second->path);
+  }
+  auto old = name_by_path_.find(path);
+  if (old != name_by_path_.end() && old->second != info.name) by_name_.erase(old->second);
+  std::string name = info.name;  // `info` is moved from below
+  name_by_path_[path] = name;
+  by_name_[name] = std::make_shared<const PlaybookInfo>(std::move(info));
+  return Status::OK();
+}
+
+std::shared_ptr<const PlaybookInfo> PlaybookLibrary::Find(const std::string& name) const {
+  auto it = by_name_.find(name);
+  return it == by_name_.end() ? nullptr : it->second;
+}
+
+std::vector<std::string> PlaybookLibrary::Names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, _] : by_name_) out.push_back(name);
+  return out;
+}
+
+}  // namespace guardian

@@ -1,0 +1,54 @@
+#pragma once
+// PlaybookLibrary: the playbooks found in the configured dirs, by name. Each file is read as
+// text and test-loaded in a scratch sandbox (with no host API, as Redis loads functions) before
+// it replaces the version in use; a file that fails to load is reported with file:line and the
+// previous good version keeps running. Runs get the text of the version current at their start.
+
+#include <uv.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/config.h"
+#include "daemon/status.h"
+
+namespace guardian {
+
+struct PlaybookInfo {
+  std::string name;
+  std::string mode;
+  std::string path;
+  std::string source;      // the Lua text
+  int64_t timeout_ms = 0;  // per phase; 0 = the configured default
+  int retries = 0;         // extra attempts after the first
+  std::vector<std::string> phases;  // which of backup/remediate/verify/rollback it defines
+  bool disruptive = true;
+};
+
+class PlaybookLibrary {
+ public:
+  explicit PlaybookLibrary(PlaybookLimits limits) : limits_(limits) {}
+
+  // Parses and validates one playbook file without installing it. Errors read "FILE:LINE: msg".
+  static Status Inspect(const std::string& path, const PlaybookLimits& limits, PlaybookInfo* out);
+
+  // (Re)scans the dirs; returns one message per file that failed to load. Playbooks whose file
+  // disappeared are dropped; a bad file keeps its previous version.
+  std::vector<std::string> Scan(const std::vector<std::string>& dirs);
+  // Reloads one file (an inotify event said it changed).
+  Status ReloadFile(const std::string& path);
+
+  std::shared_ptr<const PlaybookInfo> Find(const std::string& name) const;
+  std::vector<std::string> Names() const;
+  void set_limits(PlaybookLimits l) { limits_ = l; }
+
+ private:
+  PlaybookLimits limits_;
+  std::map<std::string, std::shared_ptr<const PlaybookInfo>> by_name_;
+  std::map<std::string, std::string> name_by_path_;
+};
+
+}  // namespace guardian

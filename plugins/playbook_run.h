@@ -1,0 +1,84 @@
+#pragma once
+// PlaybookRun: one incident's playbook in its own fresh sandbox. Each phase function
+// (backup, remediate, verify, rollback) runs as a coroutine given `ctx`; host calls that wait
+// yield it and it resumes from the loop. The phase ends with ok (its return value, if a string,
+// is the step message) or an error (Lua error, budget, memory, deadline) as a Status.
+//
+// Thread: loop thread only. Lifetime: destroy it only when no phase is running, or after
+// Abort(); any host wait still in flight is cancelled or its result ignored.
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "daemon/config.h"
+#include "daemon/status.h"
+#include "daemon/timer.h"
+#include "plugins/host_api.h"
+#include "plugins/playbook_library.h"
+#include "plugins/sandbox.h"
+
+namespace guardian {
+
+class PlaybookRun {
+ public:
+  using PhaseDone = std::function<void(Status, std::string message)>;
+  // Pushes the results of a finished wait onto the coroutine and returns how many.
+  using Pusher = std::function<int(lua_State*)>;
+  // Resumes the coroutine with results; safe to call after the run is gone (ignored).
+  using Resume = std::function<void(Pusher)>;
+  // Starts the wait; returns a function that cancels it (may be empty).
+  using Starter = std::function<std::function<void()>(Resume)>;
+
+  PlaybookRun(uv_loop_t* loop, std::shared_ptr<const PlaybookInfo> playbook, CheckConfig check,
+              std::string check_state_dir, PlaybookLimits limits, RunServices services);
+  ~PlaybookRun();
+
+  // Creates the sandbox, installs the host API and the ctx table, loads the playbook.
+  Status Start(int64_t incident_id);
+  bool HasPhase(const std::string& phase) const;
+  // Runs one phase; `done` is called exactly once, never from inside this call.
+  void RunPhase(const std::string& phase, int attempt, PhaseDone done);
+  // Ends a running phase now: its `done` gets Status::Aborted(reason).
+  void Abort(const std::string& reason);
+  bool running() const { return static_cast<bool>(done_); }
+
+  // For host functions.
+  static PlaybookRun* From(lua_State* L);
+  int Await(lua_State* L, const char* what, Starter start);
+  uv_loop_t* loop() const { return loop_; }
+  const CheckConfig& check() const { return check_; }
+  const std::string& check_state_dir() const { return check_state_dir_; }
+  RunServices& services() { return services_; }
+  // Resolves `path` for reading or writing; only paths under the check's declared roots pass.
+  Status ResolvePath(const std::string& path, bool write, std::string* resolved) const;
+
+ private:
+  void Continue(int nargs);
+  void Finish(Status s, std::string message);
+
+  uv_loop_t* loop_;
+  std::shared_ptr<const PlaybookInfo> playbook_;
+  CheckConfig check_;
+  std::string check_state_dir_;
+  PlaybookLimits limits_;
+  RunServices services_;
+  std::unique_ptr<Sandbox> sandbox_;
+  int playbook_ref_ = LUA_NOREF;  // the returned table
+  int ctx_ref_ = LUA_NOREF;
+  int thread_ref_ = LUA_NOREF;    // the running phase's coroutine, kept alive in the registry
+  lua_State* thread_ = nullptr;
+  std::string phase_;
+  PhaseDone done_;
+  Timer deadline_;
+  Timer defer_;                     // delivers results on a later loop turn
+  std::function<void()> cancel_wait_;
+  uint64_t wait_seq_ = 0;           // which wait a Resume belongs to
+  std::shared_ptr<PlaybookRun*> self_;  // Resume holds a weak_ptr to this
+  std::vector<std::string> write_roots_;
+  std::vector<std::string> read_roots_;
+};
+
+}  // namespace guardian
