@@ -1,0 +1,276 @@
+// PlaybookRun on a real libuv loop: phases run as coroutines, waits yield instead of blocking,
+// deadlines cancel waits, the path policy and argv-only processes hold, and every handle is
+// closed when the runs are gone.
+#include "plugins/playbook_run.h"
+
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+using namespace guardian;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Fixture {
+  fs::path dir;
+  uv_loop_t loop{};
+  std::map<std::string, std::string> values;
+  std::vector<std::string> logs;
+  int probes = 0;
+
+  Fixture() {
+    char tmpl[] = "/tmp/guardian-run-test-XXXXXX";
+    dir = mkdtemp(tmpl);
+    fs::create_directories(dir / "app");
+    fs::create_directories(dir / "state");
+    uv_loop_init(&loop);
+  }
+  ~Fixture() {
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(uv_loop_close(&loop) == 0);  // every handle a run opened is closed
+    fs::remove_all(dir);
+  }
+
+  std::shared_ptr<const PlaybookInfo> Playbook(const std::string& body,
+                                               const std::string& name = "t") {
+    fs::path p = dir / (name + ".lua");
+    std::ofstream(p) << "return { name = '" << name
+                     << "', mode = 'missing_config', timeout = 2000,\n"
+                     << body << "\n}\n";
+    auto info = std::make_shared<PlaybookInfo>();
+    Status s = PlaybookLibrary::Inspect(p.string(), PlaybookLimits{}, info.get());
+    REQUIRE_MESSAGE(s.ok(), s.message());
+    return info;
+  }
+
+  std::unique_ptr<PlaybookRun> Run(std::shared_ptr<const PlaybookInfo> pb,
+                                   PlaybookLimits limits = {}) {
+    CheckConfig c{};
+    c.id = "app";
+    c.mode = "missing_config";
+    c.params["path"] = (dir / "app" / "app.yaml").string();
+    RunServices services;
+    services.probe = [this](std::function<void(Observation)> done) {
+      ++probes;
+      done(Observation::Failing("still broken"));
+    };
+    services.get_value = [this](const std::string& k) { return values[k]; };
+    services.set_value = [this](const std::string& k, const std::string& v) { values[k] = v; };
+    services.log = [this](const std::string& level, const std::string& line) {
+      logs.push_back(level + ": " + line);
+    };
+    auto run =
+        std::make_unique<PlaybookRun>(&loop, pb, c, (dir / "state").string(), limits, services);
+    Status s = run->Start(7);
+    REQUIRE_MESSAGE(s.ok(), s.message());
+    return run;
+  }
+
+  // Runs one phase to completion on the loop.
+  std::pair<Status, std::string> Phase(PlaybookRun& run, const std::string& phase) {
+    bool done = false;
+    Status result;
+    std::string message;
+    run.RunPhase(phase, 1, [&](Status s, std::string m) {
+      done = true;
+      result = s;
+      message = m;
+    });
+    while (!done && uv_run(&loop, UV_RUN_ONCE)) {
+    }
+    REQUIRE(done);
+    return {result, message};
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a phase's string result is its message; ctx carries the incident") {
+  Fixture f;
+  auto run = f.Run(f.Playbook(
+      "remediate = function(ctx) return 'ok for ' .. ctx.check .. '#' .. ctx.incident end"));
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK(s.ok());
+  CHECK(msg == "ok for app#7");
+  auto [s2, msg2] = f.Phase(*run, "backup");  // not defined: skipped, ok
+  CHECK(s2.ok());
+  CHECK(msg2 == "not defined by the playbook");
+}
+
+TEST_CASE("a Lua error fails the phase with file and line") {
+  Fixture f;
+  auto run = f.Run(f.Playbook("remediate = function(ctx)\n error('cannot fix') end"));
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK_FALSE(s.ok());
+  CHECK(msg.find("t.lua:3: cannot fix") != std::string::npos);
+}
+
+TEST_CASE("ten sleeping playbooks wait at the same time without blocking the loop") {
+  Fixture f;
+  auto pb = f.Playbook("remediate = function(ctx) guardian.sleep(200) return 'slept' end");
+  std::vector<std::unique_ptr<PlaybookRun>> runs;
+  int finished = 0;
+  for (int i = 0; i < 10; ++i) {
+    runs.push_back(f.Run(pb));
+    runs.back()->RunPhase("remediate", 1, [&](Status s, std::string m) {
+      CHECK(s.ok());
+      CHECK(m == "slept");
+      ++finished;
+    });
+  }
+  // A timer halfway through the sleeps finds the loop free and all ten still waiting.
+  int running_midway = -1;
+  Timer probe(&f.loop);
+  probe.Start(100, [&] {
+    running_midway = 0;
+    for (auto& r : runs) running_midway += r->running();
+  });
+  while (finished < 10 && uv_run(&f.loop, UV_RUN_ONCE)) {
+  }
+  CHECK(running_midway == 10);
+  CHECK(finished == 10);
+}
+
+TEST_CASE("the phase deadline cancels a wait and fails the phase") {
+  Fixture f;
+  PlaybookLimits limits;
+  limits.phase_timeout_ms = 100;
+  auto run = f.Run(f.Playbook("remediate = function(ctx) guardian.sleep(60000) return 'never' end"),
+                   limits);
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK_FALSE(s.ok());
+  CHECK(msg.find("deadline") != std::string::npos);
+  // The cancelled sleep's timer must not keep the loop alive for a minute: the fixture's
+  // final uv_run returns at once and the loop closes.
+}
+
+TEST_CASE("an endless loop in a phase is stopped by the instruction budget") {
+  Fixture f;
+  PlaybookLimits limits;
+  limits.instructions = 100000;
+  auto run = f.Run(f.Playbook("remediate = function(ctx) while true do pcall(function() while true "
+                              "do end end) end end"),
+                   limits);
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK_FALSE(s.ok());
+  CHECK(msg.find("instruction budget exceeded") != std::string::npos);
+}
+
+TEST_CASE("sandbox refusals reach the phase result") {
+  Fixture f;
+  auto run = f.Run(f.Playbook("remediate = function(ctx) os.execute('touch /tmp/pwned') end"));
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK_FALSE(s.ok());
+  CHECK(msg.find("'os.execute' is not available in the playbook sandbox") != std::string::npos);
+}
+
+TEST_CASE("files: writes inside the declared folders work, outside raise, symlinks cannot escape") {
+  Fixture f;
+  fs::create_directories(f.dir / "outside");
+  fs::create_symlink(f.dir / "outside", f.dir / "app" / "link");
+  std::string app = (f.dir / "app").string();
+  std::string body =
+      "remediate = function(ctx)\n"
+      "  assert(guardian.fs.write('" +
+      app +
+      "/app.yaml', 'a: 1\\n'))\n"
+      "  assert(guardian.fs.copy('" +
+      app +
+      "/app.yaml', ctx.state_dir .. '/copy.yaml'))\n"
+      "  local text = guardian.fs.read(ctx.state_dir .. '/copy.yaml')\n"
+      "  assert(guardian.fs.check_yaml('" +
+      app +
+      "/app.yaml', {'a'}))\n"
+      "  local ok, why = guardian.fs.check_yaml('" +
+      app +
+      "/app.yaml', {'b.c'})\n"
+      "  return text .. '|' .. tostring(ok) .. '|' .. why\n"
+      "end,\n"
+      "backup = function(ctx) guardian.fs.write('/etc/guardian-test-pwned', 'x') end,\n"
+      "verify = function(ctx) guardian.fs.write('" +
+      app +
+      "/link/escaped', 'x') end,\n"
+      "rollback = function(ctx) guardian.fs.read('" +
+      app + "/../outside/x') end,\n";
+  auto run = f.Run(f.Playbook(body));
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK_MESSAGE(s.ok(), msg);
+  CHECK(msg == "a: 1\n|nil|required key 'b.c' is missing");
+  CHECK(fs::exists(f.dir / "state" / "copy.yaml"));
+
+  auto [s1, m1] = f.Phase(*run, "backup");
+  CHECK_FALSE(s1.ok());
+  CHECK(m1.find("outside what check 'app' declares") != std::string::npos);
+  CHECK_FALSE(fs::exists("/etc/guardian-test-pwned"));
+
+  auto [s2, m2] = f.Phase(*run, "verify");
+  CHECK_FALSE(s2.ok());
+  CHECK(m2.find("outside") != std::string::npos);
+  CHECK_FALSE(fs::exists(f.dir / "outside" / "escaped"));
+
+  auto [s3, m3] = f.Phase(*run, "rollback");
+  CHECK_FALSE(s3.ok());
+  CHECK(m3.find("outside") != std::string::npos);
+}
+
+TEST_CASE("processes run as argv only, with output and exit status") {
+  Fixture f;
+  auto run =
+      f.Run(f.Playbook("remediate = function(ctx)\n"
+                       "  local r = guardian.proc.run({'/bin/echo', 'hello; rm -rf /'})\n"
+                       "  local bad, err = guardian.proc.run({'/nonexistent/prog'})\n"
+                       "  local fail = guardian.proc.run({'/bin/false'})\n"
+                       "  return r.stdout .. '|' .. r.code .. '|' .. tostring(bad) .. '|' .. err "
+                       ".. '|' .. fail.code\n"
+                       "end,\n"
+                       "backup = function(ctx) guardian.proc.run('rm -rf /tmp/x') end,\n"
+                       "verify = function(ctx) local r = guardian.proc.run({'/bin/sleep', '10'}, "
+                       "{timeout_ms = 100}) "
+                       "return tostring(r.timed_out) .. '|' .. r.signal end,\n"));
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK_MESSAGE(s.ok(), msg);
+  // The argument reached echo as one string: no shell split or ran it.
+  CHECK(msg.rfind("hello; rm -rf /\n|0|nil|cannot start '/nonexistent/prog'", 0) == 0);
+  CHECK(msg.substr(msg.size() - 2) == "|1");
+
+  auto [s1, m1] = f.Phase(*run, "backup");
+  CHECK_FALSE(s1.ok());
+  CHECK(m1.find("table expected") != std::string::npos);
+
+  auto [s2, m2] = f.Phase(*run, "verify");
+  CHECK_MESSAGE(s2.ok(), m2);
+  CHECK(m2 == "true|15");  // SIGTERM after the timeout
+}
+
+TEST_CASE("state values, probe and log go through the run's services") {
+  Fixture f;
+  auto run =
+      f.Run(f.Playbook("remediate = function(ctx)\n"
+                       "  guardian.state.set('k', 42)\n"
+                       "  guardian.log.warn('about to probe')\n"
+                       "  local ok, why = guardian.probe()\n"
+                       "  return guardian.state.get('k') .. '|' .. tostring(ok) .. '|' .. why .. "
+                       "'|' .. tostring(guardian.state.get('none'))\n"
+                       "end"));
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK_MESSAGE(s.ok(), msg);
+  CHECK(msg == "42|false|still broken|nil");
+  CHECK(f.values["k"] == "42");
+  CHECK(f.probes == 1);
+  REQUIRE(f.logs.size() == 1);
+  CHECK(f.logs[0] == "warn: about to probe");
+}
+
+TEST_CASE("host waits are refused outside a phase (at load time)") {
+  Fixture f;
+  fs::path p = f.dir / "load.lua";
+  std::ofstream(p) << "guardian.sleep(1)\nreturn { name = 'x', mode = 'missing_config', remediate "
+                      "= function() end }\n";
+  PlaybookInfo info;
+  Status s = PlaybookLibrary::Inspect(p.string(), PlaybookLimits{}, &info);
+  CHECK_FALSE(s.ok());
+  CHECK(s.message().find("load.lua:1:") != std::string::npos);
+}
