@@ -44,10 +44,12 @@ class CheckRuntime {
 
   bool held() const { return held_; }
   const std::string& hold_reason() const { return hold_reason_; }
-  void Hold(std::string reason) {
+  void Hold(std::string reason, int64_t since_wall_ms) {
     held_ = true;
     hold_reason_ = std::move(reason);
+    hold_since_ = since_wall_ms;
   }
+  int64_t hold_since() const { return hold_since_; }
   void Release() {
     held_ = false;
     hold_reason_.clear();
@@ -76,6 +78,7 @@ class CheckRuntime {
   Observation last_;
   bool held_ = false;
   std::string hold_reason_;
+  int64_t hold_since_ = 0;
 };
 
 }  // namespace guardian

@@ -76,7 +76,7 @@ int Daemon::Run() {
     return 1;
   }
   std::vector<IncidentRecord> unfinished;
-  std::map<std::string, std::string> holds;
+  std::map<std::string, HoldRecord> holds;
   std::map<std::string, std::map<std::string, std::string>> values;
   s = store->UnfinishedIncidents(&unfinished);
   if (s.ok()) s = store->Holds(&holds);

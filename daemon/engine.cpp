@@ -13,7 +13,8 @@ namespace fs = std::filesystem;
 
 namespace {
 // Holds set by escalation (as opposed to an operator's) lift themselves when the check is seen
-// healthy or its budget has room again, so "gave up" is never a state only a human can leave.
+// healthy or a budget window (window_ms) has passed since the hold, so "gave up" is never a state only
+// a human can leave.
 constexpr const char* kAutoHoldPrefix = "escalated: ";
 
 bool IsAutoHold(const std::string& reason) { return reason.rfind(kAutoHoldPrefix, 0) == 0; }
@@ -97,10 +98,13 @@ void Engine::OnObservation(CheckRuntime* check, const Observation& obs) {
   if (check->incident_id != 0) return;  // the incident's own probe decides
   auto t = check->health().Observe(obs, clock_->WallMs());
   if (check->held()) {
-    bool lift = IsAutoHold(check->hold_reason()) && (obs.ok() || check->budget().Remaining() > 0);
+    // A full window without actions is the cool-down; lifting sooner would let a fault that
+    // defeats its playbook loop through incidents.
+    bool cooled_down = clock_->WallMs() - check->hold_since() >= check->config().budget.window_ms;
+    bool lift = IsAutoHold(check->hold_reason()) && (obs.ok() || cooled_down);
     if (!lift) return;
     spdlog::info("check {}: hold lifted ({})", check->config().id,
-                 obs.ok() ? "check is healthy again" : "budget has room again");
+                 obs.ok() ? "check is healthy again" : "a budget window has passed since the hold");
     check->Release();
     check->health().Reset();
     std::string id = check->config().id;
@@ -347,7 +351,7 @@ void Engine::Escalate(Incident* inc, const std::string& reason) {
   if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
     check->health().Reset();
     check->incident_id = 0;
-    check->Hold(hold);
+    check->Hold(hold, clock_->WallMs());
   }
   std::string check_id = inc->rec.check_id;
   int64_t now = clock_->WallMs();
@@ -377,9 +381,9 @@ void Engine::Finish(Incident* inc) {
   });
 }
 
-void Engine::Recover(std::vector<IncidentRecord> unfinished, std::map<std::string, std::string> holds) {
-  for (const auto& [check_id, reason] : holds) {
-    if (CheckRuntime* check = FindCheck(check_id)) check->Hold(reason);
+void Engine::Recover(std::vector<IncidentRecord> unfinished, std::map<std::string, HoldRecord> holds) {
+  for (const auto& [check_id, hold] : holds) {
+    if (CheckRuntime* check = FindCheck(check_id)) check->Hold(hold.reason, hold.since);
   }
   for (auto& rec : unfinished) {
     auto inc = std::make_unique<Incident>();

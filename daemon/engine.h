@@ -36,7 +36,7 @@ class Engine {
   // change keep running untouched (their health, budget and open incident).
   void Apply(std::shared_ptr<const Config> config);
   // Picks up incidents a previous run left unfinished, and the holds and values it stored.
-  void Recover(std::vector<IncidentRecord> unfinished, std::map<std::string, std::string> holds);
+  void Recover(std::vector<IncidentRecord> unfinished, std::map<std::string, HoldRecord> holds);
   // Per-check values (guardian.state) stored by a previous run.
   void LoadValues(std::map<std::string, std::map<std::string, std::string>> values) { values_ = std::move(values); }
   // Stops every check and running playbook (running steps are journaled `interrupted`; their

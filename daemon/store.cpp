@@ -386,11 +386,11 @@ Status Store::ClearHold(const std::string& check_id) {
   return Status::OK();
 }
 
-Status Store::Holds(std::map<std::string, std::string>* out) {
-  Stmt st(db_, "SELECT check_id, reason FROM holds");
+Status Store::Holds(std::map<std::string, HoldRecord>* out) {
+  Stmt st(db_, "SELECT check_id, reason, since FROM holds");
   if (!st.ok()) return Error("prepare holds");
   int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) (*out)[st.Text(0)] = st.Text(1);
+  while ((rc = st.Step()) == SQLITE_ROW) (*out)[st.Text(0)] = HoldRecord{st.Text(1), st.Int(2)};
   if (rc != SQLITE_DONE) return Error("holds");
   return Status::OK();
 }

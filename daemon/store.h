@@ -59,6 +59,11 @@ struct IncidentRecord {
   nlohmann::json ToJson() const;
 };
 
+struct HoldRecord {
+  std::string reason;
+  int64_t since = 0;  // wall ms
+};
+
 struct IncidentFilter {
   std::string check_id;
   std::string mode;
@@ -96,7 +101,7 @@ class Store {
 
   Status SetHold(const std::string& check_id, const std::string& reason, int64_t since);
   Status ClearHold(const std::string& check_id);
-  Status Holds(std::map<std::string, std::string>* out);
+  Status Holds(std::map<std::string, HoldRecord>* out);
 
   Status IntegrityCheck();
 

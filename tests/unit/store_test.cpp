@@ -183,9 +183,11 @@ TEST_CASE("a read-only store reads while the writer holds it open; holds and val
   std::vector<IncidentRecord> out;
   REQUIRE(reader->ListIncidents(IncidentFilter{}, &out).ok());
   CHECK(out.size() == 1);
-  std::map<std::string, std::string> holds, values;
+  std::map<std::string, HoldRecord> holds;
+  std::map<std::string, std::string> values;
   REQUIRE(reader->Holds(&holds).ok());
-  CHECK(holds["app"] == "operator: maintenance");
+  CHECK(holds["app"].reason == "operator: maintenance");
+  CHECK(holds["app"].since == 5);
   REQUIRE(reader->Values("app", &values).ok());
   CHECK(values["aside"] == "/x");
   REQUIRE(writer->ClearHold("app").ok());
