@@ -5,7 +5,8 @@
 namespace guardian {
 
 CheckRuntime::CheckRuntime(uv_loop_t* loop, CheckConfig config, std::string state_dir,
-                           std::shared_ptr<Detector> detector, const Clock* clock, ObservationFn on_observation)
+                           std::shared_ptr<Detector> detector, const Clock* clock,
+                           ObservationFn on_observation)
     : loop_(loop),
       config_(std::move(config)),
       state_dir_(std::move(state_dir)),

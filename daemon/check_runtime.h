@@ -26,8 +26,9 @@ class CheckRuntime {
  public:
   using ObservationFn = std::function<void(CheckRuntime*, const Observation&)>;
 
-  CheckRuntime(uv_loop_t* loop, CheckConfig config, std::string state_dir, std::shared_ptr<Detector> detector,
-               const Clock* clock, ObservationFn on_observation);
+  CheckRuntime(uv_loop_t* loop, CheckConfig config, std::string state_dir,
+               std::shared_ptr<Detector> detector, const Clock* clock,
+               ObservationFn on_observation);
 
   void Start();
   void Close(std::function<void()> closed);

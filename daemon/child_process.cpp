@@ -11,7 +11,8 @@ void ChildProcess::Run(uv_loop_t* loop, ChildOptions opts, std::function<void(Ch
   c->Start();
 }
 
-ChildProcess::ChildProcess(uv_loop_t* loop, ChildOptions opts, std::function<void(ChildResult)> done)
+ChildProcess::ChildProcess(uv_loop_t* loop, ChildOptions opts,
+                           std::function<void(ChildResult)> done)
     : loop_(loop), opts_(std::move(opts)), done_(std::move(done)) {
   proc_.data = out_.data = err_.data = timer_.data = this;
 }
@@ -80,7 +81,8 @@ bool ChildProcess::Start() {
   };
   auto read = [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
     auto* self = static_cast<ChildProcess*>(s->data);
-    std::string& sink = (s == reinterpret_cast<uv_stream_t*>(&self->out_)) ? self->result_.out : self->result_.err;
+    std::string& sink =
+        (s == reinterpret_cast<uv_stream_t*>(&self->out_)) ? self->result_.out : self->result_.err;
     if (n > 0) {
       size_t room = self->opts_.output_cap > sink.size() ? self->opts_.output_cap - sink.size() : 0;
       sink.append(buf->base, std::min(room, static_cast<size_t>(n)));
@@ -127,7 +129,8 @@ void ChildProcess::OnExit(int64_t code, int sig) {
   result_.exit_code = code;
   result_.term_signal = sig;
   if (result_.timed_out) {
-    result_.status = Status::Timeout("'" + opts_.argv[0] + "' ran past " + std::to_string(opts_.timeout_ms) + " ms");
+    result_.status = Status::Timeout("'" + opts_.argv[0] + "' ran past " +
+                                     std::to_string(opts_.timeout_ms) + " ms");
   }
   CloseHandle(reinterpret_cast<uv_handle_t*>(&proc_));
   // The pipes close on EOF, after the last output is read; a grandchild holding them open

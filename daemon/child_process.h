@@ -20,7 +20,7 @@
 namespace guardian {
 
 struct ChildResult {
-  Status status;        // not ok when the program could not be started or timed out
+  Status status;  // not ok when the program could not be started or timed out
   int64_t exit_code = -1;
   int term_signal = 0;
   std::string out;

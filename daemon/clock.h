@@ -26,7 +26,8 @@ class SystemClock : public Clock {
 // A clock that only moves when a test says so.
 class FakeClock : public Clock {
  public:
-  explicit FakeClock(int64_t wall_ms = 1'700'000'000'000, int64_t mono_ms = 1'000) : wall_(wall_ms), mono_(mono_ms) {}
+  explicit FakeClock(int64_t wall_ms = 1'700'000'000'000, int64_t mono_ms = 1'000)
+      : wall_(wall_ms), mono_(mono_ms) {}
   int64_t WallMs() const override { return wall_; }
   int64_t MonoMs() const override { return mono_; }
   void Advance(int64_t ms) {

@@ -44,17 +44,17 @@ struct PlaybookLimits {
 };
 
 struct CheckConfig {
-  std::string id;        // unique, [a-z0-9_-]+
-  std::string mode;      // one of the ten mode ids (daemon/modes.h)
-  int64_t interval_ms;   // poll period
-  int debounce;          // consecutive failing observations that confirm
-  double jitter;         // fraction of interval added at random to each period, [0, 1)
-  int64_t target_ms;     // MTTR target; defaults to the mode's
-  std::string playbook;  // playbook name; defaults to the mode id
+  std::string id;              // unique, [a-z0-9_-]+
+  std::string mode;            // one of the ten mode ids (daemon/modes.h)
+  int64_t interval_ms;         // poll period
+  int debounce;                // consecutive failing observations that confirm
+  double jitter;               // fraction of interval added at random to each period, [0, 1)
+  int64_t target_ms;           // MTTR target; defaults to the mode's
+  std::string playbook;        // playbook name; defaults to the mode id
   std::optional<int> retries;  // overrides the playbook's `retries`
-  Budget budget;         // defaults to the top-level budget
-  Params params;         // validated against the mode's detector schema
-  int line = 0;          // where the check starts in the file, for messages
+  Budget budget;               // defaults to the top-level budget
+  Params params;               // validated against the mode's detector schema
+  int line = 0;                // where the check starts in the file, for messages
 };
 
 struct Config {

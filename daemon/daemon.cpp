@@ -24,12 +24,13 @@ ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks,
   for (const auto& c : load.config->checks) {
     auto pb = playbooks->Find(c.playbook);
     if (!pb) {
-      load.errors.push_back({load.config->path, c.line, 1,
-                             "check '" + c.id + "': playbook '" + c.playbook + "' not found in playbook_dirs"});
+      load.errors.push_back(
+          {load.config->path, c.line, 1,
+           "check '" + c.id + "': playbook '" + c.playbook + "' not found in playbook_dirs"});
     } else if (pb->mode != c.mode) {
       load.errors.push_back({load.config->path, c.line, 1,
-                             "check '" + c.id + "': playbook '" + c.playbook + "' is for mode '" + pb->mode +
-                                 "', not '" + c.mode + "'"});
+                             "check '" + c.id + "': playbook '" + c.playbook + "' is for mode '" +
+                                 pb->mode + "', not '" + c.mode + "'"});
     }
   }
   if (!load.errors.empty()) load.config.reset();
@@ -106,19 +107,25 @@ int Daemon::Run() {
     uv_signal_init(&loop_, sig);
     sig->data = this;
   }
-  uv_signal_start(&sigterm_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->Stop(); }, SIGTERM);
-  uv_signal_start(&sigint_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->Stop(); }, SIGINT);
-  uv_signal_start(&sighup_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->Reload(); }, SIGHUP);
+  uv_signal_start(
+      &sigterm_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->Stop(); }, SIGTERM);
+  uv_signal_start(
+      &sigint_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->Stop(); }, SIGINT);
+  uv_signal_start(
+      &sighup_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->Reload(); }, SIGHUP);
 
-  spdlog::info("guardiand {} started: {} checks, {} playbooks, state_dir {}", getpid(), config_->checks.size(),
-               playbooks_->Names().size(), config_->state_dir);
+  spdlog::info("guardiand {} started: {} checks, {} playbooks, state_dir {}", getpid(),
+               config_->checks.size(), playbooks_->Names().size(), config_->state_dir);
   uv_run(&loop_, UV_RUN_DEFAULT);
 
   int rc = uv_loop_close(&loop_);
   if (rc != 0) {
     // Every handle must be closed by now; name the ones that were not.
     uv_walk(
-        &loop_, [](uv_handle_t* h, void*) { spdlog::error("leaked handle: {}", uv_handle_type_name(h->type)); },
+        &loop_,
+        [](uv_handle_t* h, void*) {
+          spdlog::error("leaked handle: {}", uv_handle_type_name(h->type));
+        },
         nullptr);
     return 1;
   }
@@ -130,7 +137,8 @@ int Daemon::Run() {
 
 void Daemon::WatchPlaybookDirs() {
   for (auto* w : playbook_watchers_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(w), [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(w),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
   }
   playbook_watchers_.clear();
   if (!playbook_rescan_) playbook_rescan_ = std::make_unique<Timer>(&loop_);
@@ -166,12 +174,14 @@ void Daemon::Reload() {
   for (const auto& e : pb_errors) spdlog::error("playbook: {}", e);
   if (!load.ok()) {
     for (const auto& e : load.errors) spdlog::error("reload rejected: {}", e.ToString());
-    spdlog::error("reload rejected: {} error(s); the running config stays in effect", load.errors.size());
+    spdlog::error("reload rejected: {} error(s); the running config stays in effect",
+                  load.errors.size());
     return;
   }
   auto next = load.config;
   if (next->state_dir != config_->state_dir) {
-    spdlog::warn("reload: state_dir change to {} needs a restart; keeping {}", next->state_dir, config_->state_dir);
+    spdlog::warn("reload: state_dir change to {} needs a restart; keeping {}", next->state_dir,
+                 config_->state_dir);
     auto patched = std::make_shared<Config>(*next);
     patched->state_dir = config_->state_dir;
     next = patched;
@@ -226,10 +236,12 @@ void Daemon::CloseAll() {
   status_timer_.reset();
   playbook_rescan_.reset();
   for (auto* w : playbook_watchers_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(w), [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(w),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
   }
   playbook_watchers_.clear();
-  for (auto* sig : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(sig), nullptr);
+  for (auto* sig : {&sigterm_, &sigint_, &sighup_})
+    uv_close(reinterpret_cast<uv_handle_t*>(sig), nullptr);
   store_->Close([this] { engine_.reset(); });
 }
 

@@ -22,7 +22,8 @@
 namespace guardian {
 
 // Loads a config and checks what only the daemon's registries know (detectors, playbooks).
-ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks, std::vector<std::string>* playbook_errors);
+ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks,
+                           std::vector<std::string>* playbook_errors);
 
 class Daemon {
  public:

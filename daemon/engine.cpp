@@ -13,8 +13,8 @@ namespace fs = std::filesystem;
 
 namespace {
 // Holds set by escalation (as opposed to an operator's) lift themselves when the check is seen
-// healthy or a budget window (window_ms) has passed since the hold, so "gave up" is never a state only
-// a human can leave.
+// healthy or a budget window (window_ms) has passed since the hold, so "gave up" is never a state
+// only a human can leave.
 constexpr const char* kAutoHoldPrefix = "escalated: ";
 
 bool IsAutoHold(const std::string& reason) { return reason.rfind(kAutoHoldPrefix, 0) == 0; }
@@ -40,8 +40,9 @@ CheckRuntime* Engine::FindCheck(const std::string& id) {
 }
 
 static bool SameCheck(const CheckConfig& a, const CheckConfig& b) {
-  return a.id == b.id && a.mode == b.mode && a.interval_ms == b.interval_ms && a.debounce == b.debounce &&
-         a.jitter == b.jitter && a.target_ms == b.target_ms && a.playbook == b.playbook && a.retries == b.retries &&
+  return a.id == b.id && a.mode == b.mode && a.interval_ms == b.interval_ms &&
+         a.debounce == b.debounce && a.jitter == b.jitter && a.target_ms == b.target_ms &&
+         a.playbook == b.playbook && a.retries == b.retries &&
          a.budget.max_actions == b.budget.max_actions && a.budget.window_ms == b.budget.window_ms &&
          a.params == b.params;
 }
@@ -58,7 +59,8 @@ void Engine::Apply(std::shared_ptr<const Config> config) {
       ++it;
       continue;
     }
-    spdlog::info("check {}: {}", it->first, w == wanted.end() ? "removed" : "changed; restarting it");
+    spdlog::info("check {}: {}", it->first,
+                 w == wanted.end() ? "removed" : "changed; restarting it");
     CloseCheck(std::move(it->second));
     it = checks_.erase(it);
   }
@@ -72,8 +74,9 @@ void Engine::Apply(std::shared_ptr<const Config> config) {
     env.check_state_dir = (fs::path(config->state_dir) / "checks" / c.id).string();
     std::error_code ec;
     fs::create_directories(env.check_state_dir, ec);
-    auto check = std::make_unique<CheckRuntime>(loop_, c, env.check_state_dir, f->make(env), clock_,
-                                                [this](CheckRuntime* ch, const Observation& o) { OnObservation(ch, o); });
+    auto check = std::make_unique<CheckRuntime>(
+        loop_, c, env.check_state_dir, f->make(env), clock_,
+        [this](CheckRuntime* ch, const Observation& o) { OnObservation(ch, o); });
     // A restarted check inherits the open incident of its previous definition.
     for (const auto& [id, inc] : incidents_) {
       if (inc->rec.check_id == c.id) check->incident_id = id;
@@ -135,8 +138,9 @@ void Engine::Open(CheckRuntime* check, const Observation& obs) {
                    CheckRuntime* check = FindCheck(inc->rec.check_id);
                    if (!s.ok()) {
                      // Without a journal row we must not act: nothing would record what we did.
-                     spdlog::error("check {}: cannot record incident ({}); will retry on the next failure",
-                                   inc->rec.check_id, s.ToString());
+                     spdlog::error(
+                         "check {}: cannot record incident ({}); will retry on the next failure",
+                         inc->rec.check_id, s.ToString());
                      if (check) {
                        check->incident_id = 0;
                        check->health().Reset();
@@ -187,7 +191,8 @@ bool Engine::EnsureRun(Incident* inc, std::string* error) {
   services.log = [this, id, check_id](const std::string& level, const std::string& line) {
     spdlog::log(spdlog::level::from_str(level), "incident {} ({}): {}", id, check_id, line);
     auto it = incidents_.find(id);
-    if (it != incidents_.end() && it->second->log_lines.size() < 20) it->second->log_lines.push_back(line);
+    if (it != incidents_.end() && it->second->log_lines.size() < 20)
+      it->second->log_lines.push_back(line);
   };
   inc->run = std::make_unique<PlaybookRun>(loop_, pb, check->config(), check->state_dir(),
                                            config_->playbook_limits, std::move(services));
@@ -204,8 +209,9 @@ void Engine::StartAttempt(Incident* inc) {
   CheckRuntime* check = FindCheck(inc->rec.check_id);
   if (!check) return Escalate(inc, "check '" + inc->rec.check_id + "' is no longer configured");
   if (!check->budget().TrySpend()) {
-    return Escalate(inc, "action budget spent (" + std::to_string(check->config().budget.max_actions) +
-                             " actions per " + std::to_string(check->config().budget.window_ms / 1000) + " s)");
+    return Escalate(inc, "action budget spent (" +
+                             std::to_string(check->config().budget.max_actions) + " actions per " +
+                             std::to_string(check->config().budget.window_ms / 1000) + " s)");
   }
   std::string error;
   if (!EnsureRun(inc, &error)) return Escalate(inc, error);
@@ -248,41 +254,48 @@ void Engine::RunStep(Incident* inc, const std::string& phase, std::function<void
   step->status = "running";
   int64_t id = inc->rec.id;
   // Journal first; act only once the `running` row is durable.
-  store_->Submit([step](Store& s) { return s.InsertStep(step.get()); }, [this, id, step, phase, next](Status st) {
-    if (!st.ok()) spdlog::error("incident {}: journaling step {}: {}", id, phase, st.ToString());
-    auto it = incidents_.find(id);
-    if (it == incidents_.end()) return;
-    Incident* inc = it->second.get();
-    auto finish = [this, id, step, next](Status s, std::string msg) {
-      step->ended_at = clock_->WallMs();
-      step->status = s.ok() ? "ok" : (shutting_down_ ? "interrupted" : "failed");
-      auto it = incidents_.find(id);
-      if (it != incidents_.end()) {
-        for (const auto& line : it->second->log_lines) msg += (msg.empty() ? "" : "; ") + line;
-        it->second->log_lines.clear();
-      }
-      step->message = msg;
-      store_->Submit([step](Store& s) { return s.FinishStep(*step); });
-      if (shutting_down_) return;  // resumed at the next start
-      next(s);
-    };
-    if (shutting_down_) {
-      finish(Status::Aborted("guardiand stopping"), "guardiand stopping");
-      return;
-    }
-    if (phase == "probe") {
-      CheckRuntime* check = FindCheck(inc->rec.check_id);
-      if (!check) return finish(Status::Aborted("check is no longer configured"), "check is no longer configured");
-      check->ProbeOnce([finish](Observation obs) {
-        if (obs.ok()) return finish(Status::OK(), obs.evidence.empty() ? "healthy" : obs.evidence);
-        finish(Status::Aborted(obs.evidence), obs.evidence);
-      });
-      return;
-    }
-    std::string error;
-    if (!EnsureRun(inc, &error)) return finish(Status::Aborted(error), error);
-    inc->run->RunPhase(phase, inc->attempt, finish);
-  });
+  store_->Submit([step](Store& s) { return s.InsertStep(step.get()); },
+                 [this, id, step, phase, next](Status st) {
+                   if (!st.ok())
+                     spdlog::error("incident {}: journaling step {}: {}", id, phase, st.ToString());
+                   auto it = incidents_.find(id);
+                   if (it == incidents_.end()) return;
+                   Incident* inc = it->second.get();
+                   auto finish = [this, id, step, next](Status s, std::string msg) {
+                     step->ended_at = clock_->WallMs();
+                     step->status = s.ok() ? "ok" : (shutting_down_ ? "interrupted" : "failed");
+                     auto it = incidents_.find(id);
+                     if (it != incidents_.end()) {
+                       for (const auto& line : it->second->log_lines)
+                         msg += (msg.empty() ? "" : "; ") + line;
+                       it->second->log_lines.clear();
+                     }
+                     step->message = msg;
+                     store_->Submit([step](Store& s) { return s.FinishStep(*step); });
+                     if (shutting_down_) return;  // resumed at the next start
+                     next(s);
+                   };
+                   if (shutting_down_) {
+                     finish(Status::Aborted("guardiand stopping"), "guardiand stopping");
+                     return;
+                   }
+                   if (phase == "probe") {
+                     CheckRuntime* check = FindCheck(inc->rec.check_id);
+                     if (!check)
+                       return finish(Status::Aborted("check is no longer configured"),
+                                     "check is no longer configured");
+                     check->ProbeOnce([finish](Observation obs) {
+                       if (obs.ok())
+                         return finish(Status::OK(),
+                                       obs.evidence.empty() ? "healthy" : obs.evidence);
+                       finish(Status::Aborted(obs.evidence), obs.evidence);
+                     });
+                     return;
+                   }
+                   std::string error;
+                   if (!EnsureRun(inc, &error)) return finish(Status::Aborted(error), error);
+                   inc->run->RunPhase(phase, inc->attempt, finish);
+                 });
 }
 
 void Engine::Rollback(Incident* inc, const std::string& why) {
@@ -311,7 +324,8 @@ void Engine::RetryOrEscalate(Incident* inc, const std::string& why) {
   inc->rec.state = kStateWaiting;
   inc->rec.reason = why;
   Persist(inc);
-  spdlog::info("incident {} ({}): retrying in {} ms ({})", inc->rec.id, inc->rec.check_id, delay, why);
+  spdlog::info("incident {} ({}): retrying in {} ms ({})", inc->rec.id, inc->rec.check_id, delay,
+               why);
   int64_t id = inc->rec.id;
   inc->retry_timer = std::make_unique<Timer>(loop_);
   inc->retry_timer->Start(delay, [this, id] {
@@ -333,8 +347,9 @@ void Engine::Resolve(Incident* inc, const std::string& reason) {
   inc->rec.reason = reason;
   Persist(inc);
   int64_t mttr = inc->rec.recovered_at - inc->rec.onset_at;
-  spdlog::info("incident {} ({}): resolved in {} ms (target {} ms{}): {}", inc->rec.id, inc->rec.check_id, mttr,
-               inc->rec.target_ms, mttr <= inc->rec.target_ms ? "" : ", OVER TARGET", reason);
+  spdlog::info("incident {} ({}): resolved in {} ms (target {} ms{}): {}", inc->rec.id,
+               inc->rec.check_id, mttr, inc->rec.target_ms,
+               mttr <= inc->rec.target_ms ? "" : ", OVER TARGET", reason);
   if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
     check->health().Reset();
     check->incident_id = 0;
@@ -346,8 +361,10 @@ void Engine::Escalate(Incident* inc, const std::string& reason) {
   inc->rec.state = kStateEscalated;
   inc->rec.reason = reason;
   Persist(inc);
-  std::string hold = std::string(kAutoHoldPrefix) + "incident " + std::to_string(inc->rec.id) + ": " + reason;
-  spdlog::error("incident {} ({}): ESCALATED, check held: {}", inc->rec.id, inc->rec.check_id, reason);
+  std::string hold =
+      std::string(kAutoHoldPrefix) + "incident " + std::to_string(inc->rec.id) + ": " + reason;
+  spdlog::error("incident {} ({}): ESCALATED, check held: {}", inc->rec.id, inc->rec.check_id,
+                reason);
   if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
     check->health().Reset();
     check->incident_id = 0;
@@ -381,7 +398,8 @@ void Engine::Finish(Incident* inc) {
   });
 }
 
-void Engine::Recover(std::vector<IncidentRecord> unfinished, std::map<std::string, HoldRecord> holds) {
+void Engine::Recover(std::vector<IncidentRecord> unfinished,
+                     std::map<std::string, HoldRecord> holds) {
   for (const auto& [check_id, hold] : holds) {
     if (CheckRuntime* check = FindCheck(check_id)) check->Hold(hold.reason, hold.since);
   }
@@ -390,7 +408,8 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished, std::map<std::strin
     inc->rec = std::move(rec);
     inc->attempt = inc->rec.attempts;
     for (const auto& s : inc->rec.steps) {
-      if (s.attempt == inc->attempt && (s.phase == "remediate" || s.phase == "verify" || s.phase == "probe")) {
+      if (s.attempt == inc->attempt &&
+          (s.phase == "remediate" || s.phase == "verify" || s.phase == "probe")) {
         inc->remediate_started = true;
       }
     }
@@ -407,7 +426,8 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished, std::map<std::strin
     auto interrupted = std::make_shared<std::vector<StepRecord>>();
     store_->Submit(
         [id, now, interrupted](Store& s) {
-          return s.InterruptRunningSteps(id, now, "guardiand stopped during this step", interrupted.get());
+          return s.InterruptRunningSteps(id, now, "guardiand stopped during this step",
+                                         interrupted.get());
         },
         [this, id, interrupted](Status s) {
           auto it = incidents_.find(id);
@@ -426,7 +446,8 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished, std::map<std::strin
             if (it == incidents_.end()) return;
             Incident* inc = it->second.get();
             if (s.ok()) return Resolve(inc, "healthy after guardiand restart");
-            if (inc->remediate_started) return Rollback(inc, "remediation interrupted by a guardiand restart");
+            if (inc->remediate_started)
+              return Rollback(inc, "remediation interrupted by a guardiand restart");
             RetryOrEscalate(inc, "interrupted by a guardiand restart");
           });
         });
@@ -464,20 +485,30 @@ nlohmann::json Engine::StatusJson() const {
   for (const auto& [id, c] : checks_) {
     const char* state = "unknown";
     switch (c->last_observation().health) {
-      case Observation::Health::kOk: state = "ok"; break;
-      case Observation::Health::kFailing: state = "failing"; break;
-      case Observation::Health::kUnknown: state = "unknown"; break;
+      case Observation::Health::kOk:
+        state = "ok";
+        break;
+      case Observation::Health::kFailing:
+        state = "failing";
+        break;
+      case Observation::Health::kUnknown:
+        state = "unknown";
+        break;
     }
-    checks.push_back({{"id", id},
-                      {"mode", c->config().mode},
-                      {"state", state},
-                      {"evidence", c->last_observation().evidence},
-                      {"held", c->held()},
-                      {"hold_reason", c->hold_reason()},
-                      {"incident", c->incident_id > 0 ? nlohmann::json(c->incident_id) : nlohmann::json(nullptr)},
-                      {"budget_remaining", const_cast<CheckRuntime*>(c.get())->budget().Remaining()}});
+    checks.push_back(
+        {{"id", id},
+         {"mode", c->config().mode},
+         {"state", state},
+         {"evidence", c->last_observation().evidence},
+         {"held", c->held()},
+         {"hold_reason", c->hold_reason()},
+         {"incident",
+          c->incident_id > 0 ? nlohmann::json(c->incident_id) : nlohmann::json(nullptr)},
+         {"budget_remaining", const_cast<CheckRuntime*>(c.get())->budget().Remaining()}});
   }
-  return {{"checks", checks}, {"open_incidents", incidents_.size()}, {"running_playbooks", running_playbooks()}};
+  return {{"checks", checks},
+          {"open_incidents", incidents_.size()},
+          {"running_playbooks", running_playbooks()}};
 }
 
 }  // namespace guardian

@@ -38,7 +38,9 @@ class Engine {
   // Picks up incidents a previous run left unfinished, and the holds and values it stored.
   void Recover(std::vector<IncidentRecord> unfinished, std::map<std::string, HoldRecord> holds);
   // Per-check values (guardian.state) stored by a previous run.
-  void LoadValues(std::map<std::string, std::map<std::string, std::string>> values) { values_ = std::move(values); }
+  void LoadValues(std::map<std::string, std::map<std::string, std::string>> values) {
+    values_ = std::move(values);
+  }
   // Stops every check and running playbook (running steps are journaled `interrupted`; their
   // incidents resume at the next start), then calls `done` when all handles are closed.
   void Shutdown(std::function<void()> done);

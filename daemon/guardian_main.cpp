@@ -66,37 +66,40 @@ std::string FormatTime(int64_t ms) {
   return buf;
 }
 
-std::string FormatMs(const json& v) { return v.is_null() ? "-" : std::to_string(v.get<int64_t>()) + " ms"; }
+std::string FormatMs(const json& v) {
+  return v.is_null() ? "-" : std::to_string(v.get<int64_t>()) + " ms";
+}
 
 void PrintIncidentTable(const std::vector<guardian::IncidentRecord>& list) {
-  std::printf("%-6s %-20s %-16s %-10s %-19s %10s %10s %10s %s\n", "ID", "CHECK", "MODE", "STATE", "ONSET", "MTTD",
-              "MTTR", "TARGET", "ATTEMPTS");
+  std::printf("%-6s %-20s %-16s %-10s %-19s %10s %10s %10s %s\n", "ID", "CHECK", "MODE", "STATE",
+              "ONSET", "MTTD", "MTTR", "TARGET", "ATTEMPTS");
   for (const auto& r : list) {
     json j = r.ToJson();
     std::string mttr = FormatMs(j["mttr_ms"]);
     if (j["within_target"] == false) mttr += "!";
     std::printf("%-6lld %-20s %-16s %-10s %-19s %10s %10s %10s %d\n", static_cast<long long>(r.id),
                 r.check_id.c_str(), r.mode.c_str(), r.state.c_str(), FormatTime(r.onset_at).c_str(),
-                FormatMs(j["mttd_ms"]).c_str(), mttr.c_str(), (std::to_string(r.target_ms) + " ms").c_str(),
-                r.attempts);
+                FormatMs(j["mttd_ms"]).c_str(), mttr.c_str(),
+                (std::to_string(r.target_ms) + " ms").c_str(), r.attempts);
   }
 }
 
 void PrintIncident(const guardian::IncidentRecord& r) {
   json j = r.ToJson();
-  std::printf("incident %lld  check %s  mode %s  state %s\n", static_cast<long long>(r.id), r.check_id.c_str(),
-              r.mode.c_str(), r.state.c_str());
-  std::printf("  onset     %s\n  detected  %s (MTTD %s)\n  recovered %s (MTTR %s, target %lld ms%s)\n",
-              FormatTime(r.onset_at).c_str(), FormatTime(r.detected_at).c_str(), FormatMs(j["mttd_ms"]).c_str(),
-              FormatTime(r.recovered_at).c_str(), FormatMs(j["mttr_ms"]).c_str(),
-              static_cast<long long>(r.target_ms),
-              j["within_target"] == false ? ", OVER TARGET" : "");
-  std::printf("  playbook  %s, %d attempt(s)\n  evidence  %s\n  reason    %s\n  steps:\n", r.playbook.c_str(),
-              r.attempts, r.evidence.c_str(), r.reason.c_str());
+  std::printf("incident %lld  check %s  mode %s  state %s\n", static_cast<long long>(r.id),
+              r.check_id.c_str(), r.mode.c_str(), r.state.c_str());
+  std::printf(
+      "  onset     %s\n  detected  %s (MTTD %s)\n  recovered %s (MTTR %s, target %lld ms%s)\n",
+      FormatTime(r.onset_at).c_str(), FormatTime(r.detected_at).c_str(),
+      FormatMs(j["mttd_ms"]).c_str(), FormatTime(r.recovered_at).c_str(),
+      FormatMs(j["mttr_ms"]).c_str(), static_cast<long long>(r.target_ms),
+      j["within_target"] == false ? ", OVER TARGET" : "");
+  std::printf("  playbook  %s, %d attempt(s)\n  evidence  %s\n  reason    %s\n  steps:\n",
+              r.playbook.c_str(), r.attempts, r.evidence.c_str(), r.reason.c_str());
   for (const auto& s : r.steps) {
     long long took = s.ended_at ? static_cast<long long>(s.ended_at - s.started_at) : -1;
-    std::printf("    #%d %-10s %-12s %6lld ms  %s\n", s.attempt, s.phase.c_str(), s.status.c_str(), took,
-                s.message.c_str());
+    std::printf("    #%d %-10s %-12s %6lld ms  %s\n", s.attempt, s.phase.c_str(), s.status.c_str(),
+                took, s.message.c_str());
   }
 }
 
@@ -120,7 +123,8 @@ int main(int argc, char** argv) {
   incidents_cmd->add_option("--mode", filter.mode, "only this mode");
   incidents_cmd->add_option("--state", filter.state, "only this state");
   incidents_cmd->add_option("--since", filter.since, "onset at or after (ms since epoch)");
-  incidents_cmd->add_option("--limit", filter.limit, "at most this many")->check(CLI::Range(1, 100000));
+  incidents_cmd->add_option("--limit", filter.limit, "at most this many")
+      ->check(CLI::Range(1, 100000));
 
   int64_t incident_id = 0;
   auto* incident_cmd = app.add_subcommand("incident", "one incident with its steps");
@@ -128,13 +132,15 @@ int main(int argc, char** argv) {
   incident_cmd->add_flag("--json", as_json, "print JSON");
 
   std::string check_file;
-  auto* check_cmd = app.add_subcommand("check-config", "validate a config file (exit 0 ok, 2 errors)");
+  auto* check_cmd =
+      app.add_subcommand("check-config", "validate a config file (exit 0 ok, 2 errors)");
   check_cmd->add_option("FILE", check_file)->required();
 
   std::vector<std::string> lint_files;
   auto* playbook_cmd = app.add_subcommand("playbook", "playbook tools");
   playbook_cmd->require_subcommand(1);
-  auto* lint_cmd = playbook_cmd->add_subcommand("lint", "load playbooks as the daemon would and report errors");
+  auto* lint_cmd =
+      playbook_cmd->add_subcommand("lint", "load playbooks as the daemon would and report errors");
   lint_cmd->add_option("FILE", lint_files)->required();
 
   CLI11_PARSE(app, argc, argv);
@@ -187,9 +193,9 @@ int main(int argc, char** argv) {
                 j["loop_lag_us"].value("p99", 0LL));
     std::printf("%-20s %-16s %-8s %-6s %s\n", "CHECK", "MODE", "STATE", "HELD", "EVIDENCE");
     for (const auto& c : j["checks"]) {
-      std::printf("%-20s %-16s %-8s %-6s %s\n", c.value("id", "").c_str(), c.value("mode", "").c_str(),
-                  c.value("state", "").c_str(), c.value("held", false) ? "yes" : "no",
-                  c.value("evidence", "").c_str());
+      std::printf("%-20s %-16s %-8s %-6s %s\n", c.value("id", "").c_str(),
+                  c.value("mode", "").c_str(), c.value("state", "").c_str(),
+                  c.value("held", false) ? "yes" : "no", c.value("evidence", "").c_str());
     }
     return 0;
   }

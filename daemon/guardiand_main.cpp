@@ -11,8 +11,10 @@ int main(int argc, char** argv) {
   CLI::App app{"guardiand: self-healing watchdog daemon"};
   std::string config;
   std::string check;
-  auto* run_opt = app.add_option("--config", config, "run with this config file")->check(CLI::ExistingFile);
-  auto* check_opt = app.add_option("--check-config", check, "validate a config file and exit (0 ok, 2 errors)");
+  auto* run_opt =
+      app.add_option("--config", config, "run with this config file")->check(CLI::ExistingFile);
+  auto* check_opt =
+      app.add_option("--check-config", check, "validate a config file and exit (0 ok, 2 errors)");
   run_opt->excludes(check_opt);
   app.set_version_flag("--version", "guardiand 0.1.0");
   CLI11_PARSE(app, argc, argv);
@@ -25,8 +27,8 @@ int main(int argc, char** argv) {
     for (const auto& e : load.errors) std::cerr << e.ToString() << "\n";
     for (const auto& e : pb_errors) std::cerr << e << "\n";
     if (!load.ok() || !pb_errors.empty()) return 2;
-    std::cout << check << ": ok (" << load.config->checks.size() << " checks, " << playbooks.Names().size()
-              << " playbooks)\n";
+    std::cout << check << ": ok (" << load.config->checks.size() << " checks, "
+              << playbooks.Names().size() << " playbooks)\n";
     return 0;
   }
   if (config.empty()) {

@@ -25,7 +25,8 @@ void LoopLag::Tick() {
 int64_t LoopLag::PercentileUs(double p) const {
   if (filled_ == 0) return 0;
   std::vector<int64_t> v(ring_.begin(), ring_.begin() + static_cast<std::ptrdiff_t>(filled_));
-  size_t k = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
+  size_t k =
+      std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
   return v[k];
 }

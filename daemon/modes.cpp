@@ -4,9 +4,9 @@ namespace guardian {
 
 const std::vector<ModeInfo>& AllModes() {
   static const std::vector<ModeInfo> modes = {
-      {"db_corruption", 60'000},     {"port_conflict", 10'000},       {"slow_boot", 5'000},
-      {"out_of_memory", 30'000},     {"disk_full", 45'000},           {"network_unreachable", 5'000},
-      {"api_timeout", 15'000},       {"missing_config", 10'000},      {"invalid_credentials", 5'000},
+      {"db_corruption", 60'000},     {"port_conflict", 10'000},  {"slow_boot", 5'000},
+      {"out_of_memory", 30'000},     {"disk_full", 45'000},      {"network_unreachable", 5'000},
+      {"api_timeout", 15'000},       {"missing_config", 10'000}, {"invalid_credentials", 5'000},
       {"model_server_down", 20'000},
   };
   return modes;

@@ -1,5 +1,6 @@
 #pragma once
-// The ten failure modes: canonical ids (used in config, API, metrics, chaos) and their MTTR targets.
+// The ten failure modes: canonical ids (used in config, API, metrics, chaos) and their MTTR
+// targets.
 
 #include <cstdint>
 #include <string>

@@ -12,8 +12,8 @@ namespace guardian {
 
 enum class ParamType {
   kBool,
-  kInt,         // integer; YAML `5`
-  kNumber,      // floating point; YAML `5` or `5.5`
+  kInt,     // integer; YAML `5`
+  kNumber,  // floating point; YAML `5` or `5.5`
   kString,
   kPath,        // string; ${VAR}/${VAR:-default} expanded, relative resolved against config folder
   kStringList,  // sequence of strings

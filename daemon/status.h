@@ -9,11 +9,22 @@ namespace guardian {
 
 class Status {
  public:
-  enum class Code { kOk, kInvalidArgument, kNotFound, kIOError, kCorruption, kTimeout, kAborted, kBusy };
+  enum class Code {
+    kOk,
+    kInvalidArgument,
+    kNotFound,
+    kIOError,
+    kCorruption,
+    kTimeout,
+    kAborted,
+    kBusy
+  };
 
   Status() = default;
   static Status OK() { return Status(); }
-  static Status InvalidArgument(std::string msg) { return Status(Code::kInvalidArgument, std::move(msg)); }
+  static Status InvalidArgument(std::string msg) {
+    return Status(Code::kInvalidArgument, std::move(msg));
+  }
   static Status NotFound(std::string msg) { return Status(Code::kNotFound, std::move(msg)); }
   static Status IOError(std::string msg) { return Status(Code::kIOError, std::move(msg)); }
   static Status Corruption(std::string msg) { return Status(Code::kCorruption, std::move(msg)); }
@@ -35,14 +46,29 @@ class Status {
 inline std::string Status::ToString() const {
   const char* name = "OK";
   switch (code_) {
-    case Code::kOk: return "OK";
-    case Code::kInvalidArgument: name = "invalid argument"; break;
-    case Code::kNotFound: name = "not found"; break;
-    case Code::kIOError: name = "I/O error"; break;
-    case Code::kCorruption: name = "corruption"; break;
-    case Code::kTimeout: name = "timeout"; break;
-    case Code::kAborted: name = "aborted"; break;
-    case Code::kBusy: name = "busy"; break;
+    case Code::kOk:
+      return "OK";
+    case Code::kInvalidArgument:
+      name = "invalid argument";
+      break;
+    case Code::kNotFound:
+      name = "not found";
+      break;
+    case Code::kIOError:
+      name = "I/O error";
+      break;
+    case Code::kCorruption:
+      name = "corruption";
+      break;
+    case Code::kTimeout:
+      name = "timeout";
+      break;
+    case Code::kAborted:
+      name = "aborted";
+      break;
+    case Code::kBusy:
+      name = "busy";
+      break;
   }
   return std::string(name) + ": " + message_;
 }

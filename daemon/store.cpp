@@ -151,7 +151,8 @@ Status Store::Open(const std::string& path, bool read_only, std::unique_ptr<Stor
   if (!read_only) {
     // WAL lets the CLI read while the daemon writes; NORMAL sync is durable across process
     // crashes (what we guard against) and loses at most the last commits on power loss.
-    Status s = store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+    Status s =
+        store->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
     if (!s.ok()) return s;
     s = store->Migrate();
     if (!s.ok()) return s;
@@ -159,7 +160,8 @@ Status Store::Open(const std::string& path, bool read_only, std::unique_ptr<Stor
     int v = store->SchemaVersion();
     if (v > kLatestVersion) {
       return Status::Corruption(path + ": schema version " + std::to_string(v) +
-                                " is newer than this build knows (" + std::to_string(kLatestVersion) + ")");
+                                " is newer than this build knows (" +
+                                std::to_string(kLatestVersion) + ")");
     }
   }
   *out = std::move(store);
@@ -217,15 +219,19 @@ Status Store::InsertIncident(IncidentRecord* rec) {
   if (!st.ok()) return Error("prepare insert incident");
   st.Bind(1, rec->check_id).Bind(2, rec->mode).Bind(3, rec->state).Bind(4, rec->onset_at);
   st.Bind(5, rec->detected_at).Bind(6, rec->recovered_at).Bind(7, rec->target_ms);
-  st.Bind(8, rec->playbook).Bind(9, int64_t{rec->attempts}).Bind(10, rec->evidence).Bind(11, rec->reason);
+  st.Bind(8, rec->playbook)
+      .Bind(9, int64_t{rec->attempts})
+      .Bind(10, rec->evidence)
+      .Bind(11, rec->reason);
   if (st.Step() != SQLITE_DONE) return Error("insert incident");
   rec->id = sqlite3_last_insert_rowid(db_);
   return Status::OK();
 }
 
 Status Store::UpdateIncident(const IncidentRecord& rec) {
-  Stmt st(db_,
-          "UPDATE incidents SET state=?, recovered_at=?, attempts=?, evidence=?, reason=? WHERE id=?");
+  Stmt st(
+      db_,
+      "UPDATE incidents SET state=?, recovered_at=?, attempts=?, evidence=?, reason=? WHERE id=?");
   if (!st.ok()) return Error("prepare update incident");
   st.Bind(1, rec.state).Bind(2, rec.recovered_at).Bind(3, int64_t{rec.attempts});
   st.Bind(4, rec.evidence).Bind(5, rec.reason).Bind(6, rec.id);
@@ -326,7 +332,11 @@ Status Store::ListIncidents(const IncidentFilter& f, std::vector<IncidentRecord>
                     "(?3='' OR state=?3) AND onset_at>=?4 ORDER BY id DESC LIMIT ?5";
   Stmt st(db_, sql.c_str());
   if (!st.ok()) return Error("prepare list incidents");
-  st.Bind(1, f.check_id).Bind(2, f.mode).Bind(3, f.state).Bind(4, f.since).Bind(5, int64_t{f.limit});
+  st.Bind(1, f.check_id)
+      .Bind(2, f.mode)
+      .Bind(3, f.state)
+      .Bind(4, f.since)
+      .Bind(5, int64_t{f.limit});
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ReadIncident(st));
   if (rc != SQLITE_DONE) return Error("list incidents");
@@ -352,7 +362,8 @@ Status Store::UnfinishedIncidents(std::vector<IncidentRecord>* out) {
   return Status::OK();
 }
 
-Status Store::SetValue(const std::string& check_id, const std::string& key, const std::string& value) {
+Status Store::SetValue(const std::string& check_id, const std::string& key,
+                       const std::string& value) {
   Stmt st(db_, "INSERT OR REPLACE INTO check_values(check_id, key, value) VALUES(?,?,?)");
   if (!st.ok()) return Error("prepare set value");
   st.Bind(1, check_id).Bind(2, key).Bind(3, value);

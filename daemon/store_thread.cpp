@@ -32,7 +32,8 @@ void StoreThread::Submit(Work work, Done done) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_.push_back(Job{std::move(work), std::move(done), Status::OK(), SystemClock::Get()->MonoMs(), 0});
+    pending_.push_back(
+        Job{std::move(work), std::move(done), Status::OK(), SystemClock::Get()->MonoMs(), 0});
   }
   cv_.notify_one();
 }

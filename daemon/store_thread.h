@@ -57,7 +57,7 @@ class StoreThread {
   std::deque<Job> pending_;   // guarded by mu_
   std::deque<Job> finished_;  // guarded by mu_
   bool stopping_ = false;     // guarded by mu_
-  bool joined_ = false;  // loop thread only
+  bool joined_ = false;       // loop thread only
   bool closed_ = false;
   int64_t last_latency_ms_ = 0;
   std::function<void()> on_closed_;

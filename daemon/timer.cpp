@@ -42,7 +42,9 @@ void Timer::StartRepeat(int64_t ms, std::function<void()> cb) {
 
 void Timer::Stop() { uv_timer_stop(&h_->timer); }
 
-bool Timer::active() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(&h_->timer)); }
+bool Timer::active() const {
+  return uv_is_active(reinterpret_cast<const uv_handle_t*>(&h_->timer));
+}
 
 void Timer::Unref() { uv_unref(reinterpret_cast<uv_handle_t*>(&h_->timer)); }
 

@@ -10,13 +10,14 @@
 namespace guardian {
 
 Status CheckYamlText(const std::string& text, const std::vector<std::string>& required_keys) {
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return Status::Corruption("file is empty");
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    return Status::Corruption("file is empty");
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    return Status::Corruption("YAML error at line " + std::to_string(e.mark.line + 1) + ", column " +
-                              std::to_string(e.mark.column + 1) + ": " + e.msg);
+    return Status::Corruption("YAML error at line " + std::to_string(e.mark.line + 1) +
+                              ", column " + std::to_string(e.mark.column + 1) + ": " + e.msg);
   }
   if (!root.IsMap()) return Status::Corruption("top level is not a mapping");
   for (const auto& key : required_keys) {

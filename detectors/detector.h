@@ -60,7 +60,8 @@ class DetectorRegistry {
   std::vector<DetectorFactory> factories_;
 };
 
-#define GUARDIAN_REGISTER_DETECTOR(ident, ...) \
-  [[maybe_unused]] static const bool ident##_registered = ::guardian::DetectorRegistry::Get().Register(__VA_ARGS__)
+#define GUARDIAN_REGISTER_DETECTOR(ident, ...)            \
+  [[maybe_unused]] static const bool ident##_registered = \
+      ::guardian::DetectorRegistry::Get().Register(__VA_ARGS__)
 
 }  // namespace guardian

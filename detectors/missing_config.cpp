@@ -123,7 +123,10 @@ class MissingConfigDetector : public Detector {
  private:
   void OnChange() {
     // Let an editor's truncate-then-write settle before judging the file.
-    if (!settle_.active()) settle_.Start(settle_ms_, [this] { if (wake_) wake_(); });
+    if (!settle_.active())
+      settle_.Start(settle_ms_, [this] {
+        if (wake_) wake_();
+      });
   }
 
   DetectorEnv env_;
@@ -140,25 +143,23 @@ class MissingConfigDetector : public Detector {
 
 }  // namespace
 
-GUARDIAN_REGISTER_DETECTOR(missing_config,
-                           DetectorFactory{
-                               "missing_config",
-                               {
-                                   {"path", ParamType::kPath, true, "the watched YAML config file"},
-                                   {"required_keys", ParamType::kStringList, false,
-                                    "dotted keys that must be present, e.g. server.port"},
-                                   {"defaults_file", ParamType::kPath, false,
-                                    "YAML written when no good copy exists"},
-                                   {"settle_ms", ParamType::kInt, false,
-                                    "delay after a file event before probing (default 30)"},
-                                   {"keep_versions", ParamType::kInt, false,
-                                    "last-known-good copies kept (default 10)"},
-                                   {"allow_paths", ParamType::kStringList, false,
-                                    "extra folders the playbook may write"},
-                               },
-                               [](const DetectorEnv& env) -> std::shared_ptr<Detector> {
-                                 return std::make_shared<MissingConfigDetector>(env);
-                               },
-                           });
+GUARDIAN_REGISTER_DETECTOR(
+    missing_config,
+    DetectorFactory{
+        "missing_config",
+        {
+            {"path", ParamType::kPath, true, "the watched YAML config file"},
+            {"required_keys", ParamType::kStringList, false,
+             "dotted keys that must be present, e.g. server.port"},
+            {"defaults_file", ParamType::kPath, false, "YAML written when no good copy exists"},
+            {"settle_ms", ParamType::kInt, false,
+             "delay after a file event before probing (default 30)"},
+            {"keep_versions", ParamType::kInt, false, "last-known-good copies kept (default 10)"},
+            {"allow_paths", ParamType::kStringList, false, "extra folders the playbook may write"},
+        },
+        [](const DetectorEnv& env) -> std::shared_ptr<Detector> {
+          return std::make_shared<MissingConfigDetector>(env);
+        },
+    });
 
 }  // namespace guardian

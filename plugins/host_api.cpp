@@ -18,7 +18,8 @@ std::vector<std::string> CheckStringArray(lua_State* L, int idx, const char* wha
   lua_Integer n = luaL_len(L, idx);
   for (lua_Integer i = 1; i <= n; ++i) {
     lua_geti(L, idx, i);
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s[%d] must be a string", what, static_cast<int>(i));
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "%s[%d] must be a string", what, static_cast<int>(i));
     size_t len = 0;
     const char* s = lua_tolstring(L, -1, &len);
     out.emplace_back(s, len);

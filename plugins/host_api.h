@@ -7,9 +7,8 @@
 // (sleep, copy, spawn, probe) calls PlaybookRun::Await, which yields the coroutine; the run is
 // resumed from the libuv callback, so a waiting playbook holds up nothing else.
 
-#include <lua.hpp>
-
 #include <functional>
+#include <lua.hpp>
 #include <map>
 #include <string>
 #include <vector>
@@ -43,8 +42,9 @@ class HostModules {
   static bool Add(HostModule m);
 };
 
-#define GUARDIAN_HOST_MODULE(ident, name, fn) \
-  [[maybe_unused]] static const bool ident##_host_registered = ::guardian::HostModules::Add({name, fn})
+#define GUARDIAN_HOST_MODULE(ident, name, fn)                  \
+  [[maybe_unused]] static const bool ident##_host_registered = \
+      ::guardian::HostModules::Add({name, fn})
 
 // Helpers for host functions.
 // Reads a Lua array of strings at `idx` (for argv and key lists); raises on anything else.

@@ -123,11 +123,15 @@ int Stat(lua_State* L) {
   lua_newtable(L);
   lua_pushinteger(L, st.st_size);
   lua_setfield(L, -2, "size");
-  lua_pushinteger(L, static_cast<lua_Integer>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000);
+  lua_pushinteger(
+      L, static_cast<lua_Integer>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000);
   lua_setfield(L, -2, "mtime_ms");
   lua_pushinteger(L, st.st_mode & 07777);
   lua_setfield(L, -2, "mode");
-  const char* type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir" : S_ISLNK(st.st_mode) ? "link" : "other";
+  const char* type = S_ISREG(st.st_mode)   ? "file"
+                     : S_ISDIR(st.st_mode) ? "dir"
+                     : S_ISLNK(st.st_mode) ? "link"
+                                           : "other";
   lua_pushstring(L, type);
   lua_setfield(L, -2, "type");
   return 1;
@@ -166,7 +170,8 @@ int Write(lua_State* L) {
   size_t len = 0;
   const char* data = luaL_checklstring(L, 2, &len);
   std::string content(data, len);
-  return AwaitIo(L, "guardian.fs.write", [p, content](std::string*) { return AtomicWrite(p, content, 0644); });
+  return AwaitIo(L, "guardian.fs.write",
+                 [p, content](std::string*) { return AtomicWrite(p, content, 0644); });
 }
 
 // guardian.fs.copy(src, dst) -> true, or nil, message (atomic at dst, keeps mode; yields)
@@ -189,7 +194,8 @@ int Move(lua_State* L) {
   std::string dst = Resolve(L, 2, true);
   if (::rename(src.c_str(), dst.c_str()) != 0) {
     lua_pushnil(L);
-    lua_pushstring(L, (std::string("move ") + src + " -> " + dst + ": " + std::strerror(errno)).c_str());
+    lua_pushstring(
+        L, (std::string("move ") + src + " -> " + dst + ": " + std::strerror(errno)).c_str());
     return 2;
   }
   lua_pushboolean(L, 1);
@@ -228,14 +234,17 @@ int CheckYaml(lua_State* L) {
   std::string p = Resolve(L, 1, false);
   std::vector<std::string> keys;
   if (!lua_isnoneornil(L, 2)) keys = CheckStringArray(L, 2, "required_keys");
-  return AwaitIo(L, "guardian.fs.check_yaml", [p, keys](std::string*) { return CheckYamlFile(p, keys); });
+  return AwaitIo(L, "guardian.fs.check_yaml",
+                 [p, keys](std::string*) { return CheckYamlFile(p, keys); });
 }
 
 void Install(lua_State* L) {
-  static const luaL_Reg fns[] = {{"exists", Exists}, {"stat", Stat},     {"list", List},
-                                 {"read", Read},     {"write", Write},   {"copy", Copy},
-                                 {"move", Move},     {"remove", Remove}, {"mkdir", Mkdir},
-                                 {"check_yaml", CheckYaml}, {nullptr, nullptr}};
+  static const luaL_Reg fns[] = {{"exists", Exists}, {"stat", Stat},
+                                 {"list", List},     {"read", Read},
+                                 {"write", Write},   {"copy", Copy},
+                                 {"move", Move},     {"remove", Remove},
+                                 {"mkdir", Mkdir},   {"check_yaml", CheckYaml},
+                                 {nullptr, nullptr}};
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "fs");
 }

@@ -17,7 +17,8 @@ int Warn(lua_State* L) { return LogAt(L, "warn"); }
 int Error(lua_State* L) { return LogAt(L, "error"); }
 
 void Install(lua_State* L) {
-  static const luaL_Reg fns[] = {{"info", Info}, {"warn", Warn}, {"error", Error}, {nullptr, nullptr}};
+  static const luaL_Reg fns[] = {
+      {"info", Info}, {"warn", Warn}, {"error", Error}, {nullptr, nullptr}};
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "log");
 }

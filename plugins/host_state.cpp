@@ -55,7 +55,8 @@ int Versions(lua_State* L) {
 }
 
 void Install(lua_State* L) {
-  static const luaL_Reg fns[] = {{"get", Get}, {"set", Set}, {"versions", Versions}, {nullptr, nullptr}};
+  static const luaL_Reg fns[] = {
+      {"get", Get}, {"set", Set}, {"versions", Versions}, {nullptr, nullptr}};
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "state");
 }

@@ -16,8 +16,9 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* const kPhases[] = {"backup", "remediate", "verify", "rollback"};
-const std::set<std::string> kKnownFields = {"name",    "mode",     "backup",  "remediate", "verify",
-                                            "rollback", "timeout", "retries", "disruptive", "description"};
+const std::set<std::string> kKnownFields = {"name",       "mode",       "backup",  "remediate",
+                                            "verify",     "rollback",   "timeout", "retries",
+                                            "disruptive", "description"};
 
 // "file:LINE:" from a Lua message that names the chunk, so errors carry the line.
 std::string WithFile(const std::string& path, const std::string& lua_msg) {
@@ -28,7 +29,8 @@ std::string WithFile(const std::string& path, const std::string& lua_msg) {
 
 }  // namespace
 
-Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& limits, PlaybookInfo* out) {
+Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& limits,
+                                PlaybookInfo* out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound(path + ": cannot read");
   std::stringstream ss;
@@ -65,7 +67,8 @@ Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& l
   lua_getfield(L, -1, "name");
   if (lua_type(L, -1) == LUA_TSTRING) {
     info.name = lua_tostring(L, -1);
-    if (!std::regex_match(info.name, std::regex("[a-z0-9_-]+"))) errors.push_back("field 'name' must match [a-z0-9_-]+");
+    if (!std::regex_match(info.name, std::regex("[a-z0-9_-]+")))
+      errors.push_back("field 'name' must match [a-z0-9_-]+");
   } else {
     errors.push_back("field 'name' must be a string");
   }
@@ -157,8 +160,8 @@ Status PlaybookLibrary::ReloadFile(const std::string& path) {
   if (!s.ok()) return s;  // the previous version (if any) stays in use
   auto clash = by_name_.find(info.name);
   if (clash != by_name_.end() && clash->second->path != path) {
-    return Status::InvalidArgument(path + ": playbook name '" + info.name + "' is already used by " +
-                                   clash->second->path);
+    return Status::InvalidArgument(path + ": playbook name '" + info.name +
+                                   "' is already used by " + clash->second->path);
   }
   auto old = name_by_path_.find(path);
   if (old != name_by_path_.end() && old->second != info.name) by_name_.erase(old->second);

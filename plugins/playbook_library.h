@@ -21,9 +21,9 @@ struct PlaybookInfo {
   std::string name;
   std::string mode;
   std::string path;
-  std::string source;      // the Lua text
-  int64_t timeout_ms = 0;  // per phase; 0 = the configured default
-  int retries = 0;         // extra attempts after the first
+  std::string source;               // the Lua text
+  int64_t timeout_ms = 0;           // per phase; 0 = the configured default
+  int retries = 0;                  // extra attempts after the first
   std::vector<std::string> phases;  // which of backup/remediate/verify/rollback it defines
   bool disruptive = true;
 };

@@ -52,8 +52,9 @@ void PushParams(lua_State* L, const Params& params) {
 }
 }  // namespace
 
-PlaybookRun::PlaybookRun(uv_loop_t* loop, std::shared_ptr<const PlaybookInfo> playbook, CheckConfig check,
-                         std::string check_state_dir, PlaybookLimits limits, RunServices services)
+PlaybookRun::PlaybookRun(uv_loop_t* loop, std::shared_ptr<const PlaybookInfo> playbook,
+                         CheckConfig check, std::string check_state_dir, PlaybookLimits limits,
+                         RunServices services)
     : loop_(loop),
       playbook_(std::move(playbook)),
       check_(std::move(check)),
@@ -66,9 +67,11 @@ PlaybookRun::PlaybookRun(uv_loop_t* loop, std::shared_ptr<const PlaybookInfo> pl
   // Declared paths: the watched file's folder, the check's own state dir, and any extra
   // `allow_paths`; `defaults_file` may be read but not written.
   std::string watched = ParamString(check_.params, "path");
-  if (!watched.empty()) write_roots_.push_back(CanonicalRoot(fs::path(watched).parent_path().string()));
+  if (!watched.empty())
+    write_roots_.push_back(CanonicalRoot(fs::path(watched).parent_path().string()));
   write_roots_.push_back(CanonicalRoot(check_state_dir_));
-  for (const auto& p : ParamList(check_.params, "allow_paths")) write_roots_.push_back(CanonicalRoot(p));
+  for (const auto& p : ParamList(check_.params, "allow_paths"))
+    write_roots_.push_back(CanonicalRoot(p));
   read_roots_ = write_roots_;
   std::string defaults = ParamString(check_.params, "defaults_file");
   if (!defaults.empty()) read_roots_.push_back(CanonicalRoot(defaults));
@@ -153,8 +156,9 @@ void PlaybookRun::RunPhase(const std::string& phase, int attempt, PhaseDone done
   lua_pop(L, 1);
   lua_rawgeti(thread_, LUA_REGISTRYINDEX, ctx_ref_);
 
-  int64_t timeout = playbook_->timeout_ms > 0 ? std::min(playbook_->timeout_ms, limits_.phase_timeout_ms)
-                                              : limits_.phase_timeout_ms;
+  int64_t timeout = playbook_->timeout_ms > 0
+                        ? std::min(playbook_->timeout_ms, limits_.phase_timeout_ms)
+                        : limits_.phase_timeout_ms;
   sandbox_->Arm(limits_.instructions, SystemClock::Get()->MonoMs() + timeout, thread_);
   deadline_.Start(timeout, [this, timeout] {
     Abort("phase '" + phase_ + "' ran past its deadline of " + std::to_string(timeout) + " ms");
@@ -205,9 +209,9 @@ void PlaybookRun::Continue(int nargs) {
   }
   // Only a string is read as-is: calling __tostring on an error object here would run playbook
   // code outside a protected call.
-  std::string msg = lua_type(thread_, -1) == LUA_TSTRING ? lua_tostring(thread_, -1)
-                                                         : std::string("(error object of type ") +
-                                                               luaL_typename(thread_, -1) + ")";
+  std::string msg = lua_type(thread_, -1) == LUA_TSTRING
+                        ? lua_tostring(thread_, -1)
+                        : std::string("(error object of type ") + luaL_typename(thread_, -1) + ")";
   if (!sandbox_->tripped().empty() && msg.find(sandbox_->tripped()) == std::string::npos) {
     msg = sandbox_->tripped() + ": " + msg;
   }
@@ -243,13 +247,15 @@ void PlaybookRun::Finish(Status s, std::string message) {
 }
 
 Status PlaybookRun::ResolvePath(const std::string& path, bool write, std::string* resolved) const {
-  if (path.empty() || path[0] != '/') return Status::InvalidArgument("path '" + path + "' must be absolute");
+  if (path.empty() || path[0] != '/')
+    return Status::InvalidArgument("path '" + path + "' must be absolute");
   fs::path p = fs::path(path).lexically_normal();
   // Resolve symlinks in the part that exists, so a link cannot lead outside the roots.
   fs::path existing = p;
   fs::path rest;
   std::error_code ec;
-  while (!existing.empty() && existing != existing.root_path() && !fs::exists(fs::symlink_status(existing, ec))) {
+  while (!existing.empty() && existing != existing.root_path() &&
+         !fs::exists(fs::symlink_status(existing, ec))) {
     rest = existing.filename() / rest;
     existing = existing.parent_path();
   }
@@ -267,8 +273,9 @@ Status PlaybookRun::ResolvePath(const std::string& path, bool write, std::string
   }
   std::string list;
   for (const auto& r : roots) list += (list.empty() ? "" : ", ") + r;
-  return Status::InvalidArgument("path '" + path + "' is outside what check '" + check_.id + "' declares" +
-                                 (write ? " writable" : " readable") + " (" + list + ")");
+  return Status::InvalidArgument("path '" + path + "' is outside what check '" + check_.id +
+                                 "' declares" + (write ? " writable" : " readable") + " (" + list +
+                                 ")");
 }
 
 }  // namespace guardian

@@ -68,14 +68,14 @@ class PlaybookRun {
   std::unique_ptr<Sandbox> sandbox_;
   int playbook_ref_ = LUA_NOREF;  // the returned table
   int ctx_ref_ = LUA_NOREF;
-  int thread_ref_ = LUA_NOREF;    // the running phase's coroutine, kept alive in the registry
+  int thread_ref_ = LUA_NOREF;  // the running phase's coroutine, kept alive in the registry
   lua_State* thread_ = nullptr;
   std::string phase_;
   PhaseDone done_;
   Timer deadline_;
-  Timer defer_;                     // delivers results on a later loop turn
+  Timer defer_;  // delivers results on a later loop turn
   std::function<void()> cancel_wait_;
-  uint64_t wait_seq_ = 0;           // which wait a Resume belongs to
+  uint64_t wait_seq_ = 0;               // which wait a Resume belongs to
   std::shared_ptr<PlaybookRun*> self_;  // Resume holds a weak_ptr to this
   std::vector<std::string> write_roots_;
   std::vector<std::string> read_roots_;
