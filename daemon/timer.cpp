@@ -15,29 +15,23 @@ Timer::~Timer() {
            [](uv_handle_t* h) { delete static_cast<Handle*>(h->data); });
 }
 
-void Timer::Start(int64_t ms, std::function<void()> cb) {
-  h_->cb = std::move(cb);
-  uv_timer_start(
-      &h_->timer,
-      [](uv_timer_t* t) {
-        auto* h = static_cast<Handle*>(t->data);
-        auto fn = h->cb;
-        fn();
-      },
-      static_cast<uint64_t>(ms < 0 ? 0 : ms), 0);
-}
+void Timer::Start(int64_t ms, std::function<void()> cb) { Arm(ms < 0 ? 0 : ms, 0, std::move(cb)); }
 
 void Timer::StartRepeat(int64_t ms, std::function<void()> cb) {
+  int64_t period = ms < 1 ? 1 : ms;
+  Arm(period, period, std::move(cb));
+}
+
+void Timer::Arm(int64_t timeout, int64_t repeat, std::function<void()> cb) {
   h_->cb = std::move(cb);
-  uint64_t period = static_cast<uint64_t>(ms < 1 ? 1 : ms);
   uv_timer_start(
       &h_->timer,
       [](uv_timer_t* t) {
-        auto* h = static_cast<Handle*>(t->data);
-        auto fn = h->cb;
+        // Copy first: the callback may restart this timer (replacing cb) or destroy its owner.
+        auto fn = static_cast<Handle*>(t->data)->cb;
         fn();
       },
-      period, period);
+      static_cast<uint64_t>(timeout), static_cast<uint64_t>(repeat));
 }
 
 void Timer::Stop() { uv_timer_stop(&h_->timer); }

@@ -27,6 +27,7 @@ class Timer {
   void Unref();
 
  private:
+  void Arm(int64_t timeout, int64_t repeat, std::function<void()> cb);
   struct Handle {
     uv_timer_t timer;
     std::function<void()> cb;
