@@ -1,5 +1,6 @@
 #include "daemon/config.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -170,8 +171,7 @@ std::string Describe(const YAML::Node& n) {
       break;
   }
   std::string s = n.Scalar();
-  bool shortened = s.size() > 40;
-  if (shortened) s = s.substr(0, 40) + "...";
+  if (s.size() > 40) s = s.substr(0, 40) + "...";  // keep one error on one line
   if (IsPlain(n) && (LooksNumber(s) || s == "true" || s == "false")) return s;
   return "\"" + s + "\"";
 }
@@ -187,15 +187,14 @@ class Loader {
     auto config = std::make_shared<Config>();
     ResolveBase(base_dir);
     try {
-      std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-      if (docs.empty() || docs[0].IsNull()) {
-        ErrorAt(1, 1, "config is empty: expected a mapping of keys (" + JoinNames(kTopKeys) + ")");
-      } else {
-        if (docs.size() > 1) {
-          Error(docs[1].Mark(), "expected one YAML document, found " + std::to_string(docs.size()) +
-                                    " ('---' starts another)");
+      if (ScanDocuments(text)) {
+        YAML::Node root = YAML::Load(std::string(text));  // the first document only
+        if (root.IsNull()) {
+          ErrorAt(1, 1,
+                  "config is empty: expected a mapping of keys (" + JoinNames(kTopKeys) + ")");
+        } else {
+          ReadTop(root, *config);
         }
-        ReadTop(docs[0], *config);
       }
     } catch (const YAML::ParserException& e) {
       Error(e.mark, "YAML syntax error: " + e.msg);
@@ -219,9 +218,80 @@ class Loader {
   }
 
  private:
+  // ---- documents ------------------------------------------------------------------------------
+
+  // Records where each document's root starts and whether it is empty; nothing else.
+  class RootScan : public YAML::EventHandler {
+   public:
+    struct Root {
+      YAML::Mark mark;
+      bool null = false;
+    };
+    Root root;
+
+    void OnDocumentStart(const YAML::Mark&) override {
+      depth_ = 0;
+      root = Root();
+    }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& m, YAML::anchor_t) override { Node(m, true); }
+    void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { Node(m, false); }
+    void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                  const std::string&) override {
+      Node(m, false);
+    }
+    void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+      Node(m, false);
+      ++depth_;
+    }
+    void OnSequenceEnd() override { --depth_; }
+    void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
+      Node(m, false);
+      ++depth_;
+    }
+    void OnMapEnd() override { --depth_; }
+
+   private:
+    void Node(const YAML::Mark& m, bool null) {
+      if (depth_ == 0) root = Root{m, null};
+    }
+    int depth_ = 0;
+  };
+
+  // Checks the text holds at most one document, reading no further than the second. Returns
+  // false when the text cannot be loaded. yaml-cpp 0.7's LoadAll loops forever, allocating, on a
+  // token no rule consumes, such as a stray ',' at the top level (yaml-cpp#1040, fixed upstream
+  // after 0.8.0): each "document" is an empty root at the same place. Here that shows as two empty
+  // roots at one mark, and is reported as the syntax error it is.
+  bool ScanDocuments(std::string_view text) {
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    RootScan scan;
+    if (!parser.HandleNextDocument(scan)) return true;  // no document at all: empty
+    RootScan::Root first = scan.root;
+    if (!parser.HandleNextDocument(scan)) return true;
+    RootScan::Root second = scan.root;
+    if (first.null && second.null && first.mark.pos == second.mark.pos) {
+      std::string what = "unexpected input";
+      if (first.mark.pos >= 0 && static_cast<size_t>(first.mark.pos) < text.size()) {
+        what = "unexpected '" + std::string(1, text[first.mark.pos]) + "'";
+      }
+      Error(first.mark, "YAML syntax error: " + what);
+      return false;
+    }
+    Error(second.mark, "expected one YAML document, found another ('---' starts a new one)");
+    return true;
+  }
+
   // ---- errors ---------------------------------------------------------------------------------
 
   void ErrorAt(int line, int col, std::string message) {
+    // Values quoted from the file may span lines; one error stays one line of output.
+    for (size_t at = message.find('\n'); at != std::string::npos; at = message.find('\n', at)) {
+      message.replace(at, 1, "\\n");
+    }
     errors_.push_back(ConfigError{file_, line, col, std::move(message)});
   }
   void Error(const YAML::Mark& m, std::string message) {

@@ -110,6 +110,14 @@ TEST_CASE("YAML syntax error is one error at the parser's mark") {
   ExpectOneError(Load("checks: [\n  {id: a\n"), 3, 1, "YAML syntax error");
 }
 
+// yaml-cpp 0.7's LoadAll loops forever, allocating, on a stray top-level ',' (yaml-cpp#1040).
+TEST_CASE("a stray top-level comma is a syntax error, not a hang") {
+  ExpectOneError(Load(", state_dir: /x\n"), 1, 1, "YAML syntax error: unexpected ','");
+  ExpectOneError(Load("# comment\n,\nstate_dir: /x\n"), 2, 1, "YAML syntax error: unexpected ','");
+  // In a second document it is found without parsing further than that document.
+  ExpectOneError(Load(std::string(kCheck) + "---\n,\n"), 6, 1, "expected one YAML document");
+}
+
 TEST_CASE("deeply nested input is a syntax error, not a crash") {
   std::string deep = "checks: " + std::string(10000, '[');
   ConfigLoad load;
@@ -126,7 +134,8 @@ TEST_CASE("empty file and top level that is not a mapping") {
 }
 
 TEST_CASE("more than one YAML document") {
-  ExpectOneError(Load("state_dir: /a\n---\nstate_dir: /b\n"), 3, 1, "expected one YAML document");
+  ExpectOneError(Load(std::string(kCheck) + "---\nstate_dir: /b\n"), 6, 1,
+                 "expected one YAML document");
 }
 
 TEST_CASE("unknown top-level key, with a suggestion") {
@@ -164,6 +173,8 @@ TEST_CASE("wrong scalar type: string where an integer is needed") {
   // Quoted digits are a string: types are strict.
   ExpectOneError(Load(Check(body + "    interval_ms: \"500\"\n")), 5, 18,
                  "expected an integer, got \"500\"");
+  ExpectOneError(Load(Check(body + "    interval_ms: \"1\\n2\"\n")), 5, 18,
+                 "expected an integer, got \"1\\n2\"");  // one error, one line
   ExpectOneError(Load(Check(body + "    interval_ms: [1]\n")), 5, 18,
                  "expected an integer, got a sequence");
   // An empty value is blamed on its key, not on whatever token follows it.
