@@ -498,16 +498,18 @@ class Loader {
     return s;
   }
 
-  std::optional<std::vector<std::string>> StringList(const Item& item) {
+  // A sequence of strings; with `paths`, each is expanded and resolved like a path.
+  std::optional<std::vector<std::string>> StringList(const Item& item, bool paths = false) {
     if (!item.node.IsSequence()) {
-      Error(item, "expected a sequence of strings, got " + Describe(item.node));
+      Error(item, std::string("expected a sequence of ") + (paths ? "paths" : "strings") + ", got " +
+                      Describe(item.node));
       return std::nullopt;
     }
     std::vector<std::string> out;
     bool ok = true;
     for (size_t i = 0; i < item.node.size(); ++i) {
       Item elem = SequenceItem(item, i);
-      if (auto s = String(elem)) {
+      if (auto s = paths ? Path(elem) : String(elem)) {
         out.push_back(std::move(*s));
       } else {
         ok = false;
@@ -831,6 +833,9 @@ class Loader {
         break;
       case ParamType::kStringList:
         if (auto v = StringList(item)) return *v;
+        break;
+      case ParamType::kPathList:
+        if (auto v = StringList(item, true)) return *v;
         break;
     }
     return std::nullopt;

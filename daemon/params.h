@@ -17,6 +17,7 @@ enum class ParamType {
   kString,
   kPath,        // string; ${VAR}/${VAR:-default} expanded, relative resolved against config folder
   kStringList,  // sequence of strings
+  kPathList,    // sequence of paths, each expanded and resolved as kPath
 };
 
 struct ParamSpec {

@@ -155,7 +155,7 @@ GUARDIAN_REGISTER_DETECTOR(
             {"settle_ms", ParamType::kInt, false,
              "delay after a file event before probing (default 30)"},
             {"keep_versions", ParamType::kInt, false, "last-known-good copies kept (default 10)"},
-            {"allow_paths", ParamType::kStringList, false, "extra folders the playbook may write"},
+            {"allow_paths", ParamType::kPathList, false, "extra folders the playbook may write"},
         },
         [](const DetectorEnv& env) -> std::shared_ptr<Detector> {
           return std::make_shared<MissingConfigDetector>(env);

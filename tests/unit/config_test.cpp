@@ -25,6 +25,7 @@ const std::vector<ParamSpec>* TestSchemas(std::string_view mode) {
       {"required_keys", ParamType::kStringList, false, "dotted keys that must exist"},
       {"defaults_file", ParamType::kPath, false, "written when no good copy exists"},
       {"settle_ms", ParamType::kInt, false, "delay after a file event"},
+      {"allow_paths", ParamType::kPathList, false, "extra writable folders"},
   };
   static const std::vector<ParamSpec> disk_full = {
       {"path", ParamType::kPath, true, "a path on the watched file system"},
@@ -585,6 +586,32 @@ TEST_CASE("a relative base_dir is made absolute") {
   ConfigLoad load = LoadConfigText(kCheck, "g.yaml", "conf", TestSchemas);
   REQUIRE(load.ok());
   CHECK(load.config->playbook_dirs[0] == (fs::current_path() / "conf/playbooks").string());
+}
+
+TEST_CASE("a path list expands and resolves each entry and reports a bad one at its position") {
+  setenv("GUARDIAN_TEST_EXTRA", "/srv/extra", 1);
+  auto load = Load(
+      "checks:\n"
+      "  - id: app\n"
+      "    mode: missing_config\n"
+      "    params:\n"
+      "      path: app.yaml\n"
+      "      allow_paths:\n"
+      "        - ${GUARDIAN_TEST_EXTRA}/a\n"
+      "        - rel/../b\n");
+  REQUIRE_MESSAGE(load.ok(), AllErrors(load));
+  CHECK(ParamList(load.config->checks[0].params, "allow_paths") ==
+        std::vector<std::string>{"/srv/extra/a", "/etc/guardian/b"});
+  auto bad = Load(
+      "checks:\n"
+      "  - id: app\n"
+      "    mode: missing_config\n"
+      "    params:\n"
+      "      path: app.yaml\n"
+      "      allow_paths: [/ok, \"${GUARDIAN_TEST_UNSET_VAR}/x\"]\n");
+  REQUIRE_FALSE(bad.ok());
+  CHECK_MESSAGE(AllErrors(bad).find("g.yaml:6:26: checks[0].params.allow_paths[1]") != std::string::npos, AllErrors(bad));
+  unsetenv("GUARDIAN_TEST_EXTRA");
 }
 
 TEST_CASE("environment expansion in paths") {
