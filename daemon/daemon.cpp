@@ -129,7 +129,9 @@ int Daemon::Run() {
         nullptr);
     return 1;
   }
-  ::unlink(lock_path.c_str());
+  // The lock file stays: unlinking it would let a second daemon lock a new inode while a
+  // slow first one still holds the old. The status file goes: no daemon is running now.
+  ::unlink((config_->state_dir + "/status.json").c_str());
   ::close(lock_fd_);
   spdlog::info("guardiand stopped");
   return 0;

@@ -2,6 +2,7 @@
 // required key. inotify on the file's folder triggers a probe within `settle_ms` of a change,
 // so detection does not wait for the poll interval. While the file is valid, each new content
 // is kept as a last-known-good version under the check's state dir (newest `keep_versions`).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -53,8 +54,10 @@ class MissingConfigDetector : public Detector {
       : env_(env),
         path_(ParamString(env.check.params, "path")),
         keys_(ParamList(env.check.params, "required_keys")),
-        settle_ms_(ParamInt(env.check.params, "settle_ms", 30)),
-        keep_(static_cast<int>(ParamInt(env.check.params, "keep_versions", 10))),
+        // At least one kept copy, or the playbook would have nothing to restore.
+        settle_ms_(std::max<int64_t>(0, ParamInt(env.check.params, "settle_ms", 30))),
+        keep_(static_cast<int>(
+            std::clamp<int64_t>(ParamInt(env.check.params, "keep_versions", 10), 1, 1000))),
         settle_(env.loop) {}
 
   Status Start(std::function<void()> wake) override {

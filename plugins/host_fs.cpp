@@ -22,10 +22,11 @@ namespace fs = std::filesystem;
 
 constexpr size_t kMaxRead = 16 << 20;
 
-std::string Resolve(lua_State* L, int idx, bool write) {
+// `follow` = act on a final symlink's target (reads); otherwise on the link itself.
+std::string Resolve(lua_State* L, int idx, bool write, bool follow = true) {
   std::string path = luaL_checkstring(L, idx);
   std::string resolved;
-  Status s = PlaybookRun::From(L)->ResolvePath(path, write, &resolved);
+  Status s = PlaybookRun::From(L)->ResolvePath(path, write, &resolved, follow);
   if (!s.ok()) luaL_error(L, "guardian.fs: %s", s.message().c_str());
   return resolved;
 }
@@ -96,16 +97,22 @@ Status AtomicWrite(const std::string& path, const std::string& data, mode_t mode
 Status ReadAll(const std::string& path, std::string* out) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Errno("read", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  if (out->size() > kMaxRead) return Status::InvalidArgument(path + " is larger than 16 MiB");
+  // Refuse before reading: a huge file must not be pulled into memory to be rejected.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && static_cast<size_t>(st.st_size) > kMaxRead) {
+    return Status::InvalidArgument(path + " is larger than 16 MiB");
+  }
+  out->assign(std::istreambuf_iterator<char>(in), {});
+  if (out->size() > kMaxRead) {  // grew while we read
+    out->clear();
+    return Status::InvalidArgument(path + " is larger than 16 MiB");
+  }
   return Status::OK();
 }
 
 // guardian.fs.exists(path) -> bool
 int Exists(lua_State* L) {
-  std::string p = Resolve(L, 1, false);
+  std::string p = Resolve(L, 1, false, false);
   struct stat st;
   lua_pushboolean(L, ::lstat(p.c_str(), &st) == 0);
   return 1;
@@ -113,7 +120,7 @@ int Exists(lua_State* L) {
 
 // guardian.fs.stat(path) -> { size, mtime_ms, mode, type = "file"|"dir"|"link"|"other" } or nil
 int Stat(lua_State* L) {
-  std::string p = Resolve(L, 1, false);
+  std::string p = Resolve(L, 1, false, false);
   struct stat st;
   if (::lstat(p.c_str(), &st) != 0) {
     lua_pushnil(L);
@@ -166,7 +173,7 @@ int Read(lua_State* L) {
 
 // guardian.fs.write(path, content) -> true, or nil, message (atomic; yields)
 int Write(lua_State* L) {
-  std::string p = Resolve(L, 1, true);
+  std::string p = Resolve(L, 1, true, false);
   size_t len = 0;
   const char* data = luaL_checklstring(L, 2, &len);
   std::string content(data, len);
@@ -177,7 +184,7 @@ int Write(lua_State* L) {
 // guardian.fs.copy(src, dst) -> true, or nil, message (atomic at dst, keeps mode; yields)
 int Copy(lua_State* L) {
   std::string src = Resolve(L, 1, false);
-  std::string dst = Resolve(L, 2, true);
+  std::string dst = Resolve(L, 2, true, false);
   return AwaitIo(L, "guardian.fs.copy", [src, dst](std::string*) {
     std::string data;
     Status s = ReadAll(src, &data);
@@ -190,8 +197,8 @@ int Copy(lua_State* L) {
 
 // guardian.fs.move(src, dst) -> true, or nil, message (rename; both must be writable)
 int Move(lua_State* L) {
-  std::string src = Resolve(L, 1, true);
-  std::string dst = Resolve(L, 2, true);
+  std::string src = Resolve(L, 1, true, false);
+  std::string dst = Resolve(L, 2, true, false);
   if (::rename(src.c_str(), dst.c_str()) != 0) {
     lua_pushnil(L);
     lua_pushstring(
@@ -204,7 +211,7 @@ int Move(lua_State* L) {
 
 // guardian.fs.remove(path) -> true, or nil, message (a file or an empty dir)
 int Remove(lua_State* L) {
-  std::string p = Resolve(L, 1, true);
+  std::string p = Resolve(L, 1, true, false);
   if (::remove(p.c_str()) != 0) {
     lua_pushnil(L);
     lua_pushstring(L, (std::string("remove ") + p + ": " + std::strerror(errno)).c_str());

@@ -32,7 +32,7 @@ int Run(lua_State* L) {
           *alive = false;
           resume([r](lua_State* L) -> int {
             if (!r.status.ok() && !r.timed_out) {
-              // Pushers run outside a protected call, so report instead of raising.
+              // I/O failures are values, not errors (see docs/playbook-api.md).
               lua_pushnil(L);
               lua_pushstring(L, r.status.message().c_str());
               return 2;

@@ -181,16 +181,26 @@ int PlaybookRun::Await(lua_State* L, const char* what, Starter start) {
     if (!run->done_ || run->wait_seq_ != seq) return;  // aborted or superseded
     run->cancel_wait_ = nullptr;
     ++run->wait_seq_;
+    // The results are pushed by AwaitDone inside the resumed coroutine, where an error (such
+    // as the memory cap refusing a large result) fails the phase instead of aborting us.
+    run->pending_push_ = std::move(push);
     if (*starting) {
       // Finished before the coroutine even yielded: resume on the next loop turn.
-      run->defer_.Start(0, [run, push] { run->Continue(push(run->thread_)); });
+      run->defer_.Start(0, [run] { run->Continue(0); });
       return;
     }
-    run->Continue(push(run->thread_));
+    run->Continue(0);
   };
   cancel_wait_ = start(resume);
   *starting = false;
-  return lua_yield(L, 0);
+  return lua_yieldk(L, 0, 0, &PlaybookRun::AwaitDone);
+}
+
+int PlaybookRun::AwaitDone(lua_State* L, int, lua_KContext) {
+  PlaybookRun* run = From(L);
+  Pusher push = std::move(run->pending_push_);
+  run->pending_push_ = nullptr;
+  return push ? push(L) : 0;
 }
 
 void PlaybookRun::Continue(int nargs) {
@@ -246,11 +256,9 @@ void PlaybookRun::Finish(Status s, std::string message) {
   if (done) done(std::move(s), std::move(message));
 }
 
-Status PlaybookRun::ResolvePath(const std::string& path, bool write, std::string* resolved) const {
-  if (path.empty() || path[0] != '/')
-    return Status::InvalidArgument("path '" + path + "' must be absolute");
-  fs::path p = fs::path(path).lexically_normal();
-  // Resolve symlinks in the part that exists, so a link cannot lead outside the roots.
+namespace {
+// Resolves symlinks in the part of `p` that exists, so a link cannot lead outside the roots.
+fs::path ResolveExisting(const fs::path& p) {
   fs::path existing = p;
   fs::path rest;
   std::error_code ec;
@@ -261,8 +269,21 @@ Status PlaybookRun::ResolvePath(const std::string& path, bool write, std::string
   }
   fs::path real = fs::canonical(existing, ec);
   if (ec) real = existing;
-  fs::path full = (rest.empty() ? real : real / rest).lexically_normal();
-  std::string s = full.string();
+  return (rest.empty() ? real : real / rest).lexically_normal();
+}
+}  // namespace
+
+Status PlaybookRun::ResolvePath(const std::string& path, bool write, std::string* resolved,
+                                bool follow_final) const {
+  if (path.empty() || path[0] != '/') {
+    return Status::InvalidArgument("path '" + path + "' must be absolute");
+  }
+  fs::path p = fs::path(path).lexically_normal();
+  if (p.has_filename() == false && p != p.root_path()) p = p.parent_path();
+  fs::path full = follow_final || p == p.root_path()
+                      ? ResolveExisting(p)
+                      : ResolveExisting(p.parent_path()) / p.filename();
+  std::string s = full.lexically_normal().string();
   if (s.size() > 1 && s.back() == '/') s.pop_back();
   const auto& roots = write ? write_roots_ : read_roots_;
   for (const auto& r : roots) {

@@ -25,7 +25,8 @@ namespace guardian {
 class PlaybookRun {
  public:
   using PhaseDone = std::function<void(Status, std::string message)>;
-  // Pushes the results of a finished wait onto the coroutine and returns how many.
+  // Pushes the results of a finished wait onto the coroutine and returns how many. It runs
+  // inside the resumed coroutine, so it may raise (and allocate past the memory cap safely).
   using Pusher = std::function<int(lua_State*)>;
   // Resumes the coroutine with results; safe to call after the run is gone (ignored).
   using Resume = std::function<void(Pusher)>;
@@ -53,10 +54,14 @@ class PlaybookRun {
   const std::string& check_state_dir() const { return check_state_dir_; }
   RunServices& services() { return services_; }
   // Resolves `path` for reading or writing; only paths under the check's declared roots pass.
-  Status ResolvePath(const std::string& path, bool write, std::string* resolved) const;
+  // With `follow_final` a symlink in the last component is followed (its target must be
+  // inside the roots); without, the link itself is what is checked and acted on.
+  Status ResolvePath(const std::string& path, bool write, std::string* resolved,
+                     bool follow_final = true) const;
 
  private:
   void Continue(int nargs);
+  static int AwaitDone(lua_State* L, int status, lua_KContext ctx);
   void Finish(Status s, std::string message);
 
   uv_loop_t* loop_;
@@ -75,7 +80,8 @@ class PlaybookRun {
   Timer deadline_;
   Timer defer_;  // delivers results on a later loop turn
   std::function<void()> cancel_wait_;
-  uint64_t wait_seq_ = 0;               // which wait a Resume belongs to
+  Pusher pending_push_;    // results of the finished wait, pushed when the coroutine resumes
+  uint64_t wait_seq_ = 0;  // which wait a Resume belongs to
   std::shared_ptr<PlaybookRun*> self_;  // Resume holds a weak_ptr to this
   std::vector<std::string> write_roots_;
   std::vector<std::string> read_roots_;

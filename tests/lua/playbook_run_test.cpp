@@ -274,3 +274,45 @@ TEST_CASE("host waits are refused outside a phase (at load time)") {
   CHECK_FALSE(s.ok());
   CHECK(s.message().find("load.lua:1:") != std::string::npos);
 }
+
+TEST_CASE("removing or writing a symlink acts on the link, never on a target outside the roots") {
+  Fixture f;
+  fs::create_directories(f.dir / "outside");
+  std::ofstream(f.dir / "outside" / "precious") << "keep me";
+  fs::create_symlink(f.dir / "outside" / "precious", f.dir / "app" / "link");
+  std::string link = (f.dir / "app" / "link").string();
+  auto run =
+      f.Run(f.Playbook("remediate = function(ctx)\n"
+                       "  local st = guardian.fs.stat('" +
+                       link +
+                       "')\n"
+                       "  assert(guardian.fs.remove('" +
+                       link +
+                       "'))\n"
+                       "  return st.type\n"
+                       "end,\n"
+                       "verify = function(ctx) return guardian.fs.read('" +
+                       link + "') end,\n"));
+  auto [s0, m0] = f.Phase(*run, "verify");  // reading follows the link: its target is outside
+  CHECK_FALSE(s0.ok());
+  CHECK(m0.find("outside") != std::string::npos);
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK_MESSAGE(s.ok(), msg);
+  CHECK(msg == "link");
+  CHECK_FALSE(fs::exists(fs::symlink_status(link)));
+  CHECK(fs::exists(f.dir / "outside" / "precious"));
+}
+
+TEST_CASE("a wait result larger than the memory cap fails the phase instead of the daemon") {
+  Fixture f;
+  std::string big = (f.dir / "app" / "big.txt").string();
+  std::ofstream(big) << std::string(3 << 20, 'x');
+  PlaybookLimits limits;
+  limits.memory_bytes = 2 << 20;
+  auto run = f.Run(f.Playbook("remediate = function(ctx) local t = guardian.fs.read('" + big +
+                              "') return 'read ' .. #t end"),
+                   limits);
+  auto [s, msg] = f.Phase(*run, "remediate");
+  CHECK_FALSE(s.ok());
+  CHECK(msg.find("not enough memory") != std::string::npos);
+}
