@@ -154,16 +154,38 @@ void Daemon::WatchPlaybookDirs() {
           auto* self = static_cast<Daemon*>(h->data);
           if (name && !fs::path(name).string().ends_with(".lua")) return;
           // Editors write in bursts; rescan once things settle.
-          self->playbook_rescan_->Start(100, [self] {
-            for (const auto& e : self->playbooks_->Scan(self->config_->playbook_dirs)) {
-              spdlog::error("playbook reload: {} (the previous version stays in use)", e);
-            }
-          });
+          self->playbook_rescan_->Start(100, [self] { self->RescanPlaybooks(); });
         },
         dir.c_str(), 0);
     if (rc != 0) spdlog::warn("cannot watch playbook dir {}: {}", dir, uv_strerror(rc));
     playbook_watchers_.push_back(w);
   }
+}
+
+void Daemon::RescanPlaybooks() {
+  if (stopping_) return;
+  if (rescan_in_flight_) {
+    rescan_again_ = true;
+    return;
+  }
+  rescan_in_flight_ = true;
+  // Reading and test-loading the files happens on the pool; installing them on the loop.
+  auto dirs = config_->playbook_dirs;
+  auto limits = playbooks_->limits();
+  auto result = std::make_shared<PlaybookLibrary::ScanResult>();
+  QueueWork(
+      &loop_, [dirs, limits, result] { *result = PlaybookLibrary::InspectDirs(dirs, limits); },
+      [this, result] {
+        rescan_in_flight_ = false;
+        if (stopping_) return;
+        for (const auto& e : playbooks_->Install(std::move(*result))) {
+          spdlog::error("playbook reload: {} (the previous version stays in use)", e);
+        }
+        if (rescan_again_) {
+          rescan_again_ = false;
+          RescanPlaybooks();
+        }
+      });
 }
 
 void Daemon::Reload() {

@@ -34,6 +34,7 @@ class Daemon {
   void Reload();
   void Stop();
   void WatchPlaybookDirs();
+  void RescanPlaybooks();
   void WriteStatus();
   void CloseAll();
 
@@ -50,6 +51,8 @@ class Daemon {
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   bool stopping_ = false;
   bool status_write_in_flight_ = false;
+  bool rescan_in_flight_ = false;
+  bool rescan_again_ = false;
   int64_t started_at_ = 0;
   int lock_fd_ = -1;
 };

@@ -122,13 +122,13 @@ Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& l
   return Status::OK();
 }
 
-std::vector<std::string> PlaybookLibrary::Scan(const std::vector<std::string>& dirs) {
-  std::vector<std::string> errors;
-  std::set<std::string> seen_paths;
+PlaybookLibrary::ScanResult PlaybookLibrary::InspectDirs(const std::vector<std::string>& dirs,
+                                                         const PlaybookLimits& limits) {
+  ScanResult out;
   for (const auto& dir : dirs) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) {
-      errors.push_back(dir + ": playbook dir does not exist");
+      out.errors.push_back(dir + ": playbook dir does not exist");
       continue;
     }
     std::vector<std::string> files;
@@ -137,14 +137,29 @@ std::vector<std::string> PlaybookLibrary::Scan(const std::vector<std::string>& d
     }
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
-      seen_paths.insert(f);
-      Status s = ReloadFile(f);
-      if (!s.ok()) errors.push_back(s.message());
+      out.seen_paths.push_back(f);
+      PlaybookInfo info;
+      Status s = Inspect(f, limits, &info);
+      if (s.ok()) {
+        out.loaded.push_back(std::move(info));
+      } else {
+        out.errors.push_back(s.message());
+      }
     }
   }
-  // Drop playbooks whose files are gone.
+  return out;
+}
+
+std::vector<std::string> PlaybookLibrary::Install(ScanResult scan) {
+  std::vector<std::string> errors = std::move(scan.errors);
+  for (auto& info : scan.loaded) {
+    Status s = Add(std::move(info));
+    if (!s.ok()) errors.push_back(s.message());
+  }
+  // Drop playbooks whose files are gone; a file that failed to load keeps its old version.
+  std::set<std::string> seen(scan.seen_paths.begin(), scan.seen_paths.end());
   for (auto it = name_by_path_.begin(); it != name_by_path_.end();) {
-    if (!seen_paths.count(it->first)) {
+    if (!seen.count(it->first)) {
       by_name_.erase(it->second);
       it = name_by_path_.erase(it);
     } else {
@@ -154,10 +169,19 @@ std::vector<std::string> PlaybookLibrary::Scan(const std::vector<std::string>& d
   return errors;
 }
 
+std::vector<std::string> PlaybookLibrary::Scan(const std::vector<std::string>& dirs) {
+  return Install(InspectDirs(dirs, limits_));
+}
+
 Status PlaybookLibrary::ReloadFile(const std::string& path) {
   PlaybookInfo info;
   Status s = Inspect(path, limits_, &info);
   if (!s.ok()) return s;  // the previous version (if any) stays in use
+  return Add(std::move(info));
+}
+
+Status PlaybookLibrary::Add(PlaybookInfo info) {
+  const std::string path = info.path;
   auto clash = by_name_.find(info.name);
   if (clash != by_name_.end() && clash->second->path != path) {
     return Status::InvalidArgument(path + ": playbook name '" + info.name +

@@ -35,8 +35,19 @@ class PlaybookLibrary {
   // Parses and validates one playbook file without installing it. Errors read "FILE:LINE: msg".
   static Status Inspect(const std::string& path, const PlaybookLimits& limits, PlaybookInfo* out);
 
-  // (Re)scans the dirs; returns one message per file that failed to load. Playbooks whose file
+  // What a scan of the dirs found, before it is installed.
+  struct ScanResult {
+    std::vector<PlaybookInfo> loaded;
+    std::vector<std::string> seen_paths;
+    std::vector<std::string> errors;
+  };
+  // Reads and test-loads every playbook in `dirs`. Blocking and self-contained: the daemon
+  // runs it on the thread pool, then calls Install on the loop thread.
+  static ScanResult InspectDirs(const std::vector<std::string>& dirs, const PlaybookLimits& limits);
+  // Installs a scan; returns one message per file that failed to load. Playbooks whose file
   // disappeared are dropped; a bad file keeps its previous version.
+  std::vector<std::string> Install(ScanResult scan);
+  // InspectDirs + Install, blocking (start-up and tools).
   std::vector<std::string> Scan(const std::vector<std::string>& dirs);
   // Reloads one file (an inotify event said it changed).
   Status ReloadFile(const std::string& path);
@@ -44,8 +55,11 @@ class PlaybookLibrary {
   std::shared_ptr<const PlaybookInfo> Find(const std::string& name) const;
   std::vector<std::string> Names() const;
   void set_limits(PlaybookLimits l) { limits_ = l; }
+  const PlaybookLimits& limits() const { return limits_; }
 
  private:
+  Status Add(PlaybookInfo info);
+
   PlaybookLimits limits_;
   std::map<std::string, std::shared_ptr<const PlaybookInfo>> by_name_;
   std::map<std::string, std::string> name_by_path_;
