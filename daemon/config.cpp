@@ -501,8 +501,8 @@ class Loader {
   // A sequence of strings; with `paths`, each is expanded and resolved like a path.
   std::optional<std::vector<std::string>> StringList(const Item& item, bool paths = false) {
     if (!item.node.IsSequence()) {
-      Error(item, std::string("expected a sequence of ") + (paths ? "paths" : "strings") + ", got " +
-                      Describe(item.node));
+      Error(item, std::string("expected a sequence of ") + (paths ? "paths" : "strings") +
+                      ", got " + Describe(item.node));
       return std::nullopt;
     }
     std::vector<std::string> out;

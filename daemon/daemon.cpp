@@ -117,6 +117,8 @@ int Daemon::Run() {
   spdlog::info("guardiand {} started: {} checks, {} playbooks, state_dir {}", getpid(),
                config_->checks.size(), playbooks_->Names().size(), config_->state_dir);
   uv_run(&loop_, UV_RUN_DEFAULT);
+  // Only now: callbacks of pool work queued before the stop may still have reached the engine.
+  engine_.reset();
 
   int rc = uv_loop_close(&loop_);
   if (rc != 0) {
@@ -230,7 +232,8 @@ void Daemon::WriteStatus() {
                       {"max", lag_->MaxUs()},
                       {"samples", lag_->samples()}};
   j["store_latency_ms"] = store_->last_latency_ms();
-  std::string text = j.dump(2) + "\n";
+  // Evidence quotes broken files, which may hold bytes that are not UTF-8: replace, never throw.
+  std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::string path = config_->state_dir + "/status.json";
   status_write_in_flight_ = true;
   QueueWork(
@@ -266,7 +269,7 @@ void Daemon::CloseAll() {
   playbook_watchers_.clear();
   for (auto* sig : {&sigterm_, &sigint_, &sighup_})
     uv_close(reinterpret_cast<uv_handle_t*>(sig), nullptr);
-  store_->Close([this] { engine_.reset(); });
+  store_->Close(nullptr);
 }
 
 }  // namespace guardian

@@ -77,7 +77,8 @@ void Engine::Apply(std::shared_ptr<const Config> config) {
     auto check = std::make_unique<CheckRuntime>(
         loop_, c, env.check_state_dir, f->make(env), clock_,
         [this](CheckRuntime* ch, const Observation& o) { OnObservation(ch, o); });
-    // A restarted check inherits the open incident of its previous definition.
+    // A restarted check inherits the open (or opening) incident of its previous definition.
+    if (opening_.count(c.id)) check->incident_id = -1;
     for (const auto& [id, inc] : incidents_) {
       if (inc->rec.check_id == c.id) check->incident_id = id;
     }
@@ -130,11 +131,13 @@ void Engine::Open(CheckRuntime* check, const Observation& obs) {
   inc->rec.evidence = obs.evidence;
   spdlog::warn("check {}: {} confirmed: {}", c.id, c.mode, obs.evidence);
   check->incident_id = -1;  // opening: ignore observations until the incident exists
+  opening_.insert(c.id);
   auto rec = std::make_shared<IncidentRecord>(inc->rec);
   Incident* raw = inc.release();
   store_->Submit([rec](Store& s) { return s.InsertIncident(rec.get()); },
                  [this, raw, rec](Status s) {
                    std::unique_ptr<Incident> inc(raw);
+                   opening_.erase(inc->rec.check_id);
                    CheckRuntime* check = FindCheck(inc->rec.check_id);
                    if (!s.ok()) {
                      // Without a journal row we must not act: nothing would record what we did.
@@ -184,8 +187,13 @@ bool Engine::EnsureRun(Incident* inc, std::string* error) {
     return it == m.end() ? std::string() : it->second;
   };
   services.set_value = [this, check_id](const std::string& key, const std::string& value) {
-    values_[check_id][key] = value;
+    auto& m = values_[check_id];
+    if (m.size() >= 256 && !m.count(key)) {
+      return Status::InvalidArgument("check '" + check_id + "' already keeps 256 values");
+    }
+    m[key] = value;
     store_->Submit([check_id, key, value](Store& s) { return s.SetValue(check_id, key, value); });
+    return Status::OK();
   };
   int64_t id = inc->rec.id;
   services.log = [this, id, check_id](const std::string& level, const std::string& line) {
@@ -252,50 +260,59 @@ void Engine::RunStep(Incident* inc, const std::string& phase, std::function<void
   step->phase = phase;
   step->started_at = clock_->WallMs();
   step->status = "running";
-  int64_t id = inc->rec.id;
   // Journal first; act only once the `running` row is durable.
   store_->Submit([step](Store& s) { return s.InsertStep(step.get()); },
-                 [this, id, step, phase, next](Status st) {
-                   if (!st.ok())
-                     spdlog::error("incident {}: journaling step {}: {}", id, phase, st.ToString());
-                   auto it = incidents_.find(id);
-                   if (it == incidents_.end()) return;
-                   Incident* inc = it->second.get();
-                   auto finish = [this, id, step, next](Status s, std::string msg) {
-                     step->ended_at = clock_->WallMs();
-                     step->status = s.ok() ? "ok" : (shutting_down_ ? "interrupted" : "failed");
-                     auto it = incidents_.find(id);
-                     if (it != incidents_.end()) {
-                       for (const auto& line : it->second->log_lines)
-                         msg += (msg.empty() ? "" : "; ") + line;
-                       it->second->log_lines.clear();
-                     }
-                     step->message = msg;
-                     store_->Submit([step](Store& s) { return s.FinishStep(*step); });
-                     if (shutting_down_) return;  // resumed at the next start
-                     next(s);
-                   };
-                   if (shutting_down_) {
-                     finish(Status::Aborted("guardiand stopping"), "guardiand stopping");
-                     return;
-                   }
-                   if (phase == "probe") {
-                     CheckRuntime* check = FindCheck(inc->rec.check_id);
-                     if (!check)
-                       return finish(Status::Aborted("check is no longer configured"),
-                                     "check is no longer configured");
-                     check->ProbeOnce([finish](Observation obs) {
-                       if (obs.ok())
-                         return finish(Status::OK(),
-                                       obs.evidence.empty() ? "healthy" : obs.evidence);
-                       finish(Status::Aborted(obs.evidence), obs.evidence);
-                     });
-                     return;
-                   }
-                   std::string error;
-                   if (!EnsureRun(inc, &error)) return finish(Status::Aborted(error), error);
-                   inc->run->RunPhase(phase, inc->attempt, finish);
-                 });
+                 [this, step, next](Status st) { ActStep(step, st, next); });
+}
+
+void Engine::ActStep(std::shared_ptr<StepRecord> step, Status journaled,
+                     std::function<void(Status)> next) {
+  int64_t id = step->incident_id;
+  auto it = incidents_.find(id);
+  if (it == incidents_.end()) return;
+  Incident* inc = it->second.get();
+  if (!journaled.ok()) {
+    // No `running` row, no action: after a crash nothing would show the step had started.
+    std::string why = "cannot journal step " + step->phase + ": " + journaled.ToString();
+    spdlog::error("incident {}: {}", id, why);
+    if (!shutting_down_) next(Status::IOError(why));
+    return;
+  }
+  auto finish = [this, id, step, next](Status s, std::string msg) {
+    step->ended_at = clock_->WallMs();
+    step->status = s.ok() ? "ok" : (shutting_down_ ? "interrupted" : "failed");
+    auto it = incidents_.find(id);
+    if (it != incidents_.end()) {
+      for (const auto& line : it->second->log_lines) msg += (msg.empty() ? "" : "; ") + line;
+      it->second->log_lines.clear();
+    }
+    step->message = msg;
+    store_->Submit([step](Store& s) { return s.FinishStep(*step); });
+    if (shutting_down_) return;  // resumed at the next start
+    next(s);
+  };
+  if (shutting_down_) return finish(Status::Aborted("guardiand stopping"), "guardiand stopping");
+  if (step->phase == "probe") return ProbeForStep(inc->rec.check_id, 3, finish);
+  std::string error;
+  if (!EnsureRun(inc, &error)) return finish(Status::Aborted(error), error);
+  inc->run->RunPhase(step->phase, inc->attempt, finish);
+}
+
+void Engine::ProbeForStep(const std::string& check_id, int tries,
+                          std::function<void(Status, std::string)> finish) {
+  CheckRuntime* check = FindCheck(check_id);
+  if (!check) {
+    return finish(Status::Aborted("check is no longer configured"),
+                  "check is no longer configured");
+  }
+  check->ProbeOnce([this, check_id, tries, finish](Observation obs) {
+    if (obs.ok()) return finish(Status::OK(), obs.evidence.empty() ? "healthy" : obs.evidence);
+    // Unknown is not failing: e.g. a reload replaced the check mid-probe. Ask the current one.
+    if (obs.health == Observation::Health::kUnknown && tries > 1 && !shutting_down_) {
+      return ProbeForStep(check_id, tries - 1, finish);
+    }
+    finish(Status::Aborted(obs.evidence), obs.evidence);
+  });
 }
 
 void Engine::Rollback(Incident* inc, const std::string& why) {
@@ -407,11 +424,12 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished,
     auto inc = std::make_unique<Incident>();
     inc->rec = std::move(rec);
     inc->attempt = inc->rec.attempts;
+    // Remediation counts as started when this attempt ran remediate and no rollback of it
+    // completed since; probes (recorded under the previous attempt's number) do not count.
     for (const auto& s : inc->rec.steps) {
-      if (s.attempt == inc->attempt &&
-          (s.phase == "remediate" || s.phase == "verify" || s.phase == "probe")) {
-        inc->remediate_started = true;
-      }
+      if (s.attempt != inc->attempt) continue;
+      if (s.phase == "remediate") inc->remediate_started = true;
+      if (s.phase == "rollback" && s.status == "ok") inc->remediate_started = false;
     }
     int64_t id = inc->rec.id;
     CheckRuntime* check = FindCheck(inc->rec.check_id);

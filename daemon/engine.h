@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,7 +56,10 @@ class Engine {
   void Open(CheckRuntime* check, const Observation& obs);
   void StartAttempt(Incident* inc);
   void RunStep(Incident* inc, const std::string& phase, std::function<void(Status)> next);
-  void RecordStep(Incident* inc, StepRecord step);
+  void ActStep(std::shared_ptr<StepRecord> step, Status journaled,
+               std::function<void(Status)> next);
+  void ProbeForStep(const std::string& check_id, int tries,
+                    std::function<void(Status, std::string)> finish);
   void AfterRemediation(Incident* inc, Status s);
   void Rollback(Incident* inc, const std::string& why);
   void RetryOrEscalate(Incident* inc, const std::string& why);
@@ -76,6 +80,7 @@ class Engine {
   std::map<std::string, std::unique_ptr<CheckRuntime>> checks_;
   std::map<int64_t, std::unique_ptr<Incident>> incidents_;
   std::map<std::string, std::map<std::string, std::string>> values_;  // per check, cached
+  std::set<std::string> opening_;  // checks whose incident is being recorded
   int closing_checks_ = 0;
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;

@@ -186,7 +186,7 @@ int main(int argc, char** argv) {
       return 1;
     }
     if (as_json) {
-      std::cout << j.dump(2) << "\n";
+      std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       return 0;
     }
     std::printf("guardiand pid %lld, loop lag p99 %lld us\n", j.value("pid", 0LL),
@@ -212,7 +212,7 @@ int main(int argc, char** argv) {
     if (as_json) {
       json arr = json::array();
       for (const auto& r : list) arr.push_back(r.ToJson());
-      std::cout << arr.dump(2) << "\n";
+      std::cout << arr.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     } else {
       PrintIncidentTable(list);
     }
@@ -230,7 +230,8 @@ int main(int argc, char** argv) {
       return 4;
     }
     if (as_json) {
-      std::cout << rec->ToJson().dump(2) << "\n";
+      std::cout << rec->ToJson().dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                << "\n";
     } else {
       PrintIncident(*rec);
     }

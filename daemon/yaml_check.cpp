@@ -7,7 +7,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "daemon/file_util.h"
+
 namespace guardian {
+
+// A config file larger than this is not a config file.
+constexpr size_t kMaxConfigBytes = 16 << 20;
 
 Status CheckYamlText(const std::string& text, const std::vector<std::string>& required_keys) {
   if (text.find_first_not_of(" \t\r\n") == std::string::npos)
@@ -40,16 +45,10 @@ Status CheckYamlText(const std::string& text, const std::vector<std::string>& re
 
 Status CheckYamlFile(const std::string& path, const std::vector<std::string>& required_keys,
                      std::string* content) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    if (err == ENOENT) return Status::NotFound("file is missing");
-    return Status::IOError(std::string("cannot read: ") + std::strerror(err));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  Status s = CheckYamlText(text, required_keys);
+  std::string text;
+  Status s = ReadRegularFile(path, kMaxConfigBytes, &text);
+  if (!s.ok()) return s;
+  s = CheckYamlText(text, required_keys);
   if (content) *content = std::move(text);
   return s;
 }

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "daemon/file_util.h"
 #include "daemon/timer.h"
 #include "daemon/work.h"
 #include "daemon/yaml_check.h"
@@ -22,15 +23,15 @@ void KeepVersion(const fs::path& dir, const std::string& content, int64_t now_ms
   std::error_code ec;
   fs::create_directories(dir, ec);
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.path().extension() == ".yaml") files.push_back(e.path());
+  for (const auto& e : ListDir(dir, &ec)) {
+    if (e.extension() == ".yaml") files.push_back(e);
   }
   std::sort(files.begin(), files.end());
   if (!files.empty()) {
-    std::ifstream in(files.back(), std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    if (ss.str() == content) return;
+    std::string newest;
+    if (ReadRegularFile(files.back().string(), content.size() + 1, &newest).ok() &&
+        newest == content)
+      return;
   }
   char name[64];
   std::snprintf(name, sizeof(name), "%013lld.yaml", static_cast<long long>(now_ms));

@@ -6,6 +6,7 @@
 --   verify    the restored file validates (the engine then re-probes with the detector)
 --   rollback  put the user's file back exactly as it was (or remove ours if there was none)
 -- Every phase is idempotent: after a crash the engine may run rollback or a new attempt again.
+-- What backup kept is recorded with its incident id, so a rollback never uses an older incident's copy.
 
 local P = {
   name = "missing_config",
@@ -25,14 +26,14 @@ end
 function P.backup(ctx)
   local path = ctx.params.path
   if not guardian.fs.exists(path) then
-    guardian.state.set("aside", "none")
+    guardian.state.set("aside", ctx.incident .. "|none")
     return "the file is missing; nothing to keep aside"
   end
   local dir = ctx.state_dir .. "/aside"
   assert(guardian.fs.mkdir(dir))
   local aside = dir .. "/incident-" .. ctx.incident .. "-attempt-" .. ctx.attempt .. ".yaml"
   assert(guardian.fs.copy(path, aside))
-  guardian.state.set("aside", aside)
+  guardian.state.set("aside", ctx.incident .. "|" .. aside)
   return "kept the broken file as " .. aside
 end
 
@@ -63,8 +64,10 @@ function P.verify(ctx)
 end
 
 function P.rollback(ctx)
-  local aside = guardian.state.get("aside")
-  if aside == nil then return "nothing recorded to roll back" end
+  -- Only what this incident's backup kept: an older incident's copy is not the user's file now.
+  local recorded = guardian.state.get("aside") or ""
+  local incident, aside = recorded:match("^(%d+)|(.*)$")
+  if tonumber(incident) ~= ctx.incident then return "nothing kept by this incident to roll back" end
   if aside == "none" then
     if guardian.fs.exists(ctx.params.path) then assert(guardian.fs.remove(ctx.params.path)) end
     return "removed the restored file (there was none before)"

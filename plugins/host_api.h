@@ -25,7 +25,8 @@ struct RunServices {
   std::function<void(std::function<void(Observation)>)> probe;
   // Per-check persisted values (guardian.state.get/set).
   std::function<std::string(const std::string& key)> get_value;
-  std::function<void(const std::string& key, const std::string& value)> set_value;
+  // Refuses (not ok) when the check already keeps too many values.
+  std::function<Status(const std::string& key, const std::string& value)> set_value;
   // Lines logged by the playbook, for the step messages and the daemon log.
   std::function<void(const std::string& level, const std::string& line)> log;
 };

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "daemon/file_util.h"
 #include "daemon/work.h"
 #include "daemon/yaml_check.h"
 #include "plugins/host_api.h"
@@ -66,9 +67,17 @@ Status Errno(const std::string& what, const std::string& path) {
 
 // Writes `data` to `path` atomically: temp file in the same folder, fsync, rename.
 Status AtomicWrite(const std::string& path, const std::string& data, mode_t mode) {
-  std::string tmp = path + ".guardian-tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return Errno("open", tmp);
+  // mkstemp: a fresh name opened O_EXCL, so a link planted at a guessable temp name cannot
+  // redirect the write outside the roots.
+  std::string tmp = path + ".guardian-XXXXXX";
+  int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
+  if (fd < 0) return Errno("create temp for", path);
+  if (::fchmod(fd, mode) != 0) {
+    Status s = Errno("chmod", tmp);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return s;
+  }
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
@@ -95,19 +104,11 @@ Status AtomicWrite(const std::string& path, const std::string& data, mode_t mode
 }
 
 Status ReadAll(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Errno("read", path);
-  // Refuse before reading: a huge file must not be pulled into memory to be rejected.
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && static_cast<size_t>(st.st_size) > kMaxRead) {
-    return Status::InvalidArgument(path + " is larger than 16 MiB");
-  }
-  out->assign(std::istreambuf_iterator<char>(in), {});
-  if (out->size() > kMaxRead) {  // grew while we read
-    out->clear();
-    return Status::InvalidArgument(path + " is larger than 16 MiB");
-  }
-  return Status::OK();
+  Status s = ReadRegularFile(path, kMaxRead, out);
+  if (!s.ok())
+    return Status(s.code() == Status::Code::kNotFound ? Status::NotFound(path + ": " + s.message())
+                                                      : Status::IOError(path + ": " + s.message()));
+  return s;
 }
 
 // guardian.fs.exists(path) -> bool
@@ -149,7 +150,7 @@ int List(lua_State* L) {
   std::string p = Resolve(L, 1, false);
   std::error_code ec;
   std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(p, ec)) names.push_back(e.path().filename().string());
+  for (const auto& e : ListDir(p, &ec)) names.push_back(e.filename().string());
   if (ec) {
     lua_pushnil(L);
     lua_pushstring(L, ec.message().c_str());

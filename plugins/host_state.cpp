@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "daemon/file_util.h"
 #include "plugins/host_api.h"
 #include "plugins/playbook_run.h"
 
@@ -24,13 +25,18 @@ int Get(lua_State* L) {
 // guardian.state.set(key, value): value is stored as a string; nil or "" deletes.
 int Set(lua_State* L) {
   std::string key = luaL_checkstring(L, 1);
+  if (key.empty() || key.size() > 128)
+    return luaL_error(L, "guardian.state.set: key must be 1..128 bytes");
   std::string value;
   if (!lua_isnoneornil(L, 2)) {
     size_t len = 0;
     const char* s = luaL_tolstring(L, 2, &len);
     value.assign(s, len);
   }
-  PlaybookRun::From(L)->services().set_value(key, value);
+  // Each value is a store write; keep them small so a playbook cannot flood the journal queue.
+  if (value.size() > 4096) return luaL_error(L, "guardian.state.set: value larger than 4096 bytes");
+  Status s = PlaybookRun::From(L)->services().set_value(key, value);
+  if (!s.ok()) return luaL_error(L, "guardian.state.set: %s", s.message().c_str());
   return 0;
 }
 
@@ -41,8 +47,8 @@ int Versions(lua_State* L) {
   fs::path dir = fs::path(run->check_state_dir()) / "versions";
   std::vector<std::string> files;
   std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (e.is_regular_file(ec)) files.push_back(e.path().string());
+  for (const auto& e : ListDir(dir, &ec)) {
+    if (fs::is_regular_file(e, ec)) files.push_back(e.string());
   }
   // Names start with a zero-padded timestamp, so name order is age order.
   std::sort(files.rbegin(), files.rend());

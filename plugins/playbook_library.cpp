@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "daemon/clock.h"
+#include "daemon/file_util.h"
 #include "daemon/modes.h"
 #include "plugins/sandbox.h"
 
@@ -27,15 +28,19 @@ std::string WithFile(const std::string& path, const std::string& lua_msg) {
   return path + ": " + lua_msg;
 }
 
+// Pushes t[name] without metamethods, for the table at index 1.
+void RawField(lua_State* L, const char* name) {
+  lua_pushstring(L, name);
+  lua_rawget(L, 1);
+}
+
 }  // namespace
 
 Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& limits,
                                 PlaybookInfo* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::NotFound(path + ": cannot read");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string source = ss.str();
+  std::string source;
+  Status read = ReadRegularFile(path, 1 << 20, &source);
+  if (!read.ok()) return Status::NotFound(path + ": cannot read: " + read.message());
 
   Sandbox sb(limits.memory_bytes);
   Status s = sb.Load(source, "@" + path);
@@ -54,65 +59,72 @@ Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& l
   info.path = path;
   info.source = std::move(source);
   std::vector<std::string> errors;
-  // Unknown fields are typos until proven otherwise.
-  lua_pushnil(L);
-  while (lua_next(L, -2) != 0) {
-    if (lua_type(L, -2) != LUA_TSTRING) {
-      errors.push_back("playbook table has a non-string key");
-    } else if (!kKnownFields.count(lua_tostring(L, -2))) {
-      errors.push_back(std::string("unknown field '") + lua_tostring(L, -2) + "'");
-    }
-    lua_pop(L, 1);
-  }
-  lua_getfield(L, -1, "name");
-  if (lua_type(L, -1) == LUA_TSTRING) {
-    info.name = lua_tostring(L, -1);
-    if (!std::regex_match(info.name, std::regex("[a-z0-9_-]+")))
-      errors.push_back("field 'name' must match [a-z0-9_-]+");
-  } else {
-    errors.push_back("field 'name' must be a string");
-  }
-  lua_pop(L, 1);
-  lua_getfield(L, -1, "mode");
-  if (lua_type(L, -1) == LUA_TSTRING && FindMode(lua_tostring(L, -1))) {
-    info.mode = lua_tostring(L, -1);
-  } else {
-    errors.push_back("field 'mode' must be one of: " + ModeList());
-  }
-  lua_pop(L, 1);
-  for (const char* phase : kPhases) {
-    lua_getfield(L, -1, phase);
-    if (lua_isfunction(L, -1)) {
-      info.phases.push_back(phase);
-    } else if (!lua_isnil(L, -1)) {
-      errors.push_back(std::string("field '") + phase + "' must be a function");
-    }
-    lua_pop(L, 1);
-  }
-  if (std::find(info.phases.begin(), info.phases.end(), "remediate") == info.phases.end()) {
-    errors.push_back("field 'remediate' (a function) is required");
-  }
-  lua_getfield(L, -1, "timeout");
-  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
-    info.timeout_ms = lua_tointeger(L, -1);
-  } else if (!lua_isnil(L, -1)) {
-    errors.push_back("field 'timeout' must be a positive integer (milliseconds)");
-  }
-  lua_pop(L, 1);
-  lua_getfield(L, -1, "retries");
-  if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) <= 10) {
-    info.retries = static_cast<int>(lua_tointeger(L, -1));
-  } else if (!lua_isnil(L, -1)) {
-    errors.push_back("field 'retries' must be an integer 0..10");
-  }
-  lua_pop(L, 1);
-  lua_getfield(L, -1, "disruptive");
-  if (lua_isboolean(L, -1)) {
-    info.disruptive = lua_toboolean(L, -1);
-  } else if (!lua_isnil(L, -1)) {
-    errors.push_back("field 'disruptive' must be a boolean");
-  }
-  lua_pop(L, 2);
+  // Reading the table allocates (field names); the chunk may have filled memory to the cap,
+  // so read it in protected mode, and raw, so no metatable of the playbook's runs here.
+  Status parsed = sb.Protected(
+      [&](lua_State* L) {
+        // Unknown fields are typos until proven otherwise.
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+          if (lua_type(L, -2) != LUA_TSTRING) {
+            errors.push_back("playbook table has a non-string key");
+          } else if (!kKnownFields.count(lua_tostring(L, -2))) {
+            errors.push_back(std::string("unknown field '") + lua_tostring(L, -2) + "'");
+          }
+          lua_pop(L, 1);
+        }
+        RawField(L, "name");
+        if (lua_type(L, -1) == LUA_TSTRING) {
+          info.name = lua_tostring(L, -1);
+          if (!std::regex_match(info.name, std::regex("[a-z0-9_-]+")))
+            errors.push_back("field 'name' must match [a-z0-9_-]+");
+        } else {
+          errors.push_back("field 'name' must be a string");
+        }
+        lua_pop(L, 1);
+        RawField(L, "mode");
+        if (lua_type(L, -1) == LUA_TSTRING && FindMode(lua_tostring(L, -1))) {
+          info.mode = lua_tostring(L, -1);
+        } else {
+          errors.push_back("field 'mode' must be one of: " + ModeList());
+        }
+        lua_pop(L, 1);
+        for (const char* phase : kPhases) {
+          RawField(L, phase);
+          if (lua_isfunction(L, -1)) {
+            info.phases.push_back(phase);
+          } else if (!lua_isnil(L, -1)) {
+            errors.push_back(std::string("field '") + phase + "' must be a function");
+          }
+          lua_pop(L, 1);
+        }
+        if (std::find(info.phases.begin(), info.phases.end(), "remediate") == info.phases.end()) {
+          errors.push_back("field 'remediate' (a function) is required");
+        }
+        RawField(L, "timeout");
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
+          info.timeout_ms = lua_tointeger(L, -1);
+        } else if (!lua_isnil(L, -1)) {
+          errors.push_back("field 'timeout' must be a positive integer (milliseconds)");
+        }
+        lua_pop(L, 1);
+        RawField(L, "retries");
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 0 && lua_tointeger(L, -1) <= 10) {
+          info.retries = static_cast<int>(lua_tointeger(L, -1));
+        } else if (!lua_isnil(L, -1)) {
+          errors.push_back("field 'retries' must be an integer 0..10");
+        }
+        lua_pop(L, 1);
+        RawField(L, "disruptive");
+        if (lua_isboolean(L, -1)) {
+          info.disruptive = lua_toboolean(L, -1);
+        } else if (!lua_isnil(L, -1)) {
+          errors.push_back("field 'disruptive' must be a boolean");
+        }
+        lua_pop(L, 1);
+      },
+      1);
+  if (!parsed.ok()) return Status::InvalidArgument(path + ": " + parsed.message());
   if (!errors.empty()) {
     std::string msg;
     for (const auto& e : errors) msg += (msg.empty() ? "" : "\n") + path + ": " + e;
@@ -132,8 +144,8 @@ PlaybookLibrary::ScanResult PlaybookLibrary::InspectDirs(const std::vector<std::
       continue;
     }
     std::vector<std::string> files;
-    for (const auto& e : fs::directory_iterator(dir, ec)) {
-      if (e.path().extension() == ".lua") files.push_back(e.path().string());
+    for (const auto& e : ListDir(dir, &ec)) {
+      if (e.extension() == ".lua") files.push_back(e.string());
     }
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {

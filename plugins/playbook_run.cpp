@@ -109,21 +109,25 @@ Status PlaybookRun::Start(int64_t incident_id) {
     lua_pop(L, 1);
     return Status::InvalidArgument(playbook_->path + ": a playbook must return a table");
   }
-  playbook_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
-
-  lua_newtable(L);
-  lua_pushstring(L, check_.id.c_str());
-  lua_setfield(L, -2, "check");
-  lua_pushstring(L, check_.mode.c_str());
-  lua_setfield(L, -2, "mode");
-  lua_pushinteger(L, incident_id);
-  lua_setfield(L, -2, "incident");
-  lua_pushstring(L, check_state_dir_.c_str());
-  lua_setfield(L, -2, "state_dir");
-  PushParams(L, check_.params);
-  lua_setfield(L, -2, "params");
-  ctx_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
-  return Status::OK();
+  // The chunk may have used memory up to the cap: allocate what follows in protected mode.
+  return sandbox_->Protected(
+      [&](lua_State* L) {
+        lua_pushvalue(L, 1);  // the playbook table, passed as the argument
+        playbook_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_newtable(L);
+        lua_pushstring(L, check_.id.c_str());
+        lua_setfield(L, -2, "check");
+        lua_pushstring(L, check_.mode.c_str());
+        lua_setfield(L, -2, "mode");
+        lua_pushinteger(L, incident_id);
+        lua_setfield(L, -2, "incident");
+        lua_pushstring(L, check_state_dir_.c_str());
+        lua_setfield(L, -2, "state_dir");
+        PushParams(L, check_.params);
+        lua_setfield(L, -2, "params");
+        ctx_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+      },
+      1);
 }
 
 bool PlaybookRun::HasPhase(const std::string& phase) const {
@@ -140,21 +144,29 @@ void PlaybookRun::RunPhase(const std::string& phase, int attempt, PhaseDone done
     defer_.Start(0, [this] { Finish(Status::OK(), "not defined by the playbook"); });
     return;
   }
-  lua_State* L = sandbox_->L();
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ctx_ref_);
-  lua_pushinteger(L, attempt);
-  lua_setfield(L, -2, "attempt");
-  lua_pushstring(L, phase.c_str());
-  lua_setfield(L, -2, "phase");
-  lua_pop(L, 1);
-
-  thread_ = lua_newthread(L);
-  thread_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, playbook_ref_);
-  lua_getfield(L, -1, phase.c_str());
-  lua_xmove(L, thread_, 1);
-  lua_pop(L, 1);
-  lua_rawgeti(thread_, LUA_REGISTRYINDEX, ctx_ref_);
+  // Allocations here can meet the memory cap; in protected mode that fails the phase.
+  Status setup = sandbox_->Protected([&](lua_State* L) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ctx_ref_);
+    lua_pushinteger(L, attempt);
+    lua_setfield(L, -2, "attempt");
+    lua_pushstring(L, phase.c_str());
+    lua_setfield(L, -2, "phase");
+    lua_pop(L, 1);
+    lua_State* thread = lua_newthread(L);
+    thread_ref_ = luaL_ref(L, LUA_REGISTRYINDEX);
+    thread_ = thread;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, playbook_ref_);
+    lua_pushstring(L, phase.c_str());
+    lua_rawget(L, -2);  // raw: a metatable on the playbook table must not run here
+    lua_xmove(L, thread_, 1);
+    lua_pop(L, 1);
+    lua_rawgeti(thread_, LUA_REGISTRYINDEX, ctx_ref_);
+  });
+  if (!setup.ok()) {
+    std::string msg = "cannot start phase '" + phase + "': " + setup.message();
+    defer_.Start(0, [this, msg] { Finish(Status::Aborted(msg), msg); });
+    return;
+  }
 
   int64_t timeout = playbook_->timeout_ms > 0
                         ? std::min(playbook_->timeout_ms, limits_.phase_timeout_ms)

@@ -604,4 +604,25 @@ Status Sandbox::PCall(int nargs, int nresults) {
   return Status::Aborted(std::move(message));
 }
 
+// Runs `fn` inside lua_pcall, so a Lua error (most often the memory cap) becomes a Status
+// instead of an unprotected error that would abort the process. With nargs, that many values
+// from the top of the stack are passed (at indices 1..nargs inside) and popped.
+Status Sandbox::Protected(const std::function<void(lua_State*)>& fn, int nargs) {
+  lua_State* L = L_;
+  lua_pushcfunction(L, [](lua_State* L) -> int {
+    auto* f = static_cast<const std::function<void(lua_State*)>*>(lua_touserdata(L, -1));
+    lua_pop(L, 1);
+    (*f)(L);
+    return 0;
+  });
+  lua_insert(L, -(nargs + 1));
+  lua_pushlightuserdata(L, const_cast<std::function<void(lua_State*)>*>(&fn));
+  if (lua_pcall(L, nargs + 1, 0, 0) != LUA_OK) {
+    std::string msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error";
+    lua_pop(L, 1);
+    return Status::Aborted(msg);
+  }
+  return Status::OK();
+}
+
 }  // namespace guardian

@@ -27,6 +27,7 @@
 // (lua5.4-c++), so Lua errors unwind as exceptions and C++ destructors run.
 
 #include <cstdint>
+#include <functional>
 #include <lua.hpp>
 #include <string>
 #include <string_view>
@@ -70,6 +71,12 @@ class Sandbox {
 
   int64_t memory_used() const { return used_; }
   int64_t memory_limit() const { return limit_; }
+
+  // Runs host code `fn` that uses the Lua API inside lua_pcall, so a Lua error it meets (most
+  // often the memory cap refusing an allocation) becomes a Status instead of an unprotected
+  // error that would abort the process. The top `nargs` values are passed (indices 1..nargs
+  // inside `fn`) and popped.
+  Status Protected(const std::function<void(lua_State*)>& fn, int nargs = 0);
 
   // lua_pcall with a traceback handler: on error returns Status::Aborted with the message
   // ("chunk:line: message" then the traceback) and pops it; nothing of the error is left on the

@@ -58,7 +58,10 @@ struct Fixture {
       done(Observation::Failing("still broken"));
     };
     services.get_value = [this](const std::string& k) { return values[k]; };
-    services.set_value = [this](const std::string& k, const std::string& v) { values[k] = v; };
+    services.set_value = [this](const std::string& k, const std::string& v) {
+      values[k] = v;
+      return Status::OK();
+    };
     services.log = [this](const std::string& level, const std::string& line) {
       logs.push_back(level + ": " + line);
     };

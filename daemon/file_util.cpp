@@ -1,0 +1,64 @@
+#include "daemon/file_util.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace guardian {
+
+Status ReadRegularFile(const std::string& path, size_t max_bytes, std::string* out) {
+  out->clear();
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return Status::NotFound("file is missing");
+    return Status::IOError(std::string("cannot read: ") + std::strerror(errno));
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Status::IOError("not a regular file");
+  }
+  if (static_cast<size_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    return Status::InvalidArgument("larger than " + std::to_string(max_bytes) + " bytes");
+  }
+  char buf[64 * 1024];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      Status s = Status::IOError(std::string("read: ") + std::strerror(errno));
+      ::close(fd);
+      return s;
+    }
+    if (n == 0) break;
+    if (out->size() + static_cast<size_t>(n) > max_bytes) {  // grew while we read
+      ::close(fd);
+      out->clear();
+      return Status::InvalidArgument("larger than " + std::to_string(max_bytes) + " bytes");
+    }
+    out->append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return Status::OK();
+}
+
+std::vector<std::filesystem::path> ListDir(const std::filesystem::path& dir, std::error_code* ec) {
+  std::vector<std::filesystem::path> out;
+  std::filesystem::directory_iterator it(dir, *ec), end;
+  // Increment with an error_code: the range-for form throws, and this runs on pool threads.
+  while (!*ec && it != end) {
+    out.push_back(it->path());
+    it.increment(*ec);
+  }
+  if (*ec) out.clear();
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace guardian

@@ -1,0 +1,21 @@
+#pragma once
+// File helpers for code that reads files an untrusted party may have replaced: never block on
+// a FIFO or device, never read more than asked, never throw.
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "daemon/status.h"
+
+namespace guardian {
+
+// Reads a regular file (following symlinks) of at most `max_bytes`. A FIFO, device or folder
+// is refused without blocking; a missing file is NotFound. Blocking: call off the loop thread.
+Status ReadRegularFile(const std::string& path, size_t max_bytes, std::string* out);
+
+// The entries of a folder, sorted; empty (and `ec` set) when it cannot be read.
+std::vector<std::filesystem::path> ListDir(const std::filesystem::path& dir, std::error_code* ec);
+
+}  // namespace guardian
