@@ -434,14 +434,10 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished,
     int64_t id = inc->rec.id;
     CheckRuntime* check = FindCheck(inc->rec.check_id);
     incidents_[id] = std::move(inc);
-    Incident* raw = incidents_[id].get();
-    if (!check) {
-      Escalate(raw, "check '" + raw->rec.check_id + "' is no longer configured");
-      continue;
-    }
-    check->incident_id = id;
+    if (check) check->incident_id = id;
     int64_t now = clock_->WallMs();
     auto interrupted = std::make_shared<std::vector<StepRecord>>();
+    // Close the steps the previous run left `running` first, whatever happens next.
     store_->Submit(
         [id, now, interrupted](Store& s) {
           return s.InterruptRunningSteps(id, now, "guardiand stopped during this step",
@@ -451,6 +447,9 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished,
           auto it = incidents_.find(id);
           if (it == incidents_.end() || shutting_down_) return;
           Incident* inc = it->second.get();
+          if (!FindCheck(inc->rec.check_id)) {
+            return Escalate(inc, "check '" + inc->rec.check_id + "' is no longer configured");
+          }
           std::string what = "guardiand restarted";
           if (!s.ok()) what += " (could not read its journal: " + s.message() + ")";
           for (const auto& st : *interrupted) {

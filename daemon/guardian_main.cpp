@@ -1,6 +1,11 @@
 // guardian: the operator's CLI. This first version reads the store and status file directly;
 // the socket API takes over in a later version without changing the commands.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -56,6 +61,15 @@ int OpenStore(const std::string& dir, std::unique_ptr<guardian::Store>* store) {
     return 1;
   }
   return 0;
+}
+
+// True while a guardiand holds the state dir's lock (it takes it exclusively for its life).
+bool DaemonHoldsLock(const std::string& dir) {
+  int fd = ::open((dir + "/guardiand.lock").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool held = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return held;
 }
 
 std::string FormatTime(int64_t ms) {
@@ -175,6 +189,12 @@ int main(int argc, char** argv) {
 
   if (*status_cmd) {
     std::ifstream in(dir + "/status.json");
+    if (in && !DaemonHoldsLock(dir)) {
+      std::cerr << "guardian: guardiand is not running (" << dir
+                << "/status.json is left from a daemon that died)"
+                   "\n  start the daemon with: guardiand --config /path/to/guardian.yaml\n";
+      return kExitNoDaemon;
+    }
     if (!in) {
       std::cerr << "guardian: no daemon status in " << dir
                 << "\n  start the daemon with: guardiand --config /path/to/guardian.yaml\n";

@@ -48,7 +48,8 @@ int Versions(lua_State* L) {
   std::vector<std::string> files;
   std::error_code ec;
   for (const auto& e : ListDir(dir, &ec)) {
-    if (fs::is_regular_file(e, ec)) files.push_back(e.string());
+    // Only finished copies: a `.tmp` left by a crash between write and rename may be cut short.
+    if (e.extension() == ".yaml" && fs::is_regular_file(e, ec)) files.push_back(e.string());
   }
   // Names start with a zero-padded timestamp, so name order is age order.
   std::sort(files.rbegin(), files.rend());

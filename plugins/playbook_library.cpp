@@ -22,8 +22,11 @@ const std::set<std::string> kKnownFields = {"name",       "mode",       "backup"
                                             "disruptive", "description"};
 
 // "file:LINE:" from a Lua message that names the chunk, so errors carry the line.
+// Lua shortens chunk names past 60 bytes, so chunks are named by file name (ChunkName) and
+// messages get the full path back here: `name.lua:12: msg` -> `/full/path/name.lua:12: msg`.
 std::string WithFile(const std::string& path, const std::string& lua_msg) {
-  // Lua messages look like `path:12: message`; keep them as they are when they do.
+  std::string name = fs::path(path).filename().string() + ":";
+  if (lua_msg.rfind(name, 0) == 0) return path + ":" + lua_msg.substr(name.size());
   if (lua_msg.rfind(path + ":", 0) == 0) return lua_msg;
   return path + ": " + lua_msg;
 }
@@ -36,6 +39,10 @@ void RawField(lua_State* L, const char* name) {
 
 }  // namespace
 
+std::string PlaybookLibrary::ChunkName(const std::string& path) {
+  return "=" + fs::path(path).filename().string();
+}
+
 Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& limits,
                                 PlaybookInfo* out) {
   std::string source;
@@ -43,7 +50,7 @@ Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& l
   if (!read.ok()) return Status::NotFound(path + ": cannot read: " + read.message());
 
   Sandbox sb(limits.memory_bytes);
-  Status s = sb.Load(source, "@" + path);
+  Status s = sb.Load(source, ChunkName(path));
   if (!s.ok()) return Status::InvalidArgument(WithFile(path, s.message()));
   // Top-level code only builds the table; it gets a small budget and no host API.
   sb.Arm(limits.instructions, SystemClock::Get()->MonoMs() + 1000);

@@ -34,6 +34,9 @@ class PlaybookLibrary {
 
   // Parses and validates one playbook file without installing it. Errors read "FILE:LINE: msg".
   static Status Inspect(const std::string& path, const PlaybookLimits& limits, PlaybookInfo* out);
+  // The Lua chunk name for a playbook file: its file name, so messages read `name.lua:LINE:`
+  // whatever the length of the folder (Lua cuts chunk names at 60 bytes).
+  static std::string ChunkName(const std::string& path);
 
   // What a scan of the dirs found, before it is installed.
   struct ScanResult {

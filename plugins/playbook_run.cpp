@@ -99,7 +99,7 @@ Status PlaybookRun::Start(int64_t incident_id) {
   for (const auto& m : HostModules::All()) m.install(L);
   sandbox_->SetReadOnlyGlobal("guardian");
 
-  Status s = sandbox_->Load(playbook_->source, "@" + playbook_->path);
+  Status s = sandbox_->Load(playbook_->source, PlaybookLibrary::ChunkName(playbook_->path));
   if (!s.ok()) return s;
   sandbox_->Arm(limits_.instructions, SystemClock::Get()->MonoMs() + 1000);
   s = sandbox_->PCall(0, 1);
