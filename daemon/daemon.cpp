@@ -15,14 +15,16 @@
 namespace guardian {
 namespace fs = std::filesystem;
 
-ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks,
-                           std::vector<std::string>* playbook_errors) {
-  ConfigLoad load = LoadConfigFile(path, DetectorRegistry::Get().SchemaLookup());
-  if (!load.ok()) return load;
-  playbooks->set_limits(load.config->playbook_limits);
-  *playbook_errors = playbooks->Scan(load.config->playbook_dirs);
+ValidatedConfig LoadValidated(const std::string& path) {
+  ValidatedConfig v;
+  ConfigLoad& load = v.load;
+  load = LoadConfigFile(path, DetectorRegistry::Get().SchemaLookup());
+  if (!load.ok()) return v;
+  v.scan = PlaybookLibrary::InspectDirs(load.config->playbook_dirs, load.config->playbook_limits);
+  PlaybookLibrary scratch(load.config->playbook_limits);
+  v.playbook_errors = scratch.Install(v.scan);
   for (const auto& c : load.config->checks) {
-    auto pb = playbooks->Find(c.playbook);
+    auto pb = scratch.Find(c.playbook);
     if (!pb) {
       load.errors.push_back(
           {load.config->path, c.line, 1,
@@ -34,7 +36,18 @@ ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks,
     }
   }
   if (!load.errors.empty()) load.config.reset();
-  return load;
+  return v;
+}
+
+ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks,
+                           std::vector<std::string>* playbook_errors) {
+  ValidatedConfig v = LoadValidated(path);
+  *playbook_errors = std::move(v.playbook_errors);
+  if (v.load.ok()) {
+    playbooks->set_limits(v.load.config->playbook_limits);
+    playbooks->Install(std::move(v.scan));
+  }
+  return v.load;
 }
 
 int Daemon::Run() {
@@ -192,19 +205,37 @@ void Daemon::RescanPlaybooks() {
 
 void Daemon::Reload() {
   if (stopping_) return;
-  spdlog::info("SIGHUP: reloading {}", config_path_);
-  // Validate against a scratch library so a bad reload leaves the running one untouched.
-  PlaybookLibrary scratch(config_->playbook_limits);
-  std::vector<std::string> pb_errors;
-  ConfigLoad load = LoadAndValidate(config_path_, &scratch, &pb_errors);
-  for (const auto& e : pb_errors) spdlog::error("playbook: {}", e);
-  if (!load.ok()) {
-    for (const auto& e : load.errors) spdlog::error("reload rejected: {}", e.ToString());
-    spdlog::error("reload rejected: {} error(s); the running config stays in effect",
-                  load.errors.size());
+  if (reload_in_flight_) {
+    reload_again_ = true;
     return;
   }
-  auto next = load.config;
+  spdlog::info("SIGHUP: reloading {}", config_path_);
+  reload_in_flight_ = true;
+  // Reading and validating (config, every playbook's top level) happen on the pool; the loop
+  // only swaps in a result that is known good, so a bad reload leaves everything as it was.
+  auto v = std::make_shared<ValidatedConfig>();
+  std::string path = config_path_;
+  QueueWork(
+      &loop_, [v, path] { *v = LoadValidated(path); },
+      [this, v] {
+        reload_in_flight_ = false;
+        if (!stopping_) ApplyReload(std::move(*v));
+        if (reload_again_ && !stopping_) {
+          reload_again_ = false;
+          Reload();
+        }
+      });
+}
+
+void Daemon::ApplyReload(ValidatedConfig v) {
+  for (const auto& e : v.playbook_errors) spdlog::error("playbook: {}", e);
+  if (!v.load.ok()) {
+    for (const auto& e : v.load.errors) spdlog::error("reload rejected: {}", e.ToString());
+    spdlog::error("reload rejected: {} error(s); the running config stays in effect",
+                  v.load.errors.size());
+    return;
+  }
+  auto next = v.load.config;
   if (next->state_dir != config_->state_dir) {
     spdlog::warn("reload: state_dir change to {} needs a restart; keeping {}", next->state_dir,
                  config_->state_dir);
@@ -215,7 +246,8 @@ void Daemon::Reload() {
   config_ = next;
   spdlog::set_level(spdlog::level::from_str(config_->log_level));
   playbooks_->set_limits(config_->playbook_limits);
-  for (const auto& e : playbooks_->Scan(config_->playbook_dirs)) spdlog::error("playbook: {}", e);
+  // Playbooks first: checks that start with the new config must find theirs.
+  playbooks_->Install(std::move(v.scan));
   engine_->Apply(config_);
   WatchPlaybookDirs();
   spdlog::info("reloaded: {} checks", config_->checks.size());

@@ -21,7 +21,18 @@
 
 namespace guardian {
 
-// Loads a config and checks what only the daemon's registries know (detectors, playbooks).
+// A config checked against what only the daemon knows (detectors, playbooks), with the
+// playbook scan it was checked against, ready to install.
+struct ValidatedConfig {
+  ConfigLoad load;
+  PlaybookLibrary::ScanResult scan;
+  std::vector<std::string> playbook_errors;
+};
+// Blocking and self-contained: safe on the thread pool.
+ValidatedConfig LoadValidated(const std::string& path);
+
+// Loads a config and checks what only the daemon's registries know (detectors, playbooks);
+// installs the playbooks found into `playbooks`.
 ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks,
                            std::vector<std::string>* playbook_errors);
 
@@ -32,6 +43,7 @@ class Daemon {
 
  private:
   void Reload();
+  void ApplyReload(ValidatedConfig v);
   void Stop();
   void WatchPlaybookDirs();
   void RescanPlaybooks();
@@ -52,6 +64,8 @@ class Daemon {
   bool stopping_ = false;
   bool status_write_in_flight_ = false;
   bool rescan_in_flight_ = false;
+  bool reload_in_flight_ = false;
+  bool reload_again_ = false;
   bool rescan_again_ = false;
   int64_t started_at_ = 0;
   int lock_fd_ = -1;
