@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 #include "daemon/clock.h"
 #include "daemon/work.h"
@@ -48,6 +49,16 @@ ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks,
     playbooks->Install(std::move(v.scan));
   }
   return v.load;
+}
+
+int CheckConfigCommand(const std::string& path) {
+  ValidatedConfig v = LoadValidated(path);
+  for (const auto& e : v.load.errors) std::cerr << e.ToString() << "\n";
+  for (const auto& e : v.playbook_errors) std::cerr << e << "\n";
+  if (!v.load.ok() || !v.playbook_errors.empty()) return 2;
+  std::cout << path << ": ok (" << v.load.config->checks.size() << " checks, "
+            << v.scan.loaded.size() << " playbooks)\n";
+  return 0;
 }
 
 int Daemon::Run() {

@@ -36,6 +36,10 @@ ValidatedConfig LoadValidated(const std::string& path);
 ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks,
                            std::vector<std::string>* playbook_errors);
 
+// `guardiand --check-config` and `guardian check-config`: prints every error to stderr and
+// returns 2, or prints a summary and returns 0.
+int CheckConfigCommand(const std::string& path);
+
 class Daemon {
  public:
   explicit Daemon(std::string config_path) : config_path_(std::move(config_path)) {}

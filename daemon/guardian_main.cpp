@@ -160,14 +160,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (*check_cmd) {
-    guardian::PlaybookLibrary playbooks(guardian::PlaybookLimits{});
-    std::vector<std::string> pb_errors;
-    auto load = guardian::LoadAndValidate(check_file, &playbooks, &pb_errors);
-    for (const auto& e : load.errors) std::cerr << e.ToString() << "\n";
-    for (const auto& e : pb_errors) std::cerr << e << "\n";
-    if (!load.ok() || !pb_errors.empty()) return 2;
-    std::cout << check_file << ": ok\n";
-    return 0;
+    return guardian::CheckConfigCommand(check_file);
   }
   if (*lint_cmd) {
     int bad = 0;

@@ -5,7 +5,6 @@
 #include <iostream>
 
 #include "daemon/daemon.h"
-#include "plugins/playbook_library.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"guardiand: self-healing watchdog daemon"};
@@ -21,15 +20,7 @@ int main(int argc, char** argv) {
 
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   if (!check.empty()) {
-    guardian::PlaybookLibrary playbooks(guardian::PlaybookLimits{});
-    std::vector<std::string> pb_errors;
-    guardian::ConfigLoad load = guardian::LoadAndValidate(check, &playbooks, &pb_errors);
-    for (const auto& e : load.errors) std::cerr << e.ToString() << "\n";
-    for (const auto& e : pb_errors) std::cerr << e << "\n";
-    if (!load.ok() || !pb_errors.empty()) return 2;
-    std::cout << check << ": ok (" << load.config->checks.size() << " checks, "
-              << playbooks.Names().size() << " playbooks)\n";
-    return 0;
+    return guardian::CheckConfigCommand(check);
   }
   if (config.empty()) {
     std::cerr << "guardiand: --config FILE is required (or --check-config FILE)\n";
