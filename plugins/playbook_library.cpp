@@ -39,6 +39,22 @@ void RawField(lua_State* L, const char* name) {
 
 }  // namespace
 
+Status PlaybookLibrary::RunChunk(Sandbox* sb, const std::string& source, const std::string& path,
+                                 const PlaybookLimits& limits) {
+  Status s = sb->Load(source, ChunkName(path));
+  if (!s.ok()) return Status::InvalidArgument(WithFile(path, s.message()));
+  // Top-level code gets a small budget: a second, and the per-phase instruction count.
+  sb->Arm(limits.instructions, SystemClock::Get()->MonoMs() + 1000);
+  s = sb->PCall(0, 1);
+  sb->Disarm();
+  if (!s.ok()) return Status::InvalidArgument(WithFile(path, s.message()));
+  if (!lua_istable(sb->L(), -1)) {
+    lua_pop(sb->L(), 1);
+    return Status::InvalidArgument(path + ": a playbook must return a table");
+  }
+  return Status::OK();
+}
+
 std::string PlaybookLibrary::ChunkName(const std::string& path) {
   return "=" + fs::path(path).filename().string();
 }
@@ -49,19 +65,10 @@ Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& l
   Status read = ReadRegularFile(path, 1 << 20, &source);
   if (!read.ok()) return Status::NotFound(path + ": cannot read: " + read.message());
 
+  // No host API while loading, as Redis loads functions: top-level code only builds the table.
   Sandbox sb(limits.memory_bytes);
-  Status s = sb.Load(source, ChunkName(path));
-  if (!s.ok()) return Status::InvalidArgument(WithFile(path, s.message()));
-  // Top-level code only builds the table; it gets a small budget and no host API.
-  sb.Arm(limits.instructions, SystemClock::Get()->MonoMs() + 1000);
-  s = sb.PCall(0, 1);
-  sb.Disarm();
-  if (!s.ok()) return Status::InvalidArgument(WithFile(path, s.message()));
-  lua_State* L = sb.L();
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return Status::InvalidArgument(path + ": a playbook must return a table");
-  }
+  Status s = RunChunk(&sb, source, path, limits);
+  if (!s.ok()) return s;
   PlaybookInfo info;
   info.path = path;
   info.source = std::move(source);

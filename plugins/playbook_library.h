@@ -17,6 +17,8 @@
 
 namespace guardian {
 
+class Sandbox;
+
 struct PlaybookInfo {
   std::string name;
   std::string mode;
@@ -34,6 +36,10 @@ class PlaybookLibrary {
 
   // Parses and validates one playbook file without installing it. Errors read "FILE:LINE: msg".
   static Status Inspect(const std::string& path, const PlaybookLimits& limits, PlaybookInfo* out);
+  // Loads a playbook's text into `sb` and runs its top level under a small budget; on success
+  // the returned table is on top of the stack. Errors read "FILE:LINE: msg".
+  static Status RunChunk(Sandbox* sb, const std::string& source, const std::string& path,
+                         const PlaybookLimits& limits);
   // The Lua chunk name for a playbook file: its file name, so messages read `name.lua:LINE:`
   // whatever the length of the folder (Lua cuts chunk names at 60 bytes).
   static std::string ChunkName(const std::string& path);

@@ -99,16 +99,8 @@ Status PlaybookRun::Start(int64_t incident_id) {
   for (const auto& m : HostModules::All()) m.install(L);
   sandbox_->SetReadOnlyGlobal("guardian");
 
-  Status s = sandbox_->Load(playbook_->source, PlaybookLibrary::ChunkName(playbook_->path));
+  Status s = PlaybookLibrary::RunChunk(sandbox_.get(), playbook_->source, playbook_->path, limits_);
   if (!s.ok()) return s;
-  sandbox_->Arm(limits_.instructions, SystemClock::Get()->MonoMs() + 1000);
-  s = sandbox_->PCall(0, 1);
-  sandbox_->Disarm();
-  if (!s.ok()) return s;
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return Status::InvalidArgument(playbook_->path + ": a playbook must return a table");
-  }
   // The chunk may have used memory up to the cap: allocate what follows in protected mode.
   return sandbox_->Protected(
       [&](lua_State* L) {
