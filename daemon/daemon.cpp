@@ -164,27 +164,17 @@ int Daemon::Run() {
 }
 
 void Daemon::WatchPlaybookDirs() {
-  for (auto* w : playbook_watchers_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(w),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
-  }
   playbook_watchers_.clear();
   if (!playbook_rescan_) playbook_rescan_ = std::make_unique<Timer>(&loop_);
   for (const auto& dir : config_->playbook_dirs) {
-    auto* w = new uv_fs_event_t;
-    uv_fs_event_init(&loop_, w);
-    w->data = this;
-    int rc = uv_fs_event_start(
-        w,
-        [](uv_fs_event_t* h, const char* name, int, int) {
-          auto* self = static_cast<Daemon*>(h->data);
-          if (name && !fs::path(name).string().ends_with(".lua")) return;
-          // Editors write in bursts; rescan once things settle.
-          self->playbook_rescan_->Start(100, [self] { self->RescanPlaybooks(); });
-        },
-        dir.c_str(), 0);
-    if (rc != 0) spdlog::warn("cannot watch playbook dir {}: {}", dir, uv_strerror(rc));
-    playbook_watchers_.push_back(w);
+    auto w = std::make_unique<FsWatch>(&loop_);
+    Status s = w->Start(dir, [this](const std::string& name) {
+      if (!name.empty() && !name.ends_with(".lua")) return;
+      // Editors write in bursts; rescan once things settle.
+      playbook_rescan_->Start(100, [this] { RescanPlaybooks(); });
+    });
+    if (!s.ok()) spdlog::warn("playbook dir: {}", s.message());
+    playbook_watchers_.push_back(std::move(w));
   }
 }
 
@@ -305,10 +295,6 @@ void Daemon::CloseAll() {
   lag_.reset();
   status_timer_.reset();
   playbook_rescan_.reset();
-  for (auto* w : playbook_watchers_) {
-    uv_close(reinterpret_cast<uv_handle_t*>(w),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_fs_event_t*>(h); });
-  }
   playbook_watchers_.clear();
   for (auto* sig : {&sigterm_, &sigint_, &sighup_})
     uv_close(reinterpret_cast<uv_handle_t*>(sig), nullptr);

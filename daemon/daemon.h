@@ -14,6 +14,7 @@
 
 #include "daemon/config.h"
 #include "daemon/engine.h"
+#include "daemon/fs_watch.h"
 #include "daemon/loop_lag.h"
 #include "daemon/store_thread.h"
 #include "daemon/timer.h"
@@ -63,7 +64,7 @@ class Daemon {
   std::unique_ptr<LoopLag> lag_;
   std::unique_ptr<Timer> status_timer_;
   std::unique_ptr<Timer> playbook_rescan_;
-  std::vector<uv_fs_event_t*> playbook_watchers_;
+  std::vector<std::unique_ptr<FsWatch>> playbook_watchers_;
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   bool stopping_ = false;
   bool status_write_in_flight_ = false;

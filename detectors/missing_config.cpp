@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "daemon/file_util.h"
+#include "daemon/fs_watch.h"
 #include "daemon/timer.h"
 #include "daemon/work.h"
 #include "daemon/yaml_check.h"
@@ -63,41 +64,23 @@ class MissingConfigDetector : public Detector {
 
   Status Start(std::function<void()> wake) override {
     wake_ = std::move(wake);
-    event_ = new uv_fs_event_t;
-    uv_fs_event_init(env_.loop, event_);
-    event_->data = this;
-    std::string dir = fs::path(path_).parent_path().string();
-    int rc = uv_fs_event_start(
-        event_,
-        [](uv_fs_event_t* h, const char* filename, int, int) {
-          auto* self = static_cast<MissingConfigDetector*>(h->data);
-          if (self && (filename == nullptr || self->name_ == filename)) self->OnChange();
-        },
-        dir.c_str(), 0);
     name_ = fs::path(path_).filename().string();
-    if (rc != 0) {
-      // Polling still covers it; the event source is an accelerator.
-      return Status::IOError("cannot watch " + dir + ": " + uv_strerror(rc) + " (polling only)");
-    }
+    // The folder, not the file: the file may be deleted and created again.
+    watch_ = std::make_unique<FsWatch>(env_.loop);
+    Status s =
+        watch_->Start(fs::path(path_).parent_path().string(), [this](const std::string& name) {
+          if (name.empty() || name == name_) OnChange();
+        });
+    // Polling still covers it; the event source is an accelerator.
+    if (!s.ok()) return Status::IOError(s.message() + " (polling only)");
     return Status::OK();
   }
 
   void Close(std::function<void()> closed) override {
+    // Timer and FsWatch free their handles in their own close callbacks.
     settle_.Stop();
-    if (event_ == nullptr) {
-      closed();
-      return;
-    }
-    closed_ = std::move(closed);
-    uv_fs_event_stop(event_);
-    event_->data = this;
-    uv_close(reinterpret_cast<uv_handle_t*>(event_), [](uv_handle_t* h) {
-      auto* self = static_cast<MissingConfigDetector*>(h->data);
-      delete reinterpret_cast<uv_fs_event_t*>(h);
-      self->event_ = nullptr;
-      auto cb = std::move(self->closed_);
-      if (cb) cb();
-    });
+    watch_.reset();
+    closed();
   }
 
   void Probe(std::function<void(Observation)> done) override {
@@ -140,9 +123,8 @@ class MissingConfigDetector : public Detector {
   int64_t settle_ms_;
   int keep_;
   Timer settle_;
-  uv_fs_event_t* event_ = nullptr;
+  std::unique_ptr<FsWatch> watch_;
   std::function<void()> wake_;
-  std::function<void()> closed_;
 };
 
 }  // namespace
