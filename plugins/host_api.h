@@ -29,6 +29,10 @@ struct RunServices {
   std::function<Status(const std::string& key, const std::string& value)> set_value;
   // Lines logged by the playbook, for the step messages and the daemon log.
   std::function<void(const std::string& level, const std::string& line)> log;
+  // Dry run (`guardian run CHECK --dry-run`): host functions that act record the call
+  // (PlaybookRun::recorded) and answer as success would, acting on nothing; reads, probe and
+  // log run for real. set_value is never called: values set stay in the run, for its own gets.
+  bool dry_run = false;
 };
 
 struct HostModule {

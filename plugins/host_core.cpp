@@ -1,4 +1,7 @@
 // guardian.sleep(ms), guardian.probe(), guardian.now(): waiting and re-checking.
+#include <optional>
+#include <string>
+
 #include "daemon/clock.h"
 #include "daemon/timer.h"
 #include "plugins/host_api.h"
@@ -7,10 +10,22 @@
 namespace guardian {
 namespace {
 
+// The dry-run gate of the core functions. Only sleep acts (it spends the incident's time): a
+// dry run records it and answers at once. probe and now only observe, so they run for real.
+std::optional<int> DryRunSleep(lua_State* L, lua_Integer ms) {
+  PlaybookRun* run = PlaybookRun::From(L);
+  run->CheckCanWait(L, "guardian.sleep");  // before recording: such a call never happens
+  if (!run->RecordIfDryRun(L, "guardian.sleep", 1,
+                           "answered at once instead of waiting " + std::to_string(ms) + " ms"))
+    return std::nullopt;
+  return run->AwaitNothing(L, "guardian.sleep", [](lua_State*) { return 0; });
+}
+
 // guardian.sleep(ms): yields the phase for `ms` milliseconds.
 int Sleep(lua_State* L) {
   lua_Integer ms = luaL_checkinteger(L, 1);
   if (ms < 0) return luaL_error(L, "guardian.sleep: ms must be >= 0");
+  if (auto n = DryRunSleep(L, ms)) return *n;
   PlaybookRun* run = PlaybookRun::From(L);
   return run->Await(L, "guardian.sleep", [run, ms](PlaybookRun::Resume resume) {
     // Deleted by whichever comes first: the timer firing or the wait being cancelled.

@@ -1,6 +1,6 @@
 // guardian.fs: file access limited to the paths the check declares (see docs/playbook-api.md).
 // Reads, writes and copies run on the thread pool and yield the phase; policy violations raise,
-// I/O failures return nil, message.
+// I/O failures return nil, message. In a dry run the calls that change files are only recorded.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "daemon/file_util.h"
@@ -59,6 +60,20 @@ int AwaitIo(lua_State* L, const char* what, std::function<Status(std::string*)> 
         });
     return std::function<void()>();  // pool work cannot be cancelled; its result is ignored
   });
+}
+
+int PushTrue(lua_State* L) {
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// The dry-run gate of guardian.fs: an action is recorded, not done, and answers true as success
+// does (after a yield when the real call waits). Empty outside a dry run: the caller acts.
+std::optional<int> DryRun(lua_State* L, const char* call, int nargs, bool waits) {
+  PlaybookRun* run = PlaybookRun::From(L);
+  if (waits) run->CheckCanWait(L, call);  // before recording: such a call never happens
+  if (!run->RecordIfDryRun(L, call, nargs)) return std::nullopt;
+  return waits ? run->AwaitNothing(L, call, PushTrue) : PushTrue(L);
 }
 
 Status Errno(const std::string& what, const std::string& path) {
@@ -177,6 +192,7 @@ int Write(lua_State* L) {
   std::string p = Resolve(L, 1, true, false);
   size_t len = 0;
   const char* data = luaL_checklstring(L, 2, &len);
+  if (auto n = DryRun(L, "guardian.fs.write", 2, true)) return *n;
   std::string content(data, len);
   return AwaitIo(L, "guardian.fs.write",
                  [p, content](std::string*) { return AtomicWrite(p, content, 0644); });
@@ -186,6 +202,7 @@ int Write(lua_State* L) {
 int Copy(lua_State* L) {
   std::string src = Resolve(L, 1, false);
   std::string dst = Resolve(L, 2, true, false);
+  if (auto n = DryRun(L, "guardian.fs.copy", 2, true)) return *n;
   return AwaitIo(L, "guardian.fs.copy", [src, dst](std::string*) {
     std::string data;
     Status s = ReadAll(src, &data);
@@ -200,6 +217,7 @@ int Copy(lua_State* L) {
 int Move(lua_State* L) {
   std::string src = Resolve(L, 1, true, false);
   std::string dst = Resolve(L, 2, true, false);
+  if (auto n = DryRun(L, "guardian.fs.move", 2, false)) return *n;
   if (::rename(src.c_str(), dst.c_str()) != 0) {
     lua_pushnil(L);
     lua_pushstring(
@@ -213,6 +231,7 @@ int Move(lua_State* L) {
 // guardian.fs.remove(path) -> true, or nil, message (a file or an empty dir)
 int Remove(lua_State* L) {
   std::string p = Resolve(L, 1, true, false);
+  if (auto n = DryRun(L, "guardian.fs.remove", 1, false)) return *n;
   if (::remove(p.c_str()) != 0) {
     lua_pushnil(L);
     lua_pushstring(L, (std::string("remove ") + p + ": " + std::strerror(errno)).c_str());
@@ -225,6 +244,7 @@ int Remove(lua_State* L) {
 // guardian.fs.mkdir(path) -> true, or nil, message (with parents)
 int Mkdir(lua_State* L) {
   std::string p = Resolve(L, 1, true);
+  if (auto n = DryRun(L, "guardian.fs.mkdir", 1, false)) return *n;
   std::error_code ec;
   fs::create_directories(p, ec);
   if (ec) {

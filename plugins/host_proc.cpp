@@ -1,10 +1,50 @@
 // guardian.proc.run(argv, opts): run a program as an argv vector, never through a shell.
+#include <algorithm>
+#include <optional>
+
 #include "daemon/child_process.h"
 #include "plugins/host_api.h"
 #include "plugins/playbook_run.h"
 
 namespace guardian {
 namespace {
+
+int PushResult(lua_State* L, const ChildResult& r) {
+  if (!r.status.ok() && !r.timed_out) {
+    // I/O failures are values, not errors (see docs/playbook-api.md).
+    lua_pushnil(L);
+    lua_pushstring(L, r.status.message().c_str());
+    return 2;
+  }
+  lua_newtable(L);
+  lua_pushinteger(L, r.exit_code);
+  lua_setfield(L, -2, "code");
+  lua_pushinteger(L, r.term_signal);
+  lua_setfield(L, -2, "signal");
+  lua_pushlstring(L, r.out.data(), r.out.size());
+  lua_setfield(L, -2, "stdout");
+  lua_pushlstring(L, r.err.data(), r.err.size());
+  lua_setfield(L, -2, "stderr");
+  lua_pushboolean(L, r.timed_out);
+  lua_setfield(L, -2, "timed_out");
+  return 1;
+}
+
+// The dry-run gate of guardian.proc: the program is not started and the call answers a clean
+// exit with no output, so the playbook carries on as after a success. Empty outside a dry run.
+std::optional<int> DryRun(lua_State* L) {
+  PlaybookRun* run = PlaybookRun::From(L);
+  run->CheckCanWait(L, "guardian.proc.run");  // before recording: such a call never happens
+  int nargs = std::min(lua_gettop(L), 2);     // argv and opts
+  if (!run->RecordIfDryRun(L, "guardian.proc.run", nargs,
+                           "not started; answered code 0 with empty output"))
+    return std::nullopt;
+  return run->AwaitNothing(L, "guardian.proc.run", [](lua_State* L) {
+    ChildResult r;
+    r.exit_code = 0;
+    return PushResult(L, r);
+  });
+}
 
 // guardian.proc.run({"/bin/prog", "arg"}, {timeout_ms = 5000, cwd = "/dir"})
 //   -> { code = N, signal = N, stdout = "...", stderr = "...", timed_out = bool }
@@ -22,6 +62,7 @@ int Run(lua_State* L) {
     if (!lua_isnil(L, -1)) opts.cwd = luaL_checkstring(L, -1);
     lua_pop(L, 1);
   }
+  if (auto n = DryRun(L)) return *n;
   PlaybookRun* run = PlaybookRun::From(L);
   return run->Await(L, "guardian.proc.run", [run, opts](PlaybookRun::Resume resume) {
     ChildProcess* child = nullptr;
@@ -30,26 +71,7 @@ int Run(lua_State* L) {
         run->loop(), opts,
         [resume, alive](ChildResult r) {
           *alive = false;
-          resume([r](lua_State* L) -> int {
-            if (!r.status.ok() && !r.timed_out) {
-              // I/O failures are values, not errors (see docs/playbook-api.md).
-              lua_pushnil(L);
-              lua_pushstring(L, r.status.message().c_str());
-              return 2;
-            }
-            lua_newtable(L);
-            lua_pushinteger(L, r.exit_code);
-            lua_setfield(L, -2, "code");
-            lua_pushinteger(L, r.term_signal);
-            lua_setfield(L, -2, "signal");
-            lua_pushlstring(L, r.out.data(), r.out.size());
-            lua_setfield(L, -2, "stdout");
-            lua_pushlstring(L, r.err.data(), r.err.size());
-            lua_setfield(L, -2, "stderr");
-            lua_pushboolean(L, r.timed_out);
-            lua_setfield(L, -2, "timed_out");
-            return 1;
-          });
+          resume([r](lua_State* L) { return PushResult(L, r); });
         },
         &child);
     // Cancelling (phase deadline, shutdown) stops the child; its exit is still reaped.

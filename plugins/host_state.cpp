@@ -35,7 +35,11 @@ int Set(lua_State* L) {
   }
   // Each value is a store write; keep them small so a playbook cannot flood the journal queue.
   if (value.size() > 4096) return luaL_error(L, "guardian.state.set: value larger than 4096 bytes");
-  Status s = PlaybookRun::From(L)->services().set_value(key, value);
+  PlaybookRun* run = PlaybookRun::From(L);
+  // In a dry run set_value keeps the value in the run only (see PlaybookRun's constructor):
+  // the check's stored values stay as they are, and later gets in the run see the new one.
+  run->RecordIfDryRun(L, "guardian.state.set", 2, "kept in this dry run only");
+  Status s = run->services().set_value(key, value);
   if (!s.ok()) return luaL_error(L, "guardian.state.set: %s", s.message().c_str());
   return 0;
 }

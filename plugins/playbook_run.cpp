@@ -75,6 +75,20 @@ PlaybookRun::PlaybookRun(uv_loop_t* loop, std::shared_ptr<const PlaybookInfo> pl
   read_roots_ = write_roots_;
   std::string defaults = ParamString(check_.params, "defaults_file");
   if (!defaults.empty()) read_roots_.push_back(CanonicalRoot(defaults));
+  if (services_.dry_run) {
+    // The check's values stay as they are; a value the playbook sets is kept in this run, so
+    // its later gets see it as they would have after a real set.
+    auto real_get = std::move(services_.get_value);
+    services_.get_value = [this, real_get](const std::string& key) {
+      auto it = dry_values_.find(key);
+      if (it != dry_values_.end()) return it->second;
+      return real_get ? real_get(key) : std::string();
+    };
+    services_.set_value = [this](const std::string& key, const std::string& value) {
+      dry_values_[key] = value;
+      return Status::OK();
+    };
+  }
 }
 
 PlaybookRun::~PlaybookRun() {
@@ -171,10 +185,34 @@ void PlaybookRun::RunPhase(const std::string& phase, int attempt, PhaseDone done
   defer_.Start(0, [this] { Continue(1); });
 }
 
-int PlaybookRun::Await(lua_State* L, const char* what, Starter start) {
+void PlaybookRun::CheckCanWait(lua_State* L, const char* what) const {
   if (L != thread_ || !lua_isyieldable(L)) {
-    return luaL_error(L, "%s can only wait inside a phase function", what);
+    luaL_error(L, "%s can only wait inside a phase function", what);
   }
+}
+
+bool PlaybookRun::RecordIfDryRun(lua_State* L, const char* call, int nargs, std::string note) {
+  if (!services_.dry_run) return false;
+  // The recorder lives outside the Lua memory cap, so a playbook looping over calls must not
+  // grow it without bound; the actions past the limit are still skipped.
+  if (recorded_.size() < kMaxRecorded) {
+    recorded_.push_back({phase_, call, FormatLuaArgs(L, 1, nargs), std::move(note)});
+  } else if (recorded_.size() == kMaxRecorded) {
+    recorded_.push_back({phase_, "(dry run)", "",
+                         "stopped recording after " + std::to_string(kMaxRecorded) + " calls"});
+  }
+  return true;
+}
+
+int PlaybookRun::AwaitNothing(lua_State* L, const char* what, Pusher result) {
+  return Await(L, what, [result](Resume resume) {
+    resume(result);
+    return std::function<void()>();
+  });
+}
+
+int PlaybookRun::Await(lua_State* L, const char* what, Starter start) {
+  CheckCanWait(L, what);
   uint64_t seq = ++wait_seq_;
   std::weak_ptr<PlaybookRun*> weak = self_;
   auto starting = std::make_shared<bool>(true);

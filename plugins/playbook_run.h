@@ -2,7 +2,8 @@
 // PlaybookRun: one incident's playbook in its own fresh sandbox. Each phase function
 // (backup, remediate, verify, rollback) runs as a coroutine given `ctx`; host calls that wait
 // yield it and it resumes from the loop. The phase ends with ok (its return value, if a string,
-// is the step message) or an error (Lua error, budget, memory, deadline) as a Status.
+// is the step message) or an error (Lua error, budget, memory, deadline) as a Status. In a dry
+// run (RunServices::dry_run) the host calls that act are recorded, not done: see recorded().
 //
 // Thread: loop thread only. Lifetime: destroy it only when no phase is running, or after
 // Abort(); any host wait still in flight is cancelled or its result ignored.
@@ -10,12 +11,15 @@
 #include <uv.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "daemon/config.h"
 #include "daemon/status.h"
 #include "daemon/timer.h"
+#include "plugins/dry_run.h"
 #include "plugins/host_api.h"
 #include "plugins/playbook_library.h"
 #include "plugins/sandbox.h"
@@ -45,10 +49,25 @@ class PlaybookRun {
   // Ends a running phase now: its `done` gets Status::Aborted(reason).
   void Abort(const std::string& reason);
   bool running() const { return static_cast<bool>(done_); }
+  // Dry run only: what the phases would have done, in call order. Past kMaxRecorded calls
+  // one last entry says recording stopped.
+  const std::vector<DryRunAction>& recorded() const { return recorded_; }
+  static constexpr size_t kMaxRecorded = 1000;
 
   // For host functions.
   static PlaybookRun* From(lua_State* L);
   int Await(lua_State* L, const char* what, Starter start);
+  // Raises unless `L` is the running phase's coroutine and may yield (what Await requires).
+  void CheckCanWait(lua_State* L, const char* what) const;
+  // The dry-run gate of host functions that act. Outside a dry run returns false: act. In a
+  // dry run records `call` with the arguments in stack slots 1..nargs under the current phase
+  // and returns true: the caller answers what success answers and acts on nothing. Call it
+  // after checking the arguments and the path policy, so those fail as in a real run.
+  bool RecordIfDryRun(lua_State* L, const char* call, int nargs, std::string note = {});
+  // Answers a call that would have waited, without waiting: yields like Await and resumes on
+  // the next loop turn with `result`, so it can only happen where a real wait could.
+  int AwaitNothing(lua_State* L, const char* what, Pusher result);
+  bool dry_run() const { return services_.dry_run; }
   uv_loop_t* loop() const { return loop_; }
   const CheckConfig& check() const { return check_; }
   const std::string& check_state_dir() const { return check_state_dir_; }
@@ -85,6 +104,8 @@ class PlaybookRun {
   std::shared_ptr<PlaybookRun*> self_;  // Resume holds a weak_ptr to this
   std::vector<std::string> write_roots_;
   std::vector<std::string> read_roots_;
+  std::vector<DryRunAction> recorded_;
+  std::map<std::string, std::string> dry_values_;  // guardian.state values set in a dry run
 };
 
 }  // namespace guardian
