@@ -1,10 +1,9 @@
 // guardiand: the Guardian daemon.
-#include <spdlog/spdlog.h>
-
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "daemon/daemon.h"
+#include "daemon/logging.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"guardiand: self-healing watchdog daemon"};
@@ -18,7 +17,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "guardiand 0.1.0");
   CLI11_PARSE(app, argc, argv);
 
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  guardian::SetupLogging();
   if (!check.empty()) {
     return guardian::CheckConfigCommand(check);
   }

@@ -1,0 +1,52 @@
+#pragma once
+// Notifier: tells systemd how guardiand is doing through the sd_notify protocol (libsystemd):
+// READY, RELOADING, STOPPING, STATUS and the WATCHDOG keep-alive, for a `Type=notify` unit.
+// Without NOTIFY_SOCKET (not started by systemd) every call is a cheap no-op.
+//
+// The watchdog pings come from a timer on the daemon's own loop, not from a thread, on
+// purpose: if the loop is stuck (a blocking callback, a deadlock), the pings stop and systemd
+// kills and restarts the daemon. A thread would keep pinging for a daemon that does nothing.
+//
+// Loop thread only. The watchdog's timer must be released with StopWatchdog() before the loop
+// is closed.
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "daemon/timer.h"
+
+namespace guardian {
+
+class Notifier {
+ public:
+  Notifier();  // reads NOTIFY_SOCKET once
+  ~Notifier();
+  Notifier(const Notifier&) = delete;
+  Notifier& operator=(const Notifier&) = delete;
+
+  bool enabled() const { return enabled_; }
+  // Start-up finished or a reload was applied (or rejected): READY=1, STATUS, MAINPID.
+  void Ready(const std::string& status_text);
+  // STATUS=text; sent only when the text changed since the last one sent.
+  void Status(const std::string& text);
+  // A reload started; Ready() again when it is done.
+  void Reloading();
+  void Stopping();
+
+  // If the unit has a watchdog (WatchdogSec=, seen as WATCHDOG_USEC), pings WATCHDOG=1 every
+  // half period from `loop`. Returns the period in microseconds, 0 if there is no watchdog.
+  uint64_t StartWatchdog(uv_loop_t* loop);
+  // Closes the timer; safe to call twice or without StartWatchdog().
+  void StopWatchdog();
+
+ private:
+  void Send(const std::string& state);
+  bool enabled_ = false;
+  std::string last_status_;
+  std::unique_ptr<Timer> watchdog_;
+};
+
+}  // namespace guardian
