@@ -23,6 +23,12 @@ class ActionBudget {
   // Monotonic ms when the next action becomes available again (now when Remaining() > 0).
   int64_t NextAvailableMs();
   void set_budget(Budget b) { budget_ = b; }
+  // Forgets what was spent: an operator's release means "try again now".
+  void Reset() { spent_.clear(); }
+  int spent() {
+    Expire();
+    return static_cast<int>(spent_.size());
+  }
 
  private:
   void Expire();

@@ -1,5 +1,7 @@
 #include "daemon/config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -28,6 +30,51 @@ std::string ConfigError::ToString() const {
   return file + ":" + std::to_string(line) + ":" + std::to_string(col) + ": " + message;
 }
 
+bool SplitHostPort(const std::string& text, std::string* host, int* port, std::string* why) {
+  std::string h, p;
+  if (!text.empty() && text[0] == '[') {
+    size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      *why = "expected [IPV6]:PORT, got '" + text + "'";
+      return false;
+    }
+    h = text.substr(1, close - 1);
+    p = text.substr(close + 2);
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string::npos || text.find(':') != colon) {
+      *why = "expected HOST:PORT (IPv6 as [ADDR]:PORT), got '" + text + "'";
+      return false;
+    }
+    h = text.substr(0, colon);
+    p = text.substr(colon + 1);
+  }
+  int v = 0;
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
+  if (ec != std::errc() || end != p.data() + p.size() || v < 1 || v > 65535) {
+    *why = "port must be a number from 1 to 65535, got '" + p + "'";
+    return false;
+  }
+  unsigned char buf[sizeof(in6_addr)];
+  if (h != "localhost" && inet_pton(AF_INET, h.c_str(), buf) != 1 &&
+      inet_pton(AF_INET6, h.c_str(), buf) != 1) {
+    *why = "host must be a numeric IP address or localhost (no name lookups), got '" + h + "'";
+    return false;
+  }
+  *host = h;
+  *port = v;
+  return true;
+}
+
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+  return false;
+}
+
 const CheckConfig* Config::FindCheck(std::string_view id) const {
   for (const auto& c : checks) {
     if (c.id == id) return &c;
@@ -37,9 +84,13 @@ const CheckConfig* Config::FindCheck(std::string_view id) const {
 
 namespace {
 
-constexpr std::string_view kTopKeys[] = {"state_dir",       "playbook_dirs", "log_level",
-                                         "defaults",        "budget",        "retry",
-                                         "playbook_limits", "checks"};
+constexpr std::string_view kTopKeys[] = {
+    "state_dir", "playbook_dirs", "log_level",       "mode",  "api",
+    "defaults",  "budget",        "playbook_limits", "retry", "checks"};
+constexpr std::string_view kApiKeys[] = {"socket",        "socket_mode",     "tcp",
+                                         "allow_remote",  "max_connections", "request_timeout_ms",
+                                         "max_body_bytes"};
+constexpr std::string_view kRunModes[] = {"act", "observe"};
 constexpr std::string_view kDefaultsKeys[] = {"interval_ms", "debounce", "jitter"};
 constexpr std::string_view kBudgetKeys[] = {"max_actions", "window_ms"};
 constexpr std::string_view kRetryKeys[] = {"backoff_base_ms", "backoff_max_ms"};
@@ -593,6 +644,20 @@ class Loader {
       }
     }
 
+    if (const Entry* e = Find(*entries, "mode")) {
+      if (auto s = String(e->value)) {
+        if (*s == "act" || *s == "observe") {
+          config.observe = *s == "observe";
+        } else {
+          Error(e->value, "must be one of " + JoinNames(kRunModes) + ", got '" + *s + "'" +
+                              Suggest(*s, kRunModes));
+        }
+      }
+    }
+
+    config.api.socket = (fs::path(config.state_dir) / "guardian.sock").string();
+    if (const Entry* e = FindContainer(*entries, "api")) ReadApi(e->value, &config.api);
+
     CheckDefaults defaults;
     if (const Entry* e = FindContainer(*entries, "defaults")) {
       if (auto d = ReadMapping(e->value, kDefaultsKeys)) {
@@ -638,6 +703,62 @@ class Loader {
     for (size_t i = 0; i < item.node.size(); ++i) {
       if (auto p = Path(SequenceItem(item, i))) config.playbook_dirs.push_back(*p);
     }
+  }
+
+  void ReadApi(const Item& item, ApiConfig* api) {
+    std::optional<Entries> d = ReadMapping(item, kApiKeys);
+    if (!d) return;
+    if (const Entry* e = Find(*d, "socket")) {
+      if (auto p = Path(e->value)) {
+        // sun_path holds 108 bytes with the terminating NUL.
+        if (p->size() > 107) {
+          Error(e->value, "socket path is " + std::to_string(p->size()) +
+                              " bytes; a Unix socket path must be at most 107");
+        } else {
+          api->socket = *p;
+        }
+      }
+    }
+    if (const Entry* e = Find(*d, "socket_mode")) {
+      // A string, because YAML reads 0660 as the decimal 660.
+      if (auto s = String(e->value)) {
+        bool octal =
+            !s->empty() && s->size() <= 4 && s->find_first_not_of("01234567") == std::string::npos;
+        int mode = octal ? std::stoi(*s, nullptr, 8) : -1;
+        if (!octal) {
+          Error(e->value, "must be an octal mode in quotes such as \"0660\", got '" + *s + "'");
+        } else if (mode & 07) {
+          Error(e->value, "must not let others connect (mode " + *s +
+                              " grants access to others); the API can change what Guardian does");
+        } else {
+          api->socket_mode = mode;
+        }
+      }
+    }
+    bool allow_remote = false;
+    if (const Entry* e = Find(*d, "allow_remote")) {
+      if (auto b = Bool(e->value)) allow_remote = *b;
+    }
+    api->allow_remote = allow_remote;
+    if (const Entry* e = Find(*d, "tcp")) {
+      if (auto s = String(e->value)) {
+        std::string host;
+        int port = 0;
+        std::string why;
+        if (!SplitHostPort(*s, &host, &port, &why)) {
+          Error(e->value, why);
+        } else if (!allow_remote && !IsLoopbackHost(host)) {
+          Error(e->value, "'" + host +
+                              "' is not a loopback address; the API listens only on loopback "
+                              "unless api.allow_remote is true");
+        } else {
+          api->tcp = *s;
+        }
+      }
+    }
+    IntField(*d, "max_connections", 1, 65'536, &api->max_connections);
+    IntField(*d, "request_timeout_ms", 100, 3'600'000, &api->request_timeout_ms);
+    IntField(*d, "max_body_bytes", 1'024, 64 << 20, &api->max_body_bytes);
   }
 
   void ReadBudget(const Item& item, Budget* budget) {

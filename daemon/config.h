@@ -43,6 +43,19 @@ struct PlaybookLimits {
   int64_t phase_timeout_ms = 30'000;  // wall clock per phase
 };
 
+// The operator API: always on a Unix socket, optionally on TCP (loopback unless allow_remote).
+struct ApiConfig {
+  std::string socket;                   // absolute; defaults to STATE_DIR/guardian.sock
+  int socket_mode = 0660;               // owner and group may connect; others may not
+  std::string tcp;                      // "HOST:PORT" ("[::1]:PORT" for IPv6); empty = no TCP
+  bool allow_remote = false;            // a non-loopback tcp address is refused unless true
+  int max_connections = 256;            // beyond this, new connections are refused at once
+  int64_t request_timeout_ms = 10'000;  // idle connections (slowloris) are dropped after this
+  int64_t max_body_bytes = 65'536;      // larger request bodies get 413
+
+  bool operator==(const ApiConfig&) const = default;
+};
+
 struct CheckConfig {
   std::string id;              // unique, [a-z0-9_-]+
   std::string mode;            // one of the ten mode ids (daemon/modes.h)
@@ -62,6 +75,8 @@ struct Config {
   std::string state_dir;                   // absolute
   std::vector<std::string> playbook_dirs;  // absolute
   std::string log_level = "info";          // trace|debug|info|warn|error
+  bool observe = false;                    // `mode: observe`: detect and record, never act
+  ApiConfig api;
   Budget budget;
   RetryPolicy retry;
   PlaybookLimits playbook_limits;
@@ -78,6 +93,11 @@ struct ConfigLoad {
 
 // Returns the parameter schema for a mode, or nullptr when no detector for it is built in.
 using ParamSchemaLookup = std::function<const std::vector<ParamSpec>*(std::string_view mode)>;
+
+// "HOST:PORT" or "[V6]:PORT" with a numeric address (or "localhost"), port 1..65535.
+bool SplitHostPort(const std::string& text, std::string* host, int* port, std::string* why);
+// 127.0.0.0/8, ::1 and "localhost".
+bool IsLoopbackHost(const std::string& host);
 
 // Loads and validates a file. Relative paths in it resolve against the file's folder.
 ConfigLoad LoadConfigFile(const std::string& path, const ParamSchemaLookup& schemas);

@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
+#include <iterator>
 
 #include "daemon/modes.h"
 #include "daemon/timer.h"
+#include "plugins/dry_run.h"
 #include "plugins/playbook_run.h"
 
 namespace guardian {
@@ -26,6 +28,7 @@ struct Engine::Incident {
   std::unique_ptr<Timer> retry_timer;
   int attempt = 0;
   bool remediate_started = false;
+  bool observing = false;  // waits without acting (observe mode or hold); resolves on health
   std::vector<std::string> log_lines;  // the current phase's guardian.log lines
 };
 
@@ -85,6 +88,95 @@ void Engine::Apply(std::shared_ptr<const Config> config) {
     check->Start();
     checks_[c.id] = std::move(check);
   }
+  ResumeObserved();
+}
+
+void Engine::ResumeObserved() {
+  // Incidents that waited on observe mode or a hold act once nothing stops them any more.
+  std::vector<int64_t> ready;
+  for (const auto& [id, inc] : incidents_) {
+    CheckRuntime* check = FindCheck(inc->rec.check_id);
+    std::string why;
+    if (inc->observing && check && MayAct(check, &why)) ready.push_back(id);
+  }
+  for (int64_t id : ready) {
+    auto it = incidents_.find(id);
+    if (it == incidents_.end()) continue;
+    spdlog::info("incident {} ({}): acting again", id, it->second->rec.check_id);
+    StartAttempt(it->second.get());
+  }
+}
+
+void Engine::Audit(const std::string& actor, const std::string& kind, const std::string& check_id,
+                   const std::string& detail) {
+  EventRecord e{0, clock_->WallMs(), actor, kind, check_id, detail};
+  store_->Submit([e](Store& s) { return s.AddEvent(e); },
+                 [kind](Status s) {
+                   if (!s.ok()) spdlog::error("audit {}: cannot record: {}", kind, s.ToString());
+                 });
+}
+
+Status Engine::Hold(const std::string& check_id, const std::string& reason,
+                    const std::string& actor) {
+  CheckRuntime* check = FindCheck(check_id);
+  if (!check) return Status::NotFound("no check '" + check_id + "'");
+  if (reason.empty()) return Status::InvalidArgument("a hold needs a reason");
+  int64_t now = clock_->WallMs();
+  check->Hold(reason, now);
+  store_->Submit([check_id, reason, now](Store& s) { return s.SetHold(check_id, reason, now); });
+  Audit(actor, "hold", check_id, reason);
+  spdlog::warn("check {}: held by {}: {}", check_id, actor, reason);
+  return Status::OK();
+}
+
+Status Engine::Release(const std::string& check_id, const std::string& actor) {
+  CheckRuntime* check = FindCheck(check_id);
+  if (!check) return Status::NotFound("no check '" + check_id + "'");
+  std::string was = check->held() ? check->hold_reason() : "not held";
+  check->Release();
+  check->budget().Reset();
+  if (check->incident_id == 0) check->health().Reset();
+  store_->Submit([check_id](Store& s) { return s.ClearHold(check_id); });
+  Audit(actor, "release", check_id, was);
+  spdlog::info("check {}: released by {} (was: {})", check_id, actor, was);
+  ResumeObserved();
+  return Status::OK();
+}
+
+void Engine::RunNow(const std::string& check_id, bool force, const std::string& actor,
+                    std::function<void(Status, nlohmann::json)> done) {
+  CheckRuntime* check = FindCheck(check_id);
+  if (!check) return done(Status::NotFound("no check '" + check_id + "'"), nullptr);
+  std::string why;
+  if (!MayAct(check, &why)) return done(Status::Busy(why), nullptr);
+  if (check->incident_id != 0) {
+    return done(Status::Busy("incident " + std::to_string(check->incident_id) +
+                             " is already open for this check"),
+                nullptr);
+  }
+  check->ProbeOnce([this, check_id, force, actor, done](Observation obs) {
+    CheckRuntime* check = FindCheck(check_id);
+    if (!check || shutting_down_) return done(Status::Aborted("check went away"), nullptr);
+    nlohmann::json out = {{"check", check_id}, {"evidence", obs.evidence}, {"healthy", obs.ok()}};
+    if (obs.ok() && !force) {
+      out["result"] = "healthy";
+      return done(Status::OK(), out);
+    }
+    if (check->incident_id != 0) {
+      return done(
+          Status::Busy("incident " + std::to_string(check->incident_id) + " opened meanwhile"),
+          nullptr);
+    }
+    Observation o = obs;
+    if (o.ok()) o = Observation::Failing("run by " + actor + " (forced; the check was healthy)");
+    Audit(actor, "run", check_id, force ? "forced" : o.evidence);
+    Open(check, o, [out, done](Status s, int64_t id) mutable {
+      if (!s.ok()) return done(s, nullptr);
+      out["result"] = "opened";
+      out["incident"] = id;
+      done(Status::OK(), out);
+    });
+  });
 }
 
 void Engine::CloseCheck(std::unique_ptr<CheckRuntime> check) {
@@ -99,7 +191,15 @@ void Engine::CloseCheck(std::unique_ptr<CheckRuntime> check) {
 
 void Engine::OnObservation(CheckRuntime* check, const Observation& obs) {
   if (shutting_down_) return;
-  if (check->incident_id != 0) return;  // the incident's own probe decides
+  if (check->incident_id != 0) {
+    // The incident's own probe decides, unless it only observes: then health ends it.
+    auto it = incidents_.find(check->incident_id);
+    if (it != incidents_.end() && it->second->observing && obs.ok()) {
+      Incident* inc = it->second.get();
+      Resolve(inc, "recovered without action (" + inc->rec.reason + ")");
+    }
+    return;
+  }
   auto t = check->health().Observe(obs, clock_->WallMs());
   if (check->held()) {
     // A full window without actions is the cool-down; lifting sooner would let a fault that
@@ -118,14 +218,17 @@ void Engine::OnObservation(CheckRuntime* check, const Observation& obs) {
   if (t == CheckHealth::Transition::kConfirmed) Open(check, obs);
 }
 
-void Engine::Open(CheckRuntime* check, const Observation& obs) {
+void Engine::Open(CheckRuntime* check, const Observation& obs,
+                  std::function<void(Status, int64_t)> opened) {
   auto inc = std::make_unique<Incident>();
   const CheckConfig& c = check->config();
   inc->rec.check_id = c.id;
   inc->rec.mode = c.mode;
   inc->rec.state = kStateOpen;
-  inc->rec.onset_at = check->health().onset_ms();
   inc->rec.detected_at = clock_->WallMs();
+  // An operator's run may open an incident before debounce saw any failure.
+  inc->rec.onset_at =
+      check->health().onset_ms() ? check->health().onset_ms() : inc->rec.detected_at;
   inc->rec.target_ms = c.target_ms;
   inc->rec.playbook = c.playbook;
   inc->rec.evidence = obs.evidence;
@@ -135,7 +238,7 @@ void Engine::Open(CheckRuntime* check, const Observation& obs) {
   auto rec = std::make_shared<IncidentRecord>(inc->rec);
   Incident* raw = inc.release();
   store_->Submit([rec](Store& s) { return s.InsertIncident(rec.get()); },
-                 [this, raw, rec](Status s) {
+                 [this, raw, rec, opened](Status s) {
                    std::unique_ptr<Incident> inc(raw);
                    opening_.erase(inc->rec.check_id);
                    CheckRuntime* check = FindCheck(inc->rec.check_id);
@@ -148,30 +251,21 @@ void Engine::Open(CheckRuntime* check, const Observation& obs) {
                        check->incident_id = 0;
                        check->health().Reset();
                      }
+                     if (opened) opened(s, 0);
                      return;
                    }
                    inc->rec.id = rec->id;
                    int64_t id = rec->id;
                    if (check) check->incident_id = id;
+                   if (metrics_) metrics_->IncidentOpened(inc->rec.mode);
                    incidents_[id] = std::move(inc);
+                   if (opened) opened(Status::OK(), id);
                    if (shutting_down_) return;  // resumed at the next start
                    StartAttempt(incidents_[id].get());
                  });
 }
 
-bool Engine::EnsureRun(Incident* inc, std::string* error) {
-  if (inc->run) return true;
-  CheckRuntime* check = FindCheck(inc->rec.check_id);
-  if (!check) {
-    *error = "check '" + inc->rec.check_id + "' is no longer configured";
-    return false;
-  }
-  auto pb = playbooks_->Find(inc->rec.playbook);
-  if (!pb) {
-    *error = "playbook '" + inc->rec.playbook + "' is not loaded";
-    return false;
-  }
-  std::string check_id = check->config().id;
+RunServices Engine::ServicesFor(const std::string& check_id, RunServices::LogFn log) {
   RunServices services;
   services.probe = [this, check_id](std::function<void(Observation)> done) {
     CheckRuntime* ch = FindCheck(check_id);
@@ -195,13 +289,90 @@ bool Engine::EnsureRun(Incident* inc, std::string* error) {
     store_->Submit([check_id, key, value](Store& s) { return s.SetValue(check_id, key, value); });
     return Status::OK();
   };
+  services.log = std::move(log);
+  return services;
+}
+
+void Engine::DryRun(const std::string& check_id, std::function<void(Status, nlohmann::json)> done) {
+  if (shutting_down_) return done(Status::Aborted("guardiand stopping"), nullptr);
+  CheckRuntime* check = FindCheck(check_id);
+  if (!check) return done(Status::NotFound("no check '" + check_id + "'"), nullptr);
+  auto pb = playbooks_->Find(check->config().playbook);
+  if (!pb) {
+    return done(Status::NotFound("playbook '" + check->config().playbook + "' is not loaded"),
+                nullptr);
+  }
+  RunServices services =
+      ServicesFor(check_id, [check_id](const std::string& level, const std::string& line) {
+        spdlog::log(spdlog::level::from_str(level), "dry run ({}): {}", check_id, line);
+      });
+  services.dry_run = true;
+  auto run = std::make_unique<PlaybookRun>(loop_, pb, check->config(), check->state_dir(),
+                                           config_->playbook_limits, std::move(services));
+  Status s = run->Start(0);
+  if (!s.ok()) return done(Status::Aborted("playbook failed to start: " + s.message()), nullptr);
+  spdlog::info("dry run of {} ({})", check_id, pb->name);
+  int64_t key = ++dry_run_seq_;
+  dry_runs_[key] = std::move(run);
+  nlohmann::json out = {{"dry_run", true},
+                        {"check", check_id},
+                        {"playbook", pb->name},
+                        {"phases", nlohmann::json::array()}};
+  DryRunPhase(key, 0, std::move(out), std::move(done));
+}
+
+void Engine::DryRunPhase(int64_t key, size_t i, nlohmann::json out,
+                         std::function<void(Status, nlohmann::json)> done) {
+  // Every phase runs, rollback too, so the operator sees all that the playbook could do.
+  static const char* const kPhases[] = {"backup", "remediate", "verify", "rollback"};
+  auto it = dry_runs_.find(key);
+  if (it == dry_runs_.end()) return done(Status::Aborted("guardiand stopping"), nullptr);
+  PlaybookRun* run = it->second.get();
+  for (; i < std::size(kPhases) && !run->HasPhase(kPhases[i]); ++i) {
+    out["phases"].push_back({{"phase", kPhases[i]}, {"status", "absent"}, {"message", ""}});
+  }
+  if (i == std::size(kPhases)) {
+    out["actions"] = DryRunJson(run->recorded());
+    // We may be inside this run's own callback: free it on the next loop turn.
+    std::shared_ptr<PlaybookRun> dead(it->second.release());
+    dry_runs_.erase(it);
+    auto* timer = new Timer(loop_);
+    timer->Start(0, [timer, dead]() mutable {
+      dead.reset();
+      delete timer;
+    });
+    return done(Status::OK(), std::move(out));
+  }
+  run->RunPhase(kPhases[i], 1, [this, key, i, out, done](Status s, std::string message) mutable {
+    if (shutting_down_) return done(Status::Aborted("guardiand stopping"), nullptr);
+    out["phases"].push_back({{"phase", kPhases[i]},
+                             {"status", s.ok() ? "ok" : "failed"},
+                             {"message", s.ok() ? message : s.message()}});
+    DryRunPhase(key, i + 1, std::move(out), std::move(done));
+  });
+}
+
+bool Engine::EnsureRun(Incident* inc, std::string* error) {
+  if (inc->run) return true;
+  CheckRuntime* check = FindCheck(inc->rec.check_id);
+  if (!check) {
+    *error = "check '" + inc->rec.check_id + "' is no longer configured";
+    return false;
+  }
+  auto pb = playbooks_->Find(inc->rec.playbook);
+  if (!pb) {
+    *error = "playbook '" + inc->rec.playbook + "' is not loaded";
+    return false;
+  }
+  std::string check_id = check->config().id;
   int64_t id = inc->rec.id;
-  services.log = [this, id, check_id](const std::string& level, const std::string& line) {
-    spdlog::log(spdlog::level::from_str(level), "incident {} ({}): {}", id, check_id, line);
-    auto it = incidents_.find(id);
-    if (it != incidents_.end() && it->second->log_lines.size() < 20)
-      it->second->log_lines.push_back(line);
-  };
+  RunServices services = ServicesFor(
+      check_id, [this, id, check_id](const std::string& level, const std::string& line) {
+        spdlog::log(spdlog::level::from_str(level), "incident {} ({}): {}", id, check_id, line);
+        auto it = incidents_.find(id);
+        if (it != incidents_.end() && it->second->log_lines.size() < 20)
+          it->second->log_lines.push_back(line);
+      });
   inc->run = std::make_unique<PlaybookRun>(loop_, pb, check->config(), check->state_dir(),
                                            config_->playbook_limits, std::move(services));
   Status s = inc->run->Start(inc->rec.id);
@@ -213,9 +384,42 @@ bool Engine::EnsureRun(Incident* inc, std::string* error) {
   return true;
 }
 
+bool Engine::MayAct(CheckRuntime* check, std::string* why) const {
+  if (config_ && config_->observe) {
+    *why = "observe mode: guardiand records incidents and takes no action";
+    return false;
+  }
+  if (check->held()) {
+    *why = "check held: " + check->hold_reason();
+    return false;
+  }
+  return true;
+}
+
+void Engine::Observe(Incident* inc, const std::string& why) {
+  bool was = inc->observing;
+  inc->observing = true;
+  inc->rec.state = kStateOpen;
+  inc->rec.reason = why;
+  Persist(inc);
+  if (was) return;
+  spdlog::warn("incident {} ({}): not acting: {}", inc->rec.id, inc->rec.check_id, why);
+  auto step = std::make_shared<StepRecord>();
+  step->incident_id = inc->rec.id;
+  step->attempt = inc->attempt;
+  step->phase = "observe";
+  step->started_at = step->ended_at = clock_->WallMs();
+  step->status = "skipped";
+  step->message = why;
+  store_->Submit([step](Store& s) { return s.InsertStep(step.get()); });
+}
+
 void Engine::StartAttempt(Incident* inc) {
   CheckRuntime* check = FindCheck(inc->rec.check_id);
   if (!check) return Escalate(inc, "check '" + inc->rec.check_id + "' is no longer configured");
+  std::string why;
+  if (!MayAct(check, &why)) return Observe(inc, why);
+  inc->observing = false;
   if (!check->budget().TrySpend()) {
     return Escalate(inc, "action budget spent (" +
                              std::to_string(check->config().budget.max_actions) + " actions per " +
@@ -287,6 +491,10 @@ void Engine::ActStep(std::shared_ptr<StepRecord> step, Status journaled,
       it->second->log_lines.clear();
     }
     step->message = msg;
+    if (metrics_ && it != incidents_.end()) {
+      metrics_->PhaseFinished(it->second->rec.mode, step->phase, step->status,
+                              step->ended_at - step->started_at);
+    }
     store_->Submit([step](Store& s) { return s.FinishStep(*step); });
     if (shutting_down_) return;  // resumed at the next start
     next(s);
@@ -316,6 +524,10 @@ void Engine::ProbeForStep(const std::string& check_id, int tries,
 }
 
 void Engine::Rollback(Incident* inc, const std::string& why) {
+  if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
+    std::string stop;
+    if (!MayAct(check, &stop)) return Observe(inc, stop + "; not rolled back: " + why);
+  }
   spdlog::warn("incident {} ({}): {}; rolling back", inc->rec.id, inc->rec.check_id, why);
   int64_t id = inc->rec.id;
   RunStep(inc, "rollback", [this, id, why](Status s) {
@@ -364,6 +576,10 @@ void Engine::Resolve(Incident* inc, const std::string& reason) {
   inc->rec.reason = reason;
   Persist(inc);
   int64_t mttr = inc->rec.recovered_at - inc->rec.onset_at;
+  if (metrics_) {
+    metrics_->IncidentResolved(inc->rec.mode, inc->rec.detected_at - inc->rec.onset_at, mttr,
+                               inc->rec.target_ms);
+  }
   spdlog::info("incident {} ({}): resolved in {} ms (target {} ms{}): {}", inc->rec.id,
                inc->rec.check_id, mttr, inc->rec.target_ms,
                mttr <= inc->rec.target_ms ? "" : ", OVER TARGET", reason);
@@ -378,6 +594,7 @@ void Engine::Escalate(Incident* inc, const std::string& reason) {
   inc->rec.state = kStateEscalated;
   inc->rec.reason = reason;
   Persist(inc);
+  if (metrics_) metrics_->IncidentEscalated(inc->rec.mode);
   std::string hold =
       std::string(kAutoHoldPrefix) + "incident " + std::to_string(inc->rec.id) + ": " + reason;
   spdlog::error("incident {} ({}): ESCALATED, check held: {}", inc->rec.id, inc->rec.check_id,
@@ -479,6 +696,10 @@ void Engine::Shutdown(std::function<void()> done) {
     if (inc->run && inc->run->running()) inc->run->Abort("guardiand stopping");
   }
   incidents_.clear();
+  for (auto& [key, run] : dry_runs_) {
+    if (run->running()) run->Abort("guardiand stopping");
+  }
+  dry_runs_.clear();
   for (auto& [id, check] : checks_) CloseCheck(std::move(check));
   checks_.clear();
   MaybeShutdownDone();
@@ -521,9 +742,23 @@ nlohmann::json Engine::StatusJson() const {
          {"hold_reason", c->hold_reason()},
          {"incident",
           c->incident_id > 0 ? nlohmann::json(c->incident_id) : nlohmann::json(nullptr)},
-         {"budget_remaining", const_cast<CheckRuntime*>(c.get())->budget().Remaining()}});
+         {"hold_since", c->held() ? nlohmann::json(c->hold_since()) : nlohmann::json(nullptr)},
+         {"budget_remaining", c->budget().Remaining()},
+         {"budget_spent", c->budget().spent()}});
   }
-  return {{"checks", checks},
+  nlohmann::json incidents = nlohmann::json::array();
+  for (const auto& [id, inc] : incidents_) {
+    incidents.push_back({{"id", id},
+                         {"check", inc->rec.check_id},
+                         {"mode", inc->rec.mode},
+                         {"state", inc->rec.state},
+                         {"attempts", inc->rec.attempts},
+                         {"observing", inc->observing},
+                         {"reason", inc->rec.reason}});
+  }
+  return {{"mode", config_ && config_->observe ? "observe" : "act"},
+          {"incidents", incidents},
+          {"checks", checks},
           {"open_incidents", incidents_.size()},
           {"running_playbooks", running_playbooks()}};
 }

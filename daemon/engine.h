@@ -22,11 +22,15 @@
 #include "daemon/check_runtime.h"
 #include "daemon/clock.h"
 #include "daemon/config.h"
+#include "daemon/guardian_metrics.h"
 #include "daemon/store.h"
 #include "daemon/store_thread.h"
+#include "plugins/host_api.h"
 #include "plugins/playbook_library.h"
 
 namespace guardian {
+
+class PlaybookRun;
 
 class Engine {
  public:
@@ -46,6 +50,28 @@ class Engine {
   // incidents resume at the next start), then calls `done` when all handles are closed.
   void Shutdown(std::function<void()> done);
 
+  // Operator controls, from the API. Each is recorded in the store's audit trail.
+  // Hold: no new playbook attempt for the check until released (a running phase finishes; its
+  // incident then waits, observed, for the check to heal or for a release).
+  Status Hold(const std::string& check_id, const std::string& reason, const std::string& actor);
+  // Release: lifts any hold (an operator's or an escalation's), resets the check's action
+  // budget, and resumes incidents that were waiting on the hold.
+  Status Release(const std::string& check_id, const std::string& actor);
+  // Run: probes the check now; if it fails (or `force`), opens an incident at once, skipping
+  // debounce, and runs its playbook. `done` gets {result, incident?, evidence}.
+  void RunNow(const std::string& check_id, bool force, const std::string& actor,
+              std::function<void(Status, nlohmann::json)> done);
+  // Dry run: the check's playbook, every phase it has, against host functions that record
+  // instead of acting (docs/playbook-api.md, "Dry run"). No incident, no budget; allowed while
+  // held or observing. `done` gets {dry_run, check, playbook, phases[], actions[]}.
+  void DryRun(const std::string& check_id, std::function<void(Status, nlohmann::json)> done);
+  // Records an audit event (also used by the daemon for reloads and its start).
+  void Audit(const std::string& actor, const std::string& kind, const std::string& check_id,
+             const std::string& detail);
+
+  // Where incident and phase events are counted; may stay unset (tests).
+  void set_metrics(GuardianMetrics* metrics) { metrics_ = metrics; }
+
   // Status snapshot for the status file.
   nlohmann::json StatusJson() const;
   size_t running_playbooks() const;
@@ -53,7 +79,13 @@ class Engine {
  private:
   struct Incident;
   void OnObservation(CheckRuntime* check, const Observation& obs);
-  void Open(CheckRuntime* check, const Observation& obs);
+  void Open(CheckRuntime* check, const Observation& obs,
+            std::function<void(Status, int64_t)> opened = nullptr);
+  // True when playbooks may act on `check` now; otherwise `why` says what stops them.
+  bool MayAct(CheckRuntime* check, std::string* why) const;
+  // Records that the incident waits without acting (observe mode or hold).
+  void Observe(Incident* inc, const std::string& why);
+  void ResumeObserved();
   void StartAttempt(Incident* inc);
   void RunStep(Incident* inc, const std::string& phase, std::function<void(Status)> next);
   void ActStep(std::shared_ptr<StepRecord> step, Status journaled,
@@ -68,6 +100,9 @@ class Engine {
   void Persist(Incident* inc);
   void Finish(Incident* inc);
   bool EnsureRun(Incident* inc, std::string* error);
+  RunServices ServicesFor(const std::string& check_id, RunServices::LogFn log);
+  void DryRunPhase(int64_t key, size_t i, nlohmann::json out,
+                   std::function<void(Status, nlohmann::json)> done);
   CheckRuntime* FindCheck(const std::string& id);
   void CloseCheck(std::unique_ptr<CheckRuntime> check);
   void MaybeShutdownDone();
@@ -80,10 +115,13 @@ class Engine {
   std::map<std::string, std::unique_ptr<CheckRuntime>> checks_;
   std::map<int64_t, std::unique_ptr<Incident>> incidents_;
   std::map<std::string, std::map<std::string, std::string>> values_;  // per check, cached
+  std::map<int64_t, std::unique_ptr<PlaybookRun>> dry_runs_;
+  int64_t dry_run_seq_ = 0;
   std::set<std::string> opening_;  // checks whose incident is being recorded
   int closing_checks_ = 0;
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;
+  GuardianMetrics* metrics_ = nullptr;
 };
 
 }  // namespace guardian

@@ -48,6 +48,18 @@ CREATE TABLE holds(
   since INTEGER NOT NULL
 );
 )sql",
+    // 2: the audit trail of what operators and the daemon decided (holds, runs, reloads, mode).
+    R"sql(
+CREATE TABLE events(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  check_id TEXT NOT NULL DEFAULT '',
+  detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_at ON events(at);
+)sql",
 };
 constexpr int kLatestVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -360,6 +372,57 @@ Status Store::UnfinishedIncidents(std::vector<IncidentRecord>* out) {
     if (!s.ok()) return s;
   }
   return Status::OK();
+}
+
+Status Store::RecoveryTimes(int64_t since, std::vector<RecoveryTime>* out) {
+  Stmt st(db_,
+          "SELECT mode, detected_at-onset_at, recovered_at-onset_at, target_ms FROM incidents "
+          "WHERE state='resolved' AND recovered_at>0 AND onset_at>=? ORDER BY id");
+  if (!st.ok()) return Error("prepare recovery times");
+  st.Bind(1, since);
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out->push_back({st.Text(0), st.Int(1), st.Int(2), st.Int(3)});
+  }
+  if (rc != SQLITE_DONE) return Error("recovery times");
+  return Status::OK();
+}
+
+Status Store::CountIncidents(int64_t since,
+                             std::map<std::pair<std::string, std::string>, int64_t>* out) {
+  Stmt st(db_,
+          "SELECT mode, state, COUNT(*) FROM incidents WHERE onset_at>=? GROUP BY mode, state");
+  if (!st.ok()) return Error("prepare count incidents");
+  st.Bind(1, since);
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) (*out)[{st.Text(0), st.Text(1)}] = st.Int(2);
+  if (rc != SQLITE_DONE) return Error("count incidents");
+  return Status::OK();
+}
+
+Status Store::AddEvent(const EventRecord& e) {
+  Stmt st(db_, "INSERT INTO events(at, actor, kind, check_id, detail) VALUES(?,?,?,?,?)");
+  if (!st.ok()) return Error("prepare add event");
+  st.Bind(1, e.at).Bind(2, e.actor).Bind(3, e.kind).Bind(4, e.check_id).Bind(5, e.detail);
+  if (st.Step() != SQLITE_DONE) return Error("add event");
+  return Status::OK();
+}
+
+Status Store::Events(int limit, std::vector<EventRecord>* out) {
+  Stmt st(db_, "SELECT id, at, actor, kind, check_id, detail FROM events ORDER BY id DESC LIMIT ?");
+  if (!st.ok()) return Error("prepare events");
+  st.Bind(1, int64_t{limit});
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out->push_back({st.Int(0), st.Int(1), st.Text(2), st.Text(3), st.Text(4), st.Text(5)});
+  }
+  if (rc != SQLITE_DONE) return Error("events");
+  return Status::OK();
+}
+
+nlohmann::json EventRecord::ToJson() const {
+  return {{"id", id},     {"at", at},          {"actor", actor},
+          {"kind", kind}, {"check", check_id}, {"detail", detail}};
 }
 
 Status Store::SetValue(const std::string& check_id, const std::string& key,

@@ -63,6 +63,25 @@ struct HoldRecord {
   int64_t since = 0;  // wall ms
 };
 
+// One entry of the audit trail: who (actor: api, signal, config, engine) did what (kind).
+struct EventRecord {
+  int64_t id = 0;
+  int64_t at = 0;  // wall ms
+  std::string actor;
+  std::string kind;  // hold|release|run|reload|reload_rejected|start|mode
+  std::string check_id;
+  std::string detail;
+  nlohmann::json ToJson() const;
+};
+
+// What MTTR statistics need of one resolved incident.
+struct RecoveryTime {
+  std::string mode;
+  int64_t mttd_ms = 0;
+  int64_t mttr_ms = 0;
+  int64_t target_ms = 0;
+};
+
 struct IncidentFilter {
   std::string check_id;
   std::string mode;
@@ -94,6 +113,14 @@ class Store {
   Status ListIncidents(const IncidentFilter& filter, std::vector<IncidentRecord>* out);
   // Incidents not yet resolved or escalated, oldest first, with steps.
   Status UnfinishedIncidents(std::vector<IncidentRecord>* out);
+
+  // Resolved incidents with onset at or after `since`, oldest first.
+  Status RecoveryTimes(int64_t since, std::vector<RecoveryTime>* out);
+  // Incidents per (mode, state) with onset at or after `since`.
+  Status CountIncidents(int64_t since, std::map<std::pair<std::string, std::string>, int64_t>* out);
+
+  Status AddEvent(const EventRecord& e);
+  Status Events(int limit, std::vector<EventRecord>* out);  // newest first
 
   Status SetValue(const std::string& check_id, const std::string& key, const std::string& value);
   Status Values(const std::string& check_id, std::map<std::string, std::string>* out);

@@ -1,10 +1,19 @@
 #include "daemon/store_thread.h"
 
+#include <chrono>
 #include <cstdlib>
 
 #include "daemon/clock.h"
 
 namespace guardian {
+
+namespace {
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 
 StoreThread::StoreThread(uv_loop_t* loop, std::unique_ptr<Store> store)
     : loop_(loop), store_(std::move(store)) {
@@ -32,8 +41,7 @@ void StoreThread::Submit(Work work, Done done) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    pending_.push_back(
-        Job{std::move(work), std::move(done), Status::OK(), SystemClock::Get()->MonoMs(), 0});
+    pending_.push_back(Job{std::move(work), std::move(done), Status::OK(), NowUs(), 0});
   }
   cv_.notify_one();
 }
@@ -49,7 +57,7 @@ void StoreThread::Run() {
       pending_.pop_front();
     }
     job.result = job.work(*store_);
-    job.finished_mono_ms = SystemClock::Get()->MonoMs();
+    job.finished_us = NowUs();
     {
       std::lock_guard<std::mutex> lock(mu_);
       finished_.push_back(std::move(job));
@@ -65,7 +73,9 @@ void StoreThread::DeliverDone() {
     done.swap(finished_);
   }
   for (auto& job : done) {
-    last_latency_ms_ = job.finished_mono_ms - job.queued_mono_ms;
+    int64_t us = job.finished_us - job.queued_us;
+    last_latency_ms_ = us / 1000;
+    if (latency_observer_) latency_observer_(us);
     if (job.done) job.done(job.result);
   }
 }

@@ -36,14 +36,16 @@ class StoreThread {
 
   // Milliseconds the most recent job waited in the queue plus ran (for lag reporting).
   int64_t last_latency_ms() const { return last_latency_ms_; }
+  // Called on the loop with each job's queued-plus-run time in microseconds (for metrics).
+  void set_latency_observer(std::function<void(int64_t)> f) { latency_observer_ = std::move(f); }
 
  private:
   struct Job {
     Work work;
     Done done;
     Status result;
-    int64_t queued_mono_ms = 0;
-    int64_t finished_mono_ms = 0;
+    int64_t queued_us = 0;  // steady clock
+    int64_t finished_us = 0;
   };
   void Run();
   void DeliverDone();
@@ -60,6 +62,7 @@ class StoreThread {
   bool joined_ = false;       // loop thread only
   bool closed_ = false;
   int64_t last_latency_ms_ = 0;
+  std::function<void(int64_t)> latency_observer_;
   std::function<void()> on_closed_;
 };
 

@@ -28,7 +28,8 @@ struct RunServices {
   // Refuses (not ok) when the check already keeps too many values.
   std::function<Status(const std::string& key, const std::string& value)> set_value;
   // Lines logged by the playbook, for the step messages and the daemon log.
-  std::function<void(const std::string& level, const std::string& line)> log;
+  using LogFn = std::function<void(const std::string& level, const std::string& line)>;
+  LogFn log;
   // Dry run (`guardian run CHECK --dry-run`): host functions that act record the call
   // (PlaybookRun::recorded) and answer as success would, acting on nothing; reads, probe and
   // log run for real. set_value is never called: values set stay in the run, for its own gets.

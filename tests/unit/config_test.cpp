@@ -610,7 +610,9 @@ TEST_CASE("a path list expands and resolves each entry and reports a bad one at 
       "      path: app.yaml\n"
       "      allow_paths: [/ok, \"${GUARDIAN_TEST_UNSET_VAR}/x\"]\n");
   REQUIRE_FALSE(bad.ok());
-  CHECK_MESSAGE(AllErrors(bad).find("g.yaml:6:26: checks[0].params.allow_paths[1]") != std::string::npos, AllErrors(bad));
+  CHECK_MESSAGE(
+      AllErrors(bad).find("g.yaml:6:26: checks[0].params.allow_paths[1]") != std::string::npos,
+      AllErrors(bad));
   unsetenv("GUARDIAN_TEST_EXTRA");
 }
 
