@@ -5,11 +5,13 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include "daemon/clock.h"
+#include "daemon/notify.h"
 #include "daemon/work.h"
 #include "detectors/detector.h"
 
@@ -92,12 +94,42 @@ int Daemon::Run() {
     spdlog::warn("{}: cannot record pid", lock_path);
   }
 
+  // The API's listening sockets exist before the loop does: a socket that cannot be had is
+  // fatal at start, with nothing to unwind yet.
+  api_config_ = config_->api;
+  std::vector<std::pair<int, std::string>> listeners;
+  {
+    int fd = -1;
+    Status ls = ListenUnix(api_config_.socket, api_config_.socket_mode, &fd);
+    if (!ls.ok()) {
+      spdlog::error("api: {}", ls.ToString());
+      return 1;
+    }
+    api_socket_ = api_config_.socket;
+    listeners.emplace_back(fd, api_config_.socket);
+    if (!api_config_.tcp.empty()) {
+      ls = ListenTcp(api_config_.tcp, &fd);
+      if (!ls.ok()) {
+        spdlog::error("api: {}", ls.ToString());
+        ::close(listeners[0].first);
+        ::unlink(api_socket_.c_str());
+        return 1;
+      }
+      listeners.emplace_back(fd, api_config_.tcp);
+    }
+  }
+
   // Opening and reading what a previous run left happen before the loop starts, so nothing
   // waits on them; from here on the store is touched only by its thread.
   std::unique_ptr<Store> store;
   Status s = Store::Open(config_->state_dir + "/guardian.db", false, &store);
+  auto close_listeners = [&] {
+    for (auto& [fd, name] : listeners) ::close(fd);
+    ::unlink(api_socket_.c_str());
+  };
   if (!s.ok()) {
     spdlog::error("store: {}", s.ToString());
+    close_listeners();
     return 1;
   }
   std::vector<IncidentRecord> unfinished;
@@ -110,12 +142,19 @@ int Daemon::Run() {
   }
   if (!s.ok()) {
     spdlog::error("store: {}", s.ToString());
+    close_listeners();
     return 1;
   }
+  playbook_errors_ = pb_errors;
 
+  // A client that hangs up mid-answer must not kill the daemon.
+  std::signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&loop_);
   store_ = std::make_unique<StoreThread>(&loop_, std::move(store));
   engine_ = std::make_unique<Engine>(&loop_, store_.get(), playbooks_.get(), SystemClock::Get());
+  metrics_ = std::make_unique<GuardianMetrics>();
+  engine_->set_metrics(metrics_.get());
+  store_->set_latency_observer([this](int64_t us) { metrics_->StoreJob(us); });
   engine_->LoadValues(std::move(values));
   engine_->Apply(config_);
   engine_->Recover(std::move(unfinished), std::move(holds));
@@ -136,13 +175,50 @@ int Daemon::Run() {
   uv_signal_start(
       &sigint_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->Stop(); }, SIGINT);
   uv_signal_start(
-      &sighup_, [](uv_signal_t* h, int) { static_cast<Daemon*>(h->data)->Reload(); }, SIGHUP);
+      &sighup_,
+      [](uv_signal_t* h, int) {
+        spdlog::info("SIGHUP");
+        static_cast<Daemon*>(h->data)->Reload();
+      },
+      SIGHUP);
 
-  spdlog::info("guardiand {} started: {} checks, {} playbooks, state_dir {}", getpid(),
-               config_->checks.size(), playbooks_->Names().size(), config_->state_dir);
+  api_ = std::make_unique<Api>(MakeApiBackend());
+  HttpLimits limits;
+  limits.max_connections = api_config_.max_connections;
+  limits.idle_timeout_ms = api_config_.request_timeout_ms;
+  limits.max_body_bytes = api_config_.max_body_bytes;
+  int exit_code = 0;
+  for (auto& [fd, name] : listeners) {
+    auto server = std::make_unique<HttpServer>(&loop_, limits,
+                                               [this](const HttpRequest& req, Responder respond) {
+                                                 metrics_->ApiRequest();
+                                                 api_->Handle(req, std::move(respond));
+                                               });
+    Status hs = server->Start(fd, name);
+    http_.push_back(std::move(server));
+    if (!hs.ok()) {
+      spdlog::error("api: {}", hs.ToString());
+      exit_code = 1;
+    }
+  }
+
+  spdlog::info("guardiand {} started: {} checks, {} playbooks, state_dir {}, mode {}, api {}{}",
+               getpid(), config_->checks.size(), playbooks_->Names().size(), config_->state_dir,
+               config_->observe ? "observe" : "act", api_socket_,
+               api_config_.tcp.empty() ? "" : " and " + api_config_.tcp);
+  engine_->Audit("guardiand", "start", "",
+                 std::string("pid ") + std::to_string(getpid()) + ", mode " +
+                     (config_->observe ? "observe" : "act"));
+  // systemd: ready only once every handle is set up; the watchdog pings from this loop.
+  notifier_ = std::make_unique<Notifier>();
+  notifier_->StartWatchdog(&loop_);
+  notifier_->Ready(NotifyStatus(engine_->StatusJson().value("open_incidents", size_t{0})));
+  if (exit_code != 0) Stop();
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Only now: callbacks of pool work queued before the stop may still have reached the engine.
   engine_.reset();
+  http_.clear();
+  api_.reset();
 
   int rc = uv_loop_close(&loop_);
   if (rc != 0) {
@@ -158,9 +234,10 @@ int Daemon::Run() {
   // The lock file stays: unlinking it would let a second daemon lock a new inode while a
   // slow first one still holds the old. The status file goes: no daemon is running now.
   ::unlink((config_->state_dir + "/status.json").c_str());
+  ::unlink(api_socket_.c_str());
   ::close(lock_fd_);
   spdlog::info("guardiand stopped");
-  return 0;
+  return exit_code;
 }
 
 void Daemon::WatchPlaybookDirs() {
@@ -194,7 +271,8 @@ void Daemon::RescanPlaybooks() {
       [this, result] {
         rescan_in_flight_ = false;
         if (stopping_) return;
-        for (const auto& e : playbooks_->Install(std::move(*result))) {
+        playbook_errors_ = playbooks_->Install(std::move(*result));
+        for (const auto& e : playbook_errors_) {
           spdlog::error("playbook reload: {} (the previous version stays in use)", e);
         }
         if (rescan_again_) {
@@ -204,14 +282,21 @@ void Daemon::RescanPlaybooks() {
       });
 }
 
-void Daemon::Reload() {
-  if (stopping_) return;
-  if (reload_in_flight_) {
-    reload_again_ = true;
+void Daemon::Reload(ReloadDone done) {
+  if (stopping_) {
+    if (done) done(Status::Aborted("guardiand is stopping"), nullptr);
     return;
   }
-  spdlog::info("SIGHUP: reloading {}", config_path_);
+  if (reload_in_flight_) {
+    // The file may have changed after the running reload read it: read it once more after.
+    reload_again_ = true;
+    if (done) reload_next_.push_back(std::move(done));
+    return;
+  }
+  spdlog::info("reloading {}", config_path_);
+  notifier_->Reloading();
   reload_in_flight_ = true;
+  if (done) reload_waiters_.push_back(std::move(done));
   // Reading and validating (config, every playbook's top level) happen on the pool; the loop
   // only swaps in a result that is known good, so a bad reload leaves everything as it was.
   auto v = std::make_shared<ValidatedConfig>();
@@ -220,51 +305,162 @@ void Daemon::Reload() {
       &loop_, [v, path] { *v = LoadValidated(path); },
       [this, v] {
         reload_in_flight_ = false;
-        if (!stopping_) ApplyReload(std::move(*v));
-        if (reload_again_ && !stopping_) {
+        auto waiters = std::move(reload_waiters_);
+        reload_waiters_.clear();
+        Status s = Status::Aborted("guardiand is stopping");
+        nlohmann::json result;
+        if (!stopping_) {
+          s = ApplyReload(std::move(*v), &result);
+          notifier_->Ready(NotifyStatus(engine_->StatusJson().value("open_incidents", size_t{0})));
+        }
+        for (auto& w : waiters) w(s, result);
+        if (reload_again_) {
           reload_again_ = false;
+          auto next = std::move(reload_next_);
+          reload_next_.clear();
+          if (stopping_) {
+            for (auto& w : next) w(Status::Aborted("guardiand is stopping"), nullptr);
+            return;
+          }
           Reload();
+          for (auto& w : next) reload_waiters_.push_back(std::move(w));
         }
       });
 }
 
-void Daemon::ApplyReload(ValidatedConfig v) {
+Status Daemon::ApplyReload(ValidatedConfig v, nlohmann::json* result) {
   for (const auto& e : v.playbook_errors) spdlog::error("playbook: {}", e);
   if (!v.load.ok()) {
-    for (const auto& e : v.load.errors) spdlog::error("reload rejected: {}", e.ToString());
+    config_errors_.clear();
+    for (const auto& e : v.load.errors) {
+      spdlog::error("reload rejected: {}", e.ToString());
+      config_errors_.push_back(e.ToString());
+    }
     spdlog::error("reload rejected: {} error(s); the running config stays in effect",
                   v.load.errors.size());
-    return;
+    status_note_ = "reload rejected: " + std::to_string(v.load.errors.size()) + " errors";
+    metrics_->Reload(false);
+    engine_->Audit("guardiand", "reload", "",
+                   "rejected: " + std::to_string(v.load.errors.size()) + " errors");
+    *result = config_errors_;
+    return Status::InvalidArgument(config_path_ + ": reload rejected (" +
+                                   std::to_string(config_errors_.size()) +
+                                   " errors); the running config stays in effect");
   }
   auto next = v.load.config;
-  if (next->state_dir != config_->state_dir) {
-    spdlog::warn("reload: state_dir change to {} needs a restart; keeping {}", next->state_dir,
-                 config_->state_dir);
+  nlohmann::json warnings = nlohmann::json::array();
+  if (next->state_dir != config_->state_dir || next->api != api_config_) {
+    // The store, lock and listeners were set up at start; moving them live could strand them.
+    std::string what = next->state_dir != config_->state_dir ? "state_dir" : "api";
+    if (next->state_dir != config_->state_dir && next->api != api_config_) what += " and api";
+    std::string w = what + " change needs a restart; keeping the running values";
+    spdlog::warn("reload: {}", w);
+    warnings.push_back(w);
     auto patched = std::make_shared<Config>(*next);
     patched->state_dir = config_->state_dir;
+    patched->api = api_config_;
     next = patched;
   }
+  bool mode_changed = next->observe != config_->observe;
   config_ = next;
   spdlog::set_level(spdlog::level::from_str(config_->log_level));
   playbooks_->set_limits(config_->playbook_limits);
   // Playbooks first: checks that start with the new config must find theirs.
-  playbooks_->Install(std::move(v.scan));
+  playbook_errors_ = playbooks_->Install(std::move(v.scan));
+  for (const auto& e : playbook_errors_) {
+    spdlog::error("playbook reload: {} (the previous version stays in use)", e);
+  }
   engine_->Apply(config_);
   WatchPlaybookDirs();
-  spdlog::info("reloaded: {} checks", config_->checks.size());
+  spdlog::info("reloaded: {} checks, mode {}", config_->checks.size(),
+               config_->observe ? "observe" : "act");
+  status_note_.clear();
+  config_errors_.clear();
+  metrics_->Reload(true);
+  engine_->Audit(
+      "guardiand", "reload", "",
+      std::to_string(config_->checks.size()) + " checks" +
+          (mode_changed ? std::string(", mode now ") + (config_->observe ? "observe" : "act")
+                        : ""));
+  *result = {{"reloaded", true},
+             {"checks", config_->checks.size()},
+             {"playbooks", playbooks_->Names().size()},
+             {"mode", config_->observe ? "observe" : "act"},
+             {"playbook_errors", playbook_errors_},
+             {"warnings", warnings}};
+  return Status::OK();
 }
 
-void Daemon::WriteStatus() {
-  if (status_write_in_flight_ || stopping_) return;
+nlohmann::json Daemon::StatusJson() const {
   nlohmann::json j = engine_->StatusJson();
+  int64_t now = SystemClock::Get()->WallMs();
   j["pid"] = getpid();
+  j["version"] = GUARDIAN_VERSION;
   j["started_at"] = started_at_;
+  j["uptime_ms"] = now - started_at_;
   j["config"] = config_path_;
   j["loop_lag_us"] = {{"p50", lag_->PercentileUs(0.5)},
                       {"p99", lag_->PercentileUs(0.99)},
                       {"max", lag_->MaxUs()},
                       {"samples", lag_->samples()}};
   j["store_latency_ms"] = store_->last_latency_ms();
+  j["config_errors"] = config_errors_;
+  j["playbook_errors"] = playbook_errors_;
+  j["api"] = {
+      {"socket", api_socket_},
+      {"tcp", api_config_.tcp.empty() ? nlohmann::json(nullptr) : nlohmann::json(api_config_.tcp)}};
+  return j;
+}
+
+nlohmann::json Daemon::HealthJson() const {
+  nlohmann::json st = engine_->StatusJson();
+  // "degraded": running, but an operator should look (a rejected reload, a broken playbook).
+  bool degraded = !config_errors_.empty() || !playbook_errors_.empty();
+  return {{"status", degraded ? "degraded" : "ok"},
+          {"pid", getpid()},
+          {"version", GUARDIAN_VERSION},
+          {"uptime_ms", SystemClock::Get()->WallMs() - started_at_},
+          {"mode", st["mode"]},
+          {"checks", st["checks"].size()},
+          {"open_incidents", st["open_incidents"]},
+          {"loop_lag_us", {{"p99", lag_->PercentileUs(0.99)}, {"max", lag_->MaxUs()}}}};
+}
+
+ApiBackend Daemon::MakeApiBackend() {
+  ApiBackend b;
+  b.health = [this] { return HealthJson(); };
+  b.status = [this] { return StatusJson(); };
+  b.metrics = [this] { return metrics_->Render(StatusJson()); };
+  b.store = [this](std::function<Status(Store&)> work, std::function<void(Status)> done) {
+    store_->Submit(std::move(work), std::move(done));
+  };
+  b.hold = [this](const std::string& check, const std::string& reason) {
+    return engine_->Hold(check, reason, "api");
+  };
+  b.release = [this](const std::string& check) { return engine_->Release(check, "api"); };
+  b.run = [this](const std::string& check, bool dry_run, bool force,
+                 std::function<void(Status, nlohmann::json)> done) {
+    if (dry_run) return engine_->DryRun(check, std::move(done));
+    engine_->RunNow(check, force, "api", std::move(done));
+  };
+  b.reload = [this](std::function<void(Status, nlohmann::json)> done) { Reload(std::move(done)); };
+  b.targets = [this] {
+    // A mode's target is the tightest of its checks'.
+    std::map<std::string, int64_t> t;
+    for (const auto& c : config_->checks) {
+      auto it = t.find(c.mode);
+      if (it == t.end() || c.target_ms < it->second) t[c.mode] = c.target_ms;
+    }
+    return t;
+  };
+  return b;
+}
+
+void Daemon::WriteStatus() {
+  if (status_write_in_flight_ || stopping_) return;
+  nlohmann::json j = StatusJson();
+  // Sent only when the text changed.
+  if (notifier_) notifier_->Status(NotifyStatus(j.value("open_incidents", size_t{0})));
   // Evidence quotes broken files, which may hold bytes that are not UTF-8: replace, never throw.
   std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::string path = config_->state_dir + "/status.json";
@@ -283,14 +479,27 @@ void Daemon::WriteStatus() {
       [this] { status_write_in_flight_ = false; });
 }
 
+std::string Daemon::NotifyStatus(size_t open_incidents) const {
+  std::string text = std::to_string(config_->checks.size()) + " checks, " +
+                     std::to_string(playbooks_->Names().size()) + " playbooks, " +
+                     std::to_string(open_incidents) + " open incidents";
+  if (!status_note_.empty()) text += "; " + status_note_;
+  return text;
+}
+
 void Daemon::Stop() {
   if (stopping_) return;
   stopping_ = true;
   spdlog::info("stopping");
+  notifier_->Stopping();
+  // The API goes first: no operator request may start work the shutdown would abandon.
+  // Requests still waiting get 503.
+  for (auto& server : http_) server->Close(nullptr);
   engine_->Shutdown([this] { CloseAll(); });
 }
 
 void Daemon::CloseAll() {
+  notifier_->StopWatchdog();
   lag_->Stop();
   lag_.reset();
   status_timer_.reset();

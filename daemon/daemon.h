@@ -1,7 +1,8 @@
 #pragma once
 // Daemon: guardiand itself. Owns the one libuv loop and everything on it: signal handlers
 // (SIGTERM/SIGINT stop, SIGHUP reloads), the store thread, the playbook library and its
-// watchers, the engine, the loop-lag meter and the status file.
+// watchers, the engine, the operator API's servers, metrics, the loop-lag meter and the status
+// file.
 //
 // Run() returns the process exit code. A bad config at start is fatal (exit 2); a bad config
 // at reload is reported and the running one stays.
@@ -12,10 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
 #include "daemon/fs_watch.h"
+#include "daemon/guardian_metrics.h"
+#include "daemon/http_server.h"
 #include "daemon/loop_lag.h"
+#include "daemon/notify.h"
 #include "daemon/store_thread.h"
 #include "daemon/timer.h"
 #include "plugins/playbook_library.h"
@@ -47,13 +52,24 @@ class Daemon {
   int Run();
 
  private:
-  void Reload();
-  void ApplyReload(ValidatedConfig v);
+  using ReloadDone = std::function<void(Status, nlohmann::json)>;
+  // SIGHUP and POST /v1/reload. `done` (may be empty) gets the outcome of a reload that
+  // started after this call: a reload asked for while one runs is queued behind it.
+  void Reload(ReloadDone done = nullptr);
+  // Installs a validated config, or reports why not; the running config stays on error.
+  Status ApplyReload(ValidatedConfig v, nlohmann::json* result);
+  Status StartApi();
+  ApiBackend MakeApiBackend();
+  // The status snapshot served by /v1/status and written to status.json.
+  nlohmann::json StatusJson() const;
+  nlohmann::json HealthJson() const;
   void Stop();
   void WatchPlaybookDirs();
   void RescanPlaybooks();
   void WriteStatus();
   void CloseAll();
+  // systemd STATUS= text: "N checks, M playbooks, K open incidents" (+ "; " + status_note_).
+  std::string NotifyStatus(size_t open_incidents) const;
 
   std::string config_path_;
   uv_loop_t loop_{};
@@ -64,6 +80,17 @@ class Daemon {
   std::unique_ptr<LoopLag> lag_;
   std::unique_ptr<Timer> status_timer_;
   std::unique_ptr<Timer> playbook_rescan_;
+  std::unique_ptr<GuardianMetrics> metrics_;
+  std::unique_ptr<Api> api_;
+  std::vector<std::unique_ptr<HttpServer>> http_;
+  std::string api_socket_;                    // unlinked at exit
+  ApiConfig api_config_;                      // as started; changes need a restart
+  std::vector<std::string> config_errors_;    // of the last rejected reload, until one succeeds
+  std::vector<std::string> playbook_errors_;  // of the last playbook scan
+  std::vector<ReloadDone> reload_waiters_;    // answered by the reload in flight
+  std::vector<ReloadDone> reload_next_;       // answered by the one queued behind it
+  std::unique_ptr<Notifier> notifier_;        // sd_notify; a no-op outside systemd
+  std::string status_note_;  // e.g. the last reload's rejection, until one succeeds
   std::vector<std::unique_ptr<FsWatch>> playbook_watchers_;
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   bool stopping_ = false;

@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   auto* check_opt =
       app.add_option("--check-config", check, "validate a config file and exit (0 ok, 2 errors)");
   run_opt->excludes(check_opt);
-  app.set_version_flag("--version", "guardiand 0.1.0");
+  app.set_version_flag("--version", "guardiand " GUARDIAN_VERSION);
   CLI11_PARSE(app, argc, argv);
 
   guardian::SetupLogging();

@@ -2,7 +2,8 @@
 
 Every test drives the real binaries: it writes a guardian.yaml into a fresh temp dir, starts
 `guardiand --config FILE` with its output in a log file, breaks real files, and reads what the
-daemon did through `guardian ... --json`. Nothing is mocked.
+daemon did through `guardian ... --json` (the daemon's API on its Unix socket, or with
+`--offline` the store a killed daemon left). Nothing is mocked.
 
 Environment (set by tests/CMakeLists.txt; defaults let a developer run a file by hand):
   GUARDIAN_BIN     folder holding guardiand and guardian (default: <repo>/build/bin)
@@ -302,12 +303,19 @@ class GuardianTestCase(unittest.TestCase):
                       % (" ".join(args), r.returncode, expect_rc, r.stdout, r.stderr))
         return json.loads(r.stdout) if expect_rc == 0 else r
 
+    def daemon_alive(self):
+        return any(d.alive() for d in self.daemons)
+
+    def read_args(self):
+        """With no daemon running (killed, stopped), read commands go to the store it left."""
+        return [] if self.daemon_alive() else ["--offline"]
+
     def incidents(self, check_id=None):
         args = ["incidents"] + (["--check", check_id] if check_id else [])
-        return self.cli(*args)
+        return self.cli(*(self.read_args() + args))
 
     def incident(self, incident_id):
-        return self.cli("incident", str(incident_id))
+        return self.cli(*(self.read_args() + ["incident", str(incident_id)]))
 
     def check_status(self, check_id):
         st = self.status_json() or {}

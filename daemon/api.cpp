@@ -1,0 +1,311 @@
+#include "daemon/api.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <memory>
+#include <regex>
+
+#include "daemon/modes.h"
+
+namespace guardian {
+
+namespace {
+
+const auto kReplace = nlohmann::json::error_handler_t::replace;
+
+bool ParseInt(const std::string& text, int64_t lo, int64_t hi, int64_t* out) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
+
+// A JSON body that must be an object (or empty, meaning {}).
+bool ParseBody(const HttpRequest& req, nlohmann::json* out, std::string* why) {
+  if (req.body.empty()) {
+    *out = nlohmann::json::object();
+    return true;
+  }
+  *out = nlohmann::json::parse(req.body, nullptr, false);
+  if (out->is_discarded()) {
+    *why = "request body is not valid JSON";
+    return false;
+  }
+  if (!out->is_object()) {
+    *why = "request body must be a JSON object";
+    return false;
+  }
+  return true;
+}
+
+// Only the listed keys, each of the given JSON type.
+bool CheckFields(const nlohmann::json& body,
+                 const std::vector<std::pair<std::string, nlohmann::json::value_t>>& allowed,
+                 std::string* why) {
+  for (const auto& [key, value] : body.items()) {
+    auto it =
+        std::find_if(allowed.begin(), allowed.end(), [&](const auto& a) { return a.first == key; });
+    if (it == allowed.end()) {
+      *why = "unknown field '" + key + "'";
+      return false;
+    }
+    bool ok = value.type() == it->second ||
+              (it->second == nlohmann::json::value_t::boolean && value.is_boolean());
+    if (!ok) {
+      *why = "field '" + key + "' has the wrong type";
+      return false;
+    }
+  }
+  return true;
+}
+
+int64_t Percentile(std::vector<int64_t> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  // Nearest rank: the smallest value with at least p of the samples at or below it.
+  size_t rank = static_cast<size_t>(std::ceil(p * static_cast<double>(v.size())));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+}
+
+}  // namespace
+
+int HttpStatusFor(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kOk:
+      return 200;
+    case Status::Code::kInvalidArgument:
+      return 400;
+    case Status::Code::kNotFound:
+      return 404;
+    case Status::Code::kBusy:
+      return 409;
+    case Status::Code::kAborted:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+HttpResponse JsonResponse(int status, const nlohmann::json& body) {
+  return {status, "application/json", body.dump(2, ' ', false, kReplace) + "\n"};
+}
+
+HttpResponse ErrorResponse(int status, const std::string& message) {
+  return JsonResponse(status, {{"error", {{"status", status}, {"message", message}}}});
+}
+
+Status ParseIncidentFilter(const std::map<std::string, std::string>& query,
+                           IncidentFilter* filter) {
+  for (const auto& [key, value] : query) {
+    if (key == "check") {
+      filter->check_id = value;
+    } else if (key == "mode") {
+      if (!FindMode(value)) return Status::InvalidArgument("mode: unknown mode '" + value + "'");
+      filter->mode = value;
+    } else if (key == "state") {
+      static const char* kStates[] = {kStateOpen, kStateRunning, kStateWaiting, kStateResolved,
+                                      kStateEscalated};
+      if (std::none_of(std::begin(kStates), std::end(kStates),
+                       [&](const char* s) { return value == s; })) {
+        return Status::InvalidArgument(
+            "state: must be open, running, waiting, resolved or escalated, got '" + value + "'");
+      }
+      filter->state = value;
+    } else if (key == "since") {
+      if (!ParseInt(value, 0, INT64_MAX, &filter->since)) {
+        return Status::InvalidArgument("since: expected milliseconds since the epoch, got '" +
+                                       value + "'");
+      }
+    } else if (key == "limit") {
+      int64_t limit = 0;
+      if (!ParseInt(value, 1, 10'000, &limit)) {
+        return Status::InvalidArgument("limit: expected 1..10000, got '" + value + "'");
+      }
+      filter->limit = static_cast<int>(limit);
+    } else {
+      return Status::InvalidArgument("unknown parameter '" + key +
+                                     "' (known: check, mode, state, since, limit)");
+    }
+  }
+  return Status::OK();
+}
+
+nlohmann::json MttrReport(const std::vector<RecoveryTime>& times,
+                          const std::map<std::string, int64_t>& targets) {
+  struct Acc {
+    std::vector<int64_t> mttr, mttd;
+    int64_t over = 0;
+  };
+  std::map<std::string, Acc> by_mode;
+  for (const auto& [mode, target] : targets) by_mode[mode];
+  for (const auto& t : times) {
+    Acc& a = by_mode[t.mode];
+    a.mttr.push_back(t.mttr_ms);
+    a.mttd.push_back(t.mttd_ms);
+    if (t.mttr_ms > t.target_ms) a.over++;
+  }
+  nlohmann::json modes = nlohmann::json::array();
+  for (const auto& [mode, a] : by_mode) {
+    int64_t target = 0;
+    if (auto it = targets.find(mode); it != targets.end()) {
+      target = it->second;
+    } else if (const ModeInfo* m = FindMode(mode)) {
+      target = m->target_ms;
+    }
+    nlohmann::json row = {{"mode", mode},
+                          {"count", a.mttr.size()},
+                          {"target_ms", target},
+                          {"over_target_count", a.over}};
+    if (a.mttr.empty()) {
+      for (const char* k : {"mttr_p50_ms", "mttr_p95_ms", "mttr_max_ms", "mttd_p50_ms",
+                            "mttd_p95_ms", "mttd_max_ms"})
+        row[k] = nullptr;
+      row["over_target"] = false;
+    } else {
+      row["mttr_p50_ms"] = Percentile(a.mttr, 0.50);
+      row["mttr_p95_ms"] = Percentile(a.mttr, 0.95);
+      row["mttr_max_ms"] = *std::max_element(a.mttr.begin(), a.mttr.end());
+      row["mttd_p50_ms"] = Percentile(a.mttd, 0.50);
+      row["mttd_p95_ms"] = Percentile(a.mttd, 0.95);
+      row["mttd_max_ms"] = *std::max_element(a.mttd.begin(), a.mttd.end());
+      // The promise is per mode: flagged when the p95 misses the target.
+      row["over_target"] = row["mttr_p95_ms"].get<int64_t>() > target;
+    }
+    modes.push_back(row);
+  }
+  return {{"modes", modes}};
+}
+
+void Api::Handle(const HttpRequest& req, Responder respond) {
+  const std::string& p = req.path;
+  auto method_is = [&](const char* m) { return req.method == m; };
+  auto wrong_method = [&](const char* allowed) {
+    respond(
+        ErrorResponse(405, req.method + " " + p + ": method not allowed (use " + allowed + ")"));
+  };
+  auto fail = [&](const Status& s) { respond(ErrorResponse(HttpStatusFor(s), s.message())); };
+  // Parameters only where documented; a typo must not silently widen a query.
+  if (!req.query.empty() && p != "/v1/incidents" && p != "/v1/mttr") {
+    return respond(ErrorResponse(400, p + ": takes no query parameters"));
+  }
+
+  if (p == "/v1/health") {
+    if (!method_is("GET")) return wrong_method("GET");
+    return respond(JsonResponse(200, backend_.health()));
+  }
+  if (p == "/v1/status") {
+    if (!method_is("GET")) return wrong_method("GET");
+    return respond(JsonResponse(200, backend_.status()));
+  }
+  if (p == "/metrics") {
+    if (!method_is("GET")) return wrong_method("GET");
+    return respond({200, "text/plain; version=0.0.4; charset=utf-8", backend_.metrics()});
+  }
+  if (p == "/v1/incidents") {
+    if (!method_is("GET")) return wrong_method("GET");
+    IncidentFilter filter;
+    Status s = ParseIncidentFilter(req.query, &filter);
+    if (!s.ok()) return fail(s);
+    auto list = std::make_shared<std::vector<IncidentRecord>>();
+    backend_.store([filter, list](Store& st) { return st.ListIncidents(filter, list.get()); },
+                   [list, respond](Status s) {
+                     if (!s.ok()) return respond(ErrorResponse(500, "store: " + s.message()));
+                     nlohmann::json arr = nlohmann::json::array();
+                     for (const auto& r : *list) arr.push_back(r.ToJson());
+                     respond(JsonResponse(200, {{"incidents", arr}}));
+                   });
+    return;
+  }
+  static const std::regex kIncident("^/v1/incidents/([0-9]{1,18})$");
+  std::smatch m;
+  if (std::regex_match(p, m, kIncident)) {
+    if (!method_is("GET")) return wrong_method("GET");
+    int64_t id = std::stoll(m[1].str());
+    auto rec = std::make_shared<std::optional<IncidentRecord>>();
+    backend_.store([id, rec](Store& st) { return st.GetIncident(id, rec.get()); },
+                   [id, rec, respond](Status s) {
+                     if (!s.ok()) return respond(ErrorResponse(500, "store: " + s.message()));
+                     if (!*rec) {
+                       return respond(ErrorResponse(404, "no incident " + std::to_string(id)));
+                     }
+                     respond(JsonResponse(200, (*rec)->ToJson()));
+                   });
+    return;
+  }
+  if (p.rfind("/v1/incidents/", 0) == 0) {
+    return respond(ErrorResponse(400, "incident id must be a positive integer"));
+  }
+  if (p == "/v1/mttr") {
+    if (!method_is("GET")) return wrong_method("GET");
+    int64_t since = 0;
+    for (const auto& [k, v] : req.query) {
+      if (k != "since" || !ParseInt(v, 0, INT64_MAX, &since)) {
+        return respond(ErrorResponse(400, k == "since"
+                                              ? "since: expected milliseconds"
+                                              : "unknown parameter '" + k + "' (known: since)"));
+      }
+    }
+    auto times = std::make_shared<std::vector<RecoveryTime>>();
+    auto targets = backend_.targets();
+    backend_.store([since, times](Store& st) { return st.RecoveryTimes(since, times.get()); },
+                   [times, targets, respond](Status s) {
+                     if (!s.ok()) return respond(ErrorResponse(500, "store: " + s.message()));
+                     respond(JsonResponse(200, MttrReport(*times, targets)));
+                   });
+    return;
+  }
+  if (p == "/v1/reload") {
+    if (!method_is("POST")) return wrong_method("POST");
+    backend_.reload([respond](Status s, nlohmann::json result) {
+      if (!s.ok()) {
+        nlohmann::json body = {{"error", {{"status", 422}, {"message", s.message()}}}};
+        if (!result.is_null()) body["error"]["errors"] = result;
+        return respond(JsonResponse(422, body));
+      }
+      respond(JsonResponse(200, result));
+    });
+    return;
+  }
+  static const std::regex kCheckAction("^/v1/checks/([a-z0-9_-]{1,64})/(hold|release|run)$");
+  if (std::regex_match(p, m, kCheckAction)) {
+    if (!method_is("POST")) return wrong_method("POST");
+    std::string check = m[1].str(), action = m[2].str();
+    nlohmann::json body;
+    std::string why;
+    if (!ParseBody(req, &body, &why)) return respond(ErrorResponse(400, why));
+    using T = nlohmann::json::value_t;
+    if (action == "hold") {
+      if (!CheckFields(body, {{"reason", T::string}}, &why))
+        return respond(ErrorResponse(400, why));
+      std::string reason = body.value("reason", "");
+      if (reason.empty()) return respond(ErrorResponse(400, "hold needs a non-empty \"reason\""));
+      if (reason.size() > 1024) return respond(ErrorResponse(400, "reason over 1024 bytes"));
+      Status s = backend_.hold(check, reason);
+      if (!s.ok()) return fail(s);
+      return respond(JsonResponse(200, {{"check", check}, {"held", true}, {"reason", reason}}));
+    }
+    if (action == "release") {
+      if (!CheckFields(body, {}, &why)) return respond(ErrorResponse(400, why));
+      Status s = backend_.release(check);
+      if (!s.ok()) return fail(s);
+      return respond(JsonResponse(200, {{"check", check}, {"held", false}}));
+    }
+    if (!CheckFields(body, {{"dry_run", T::boolean}, {"force", T::boolean}}, &why)) {
+      return respond(ErrorResponse(400, why));
+    }
+    backend_.run(check, body.value("dry_run", false), body.value("force", false),
+                 [respond](Status s, nlohmann::json result) {
+                   if (!s.ok()) return respond(ErrorResponse(HttpStatusFor(s), s.message()));
+                   respond(JsonResponse(200, result));
+                 });
+    return;
+  }
+  if (p.rfind("/v1/checks/", 0) == 0) {
+    return respond(ErrorResponse(404, p + ": expected /v1/checks/{id}/hold|release|run"));
+  }
+  respond(ErrorResponse(404, "no such endpoint: " + p));
+}
+
+}  // namespace guardian

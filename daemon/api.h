@@ -1,0 +1,60 @@
+#pragma once
+// Api: the operator API's routes (docs/api.md). It turns an HttpRequest into a call on the
+// daemon (through ApiBackend) and the result into JSON, with a status code and a message for
+// every error. Routing and parameter checks are plain functions, so they are testable without
+// a loop; answers that need the store come back asynchronously through the Responder.
+//
+// Thread: loop thread only.
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "daemon/http_server.h"
+#include "daemon/status.h"
+#include "daemon/store.h"
+
+namespace guardian {
+
+// What the API may ask of the daemon. Every callback runs on the loop thread.
+struct ApiBackend {
+  std::function<nlohmann::json()> health;
+  std::function<nlohmann::json()> status;
+  std::function<std::string()> metrics;
+  // Runs `work` on the store thread and `done` back on the loop.
+  std::function<void(std::function<Status(Store&)> work, std::function<void(Status)> done)> store;
+  std::function<Status(const std::string& check, const std::string& reason)> hold;
+  std::function<Status(const std::string& check)> release;
+  // `done` gets the result JSON (null on error).
+  std::function<void(const std::string& check, bool dry_run, bool force,
+                     std::function<void(Status, nlohmann::json)> done)>
+      run;
+  std::function<void(std::function<void(Status, nlohmann::json)> done)> reload;
+  // MTTR targets per mode, for /v1/mttr rows with no incidents yet.
+  std::function<std::map<std::string, int64_t>()> targets;
+};
+
+class Api {
+ public:
+  explicit Api(ApiBackend backend) : backend_(std::move(backend)) {}
+  void Handle(const HttpRequest& req, Responder respond);
+
+ private:
+  ApiBackend backend_;
+};
+
+// HTTP status for a Status code: 400 invalid, 404 not found, 409 busy (held, observe mode, an
+// open incident), 503 aborted, 500 otherwise.
+int HttpStatusFor(const Status& s);
+HttpResponse ErrorResponse(int status, const std::string& message);
+HttpResponse JsonResponse(int status, const nlohmann::json& body);
+
+// Parses /v1/incidents query parameters; an unknown or malformed one is an error naming it.
+Status ParseIncidentFilter(const std::map<std::string, std::string>& query, IncidentFilter* filter);
+
+// Per-mode MTTR/MTTD statistics (count, p50, p95, max, target, over_target) from resolved
+// incidents. Modes with a target but no incidents are listed with count 0.
+nlohmann::json MttrReport(const std::vector<RecoveryTime>& times,
+                          const std::map<std::string, int64_t>& targets);
+
+}  // namespace guardian

@@ -1,0 +1,332 @@
+#include "daemon/http_server.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <optional>
+
+#include "daemon/config.h"
+
+namespace guardian {
+
+struct Responder::Slot {
+  HttpServer* server = nullptr;  // null once the connection is gone
+  MHD_Connection* conn = nullptr;
+  HttpServer::Request* req = nullptr;
+  bool in_handler = false;
+  bool suspended = false;
+  std::optional<HttpResponse> response;
+};
+
+struct HttpServer::Request {
+  HttpRequest http;
+  bool too_large = false;
+  bool dispatched = false;
+  std::shared_ptr<Responder::Slot> slot = std::make_shared<Responder::Slot>();
+};
+
+namespace {
+
+MHD_Result Queue(MHD_Connection* c, const HttpResponse& r) {
+  MHD_Response* resp = MHD_create_response_from_buffer(
+      r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
+  if (!resp) return MHD_NO;
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type.c_str());
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  MHD_Result ok = MHD_queue_response(c, static_cast<unsigned>(r.status), resp);
+  MHD_destroy_response(resp);
+  return ok;
+}
+
+HttpResponse JsonError(int status, const std::string& message) {
+  // Built by hand only because this file has no JSON dependency; the text is escaped below.
+  std::string esc;
+  for (char ch : message) {
+    if (ch == '"' || ch == '\\') esc += '\\';
+    if (static_cast<unsigned char>(ch) < 0x20) continue;
+    esc += ch;
+  }
+  return {status, "application/json",
+          "{\"error\":{\"status\":" + std::to_string(status) + ",\"message\":\"" + esc + "\"}}\n"};
+}
+
+MHD_Result CollectArg(void* cls, MHD_ValueKind, const char* key, const char* value) {
+  auto* q = static_cast<std::map<std::string, std::string>*>(cls);
+  if (key) (*q)[key] = value ? value : "";
+  return MHD_YES;
+}
+
+void LogFromMhd(void* cls, const char* fmt, va_list ap) {
+  char buf[512];
+  std::vsnprintf(buf, sizeof(buf), fmt, ap);
+  size_t n = std::strlen(buf);
+  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
+  spdlog::debug("api {}: {}", static_cast<const char*>(cls), buf);
+}
+
+}  // namespace
+
+void Responder::operator()(HttpResponse response) const {
+  auto slot = slot_.lock();
+  if (!slot || slot->response || !slot->server) return;
+  slot->response = std::move(response);
+  if (slot->suspended) {
+    slot->suspended = false;
+    HttpServer* server = slot->server;
+    server->suspended_.erase(slot->req);
+    MHD_resume_connection(slot->conn);
+    // MHD picks the connection up again only inside MHD_run.
+    server->ScheduleRun();
+  }
+}
+
+// The C callbacks MHD calls; they only forward to the server.
+struct HttpServerGlue {
+  static MHD_Result Access(void* cls, MHD_Connection* c, const char* url, const char* method,
+                           const char*, const char* upload, size_t* upload_size, void** req_cls) {
+    auto* self = static_cast<HttpServer*>(cls);
+    auto* req = static_cast<HttpServer::Request*>(*req_cls);
+    if (!req) {
+      req = new HttpServer::Request();
+      req->http.method = method;
+      req->http.path = url;
+      MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, CollectArg, &req->http.query);
+      const char* ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+      if (ct) req->http.content_type = ct;
+      req->slot->server = self;
+      req->slot->conn = c;
+      req->slot->req = req;
+      *req_cls = req;
+      return MHD_YES;
+    }
+    if (*upload_size > 0) {
+      if (!req->too_large && req->http.body.size() + *upload_size >
+                                 static_cast<size_t>(self->limits_.max_body_bytes)) {
+        req->too_large = true;
+        req->http.body.clear();
+        req->http.body.shrink_to_fit();
+      }
+      if (!req->too_large) req->http.body.append(upload, *upload_size);
+      *upload_size = 0;
+      if (req->too_large) {
+        // Answer now; MHD closes the connection instead of reading the rest.
+        return Queue(
+            c, JsonError(413, "request body over " + std::to_string(self->limits_.max_body_bytes) +
+                                  " bytes"));
+      }
+      return MHD_YES;
+    }
+    auto& slot = req->slot;
+    if (slot->response) return Queue(c, *slot->response);
+    if (req->dispatched) return MHD_YES;  // resumed spuriously; still waiting
+    req->dispatched = true;
+    self->requests_++;
+    if (req->too_large) {
+      slot->response = JsonError(
+          413, "request body over " + std::to_string(self->limits_.max_body_bytes) + " bytes");
+      return Queue(c, *slot->response);
+    }
+    if (self->closing_) {
+      slot->response = JsonError(503, "guardiand is stopping");
+      return Queue(c, *slot->response);
+    }
+    slot->in_handler = true;
+    try {
+      self->handler_(req->http, Responder(slot));
+    } catch (const std::exception& e) {
+      // A handler bug must cost one request, never the daemon.
+      spdlog::error("api: {} {}: {}", req->http.method, req->http.path, e.what());
+      if (!slot->response) slot->response = JsonError(500, "internal error");
+    }
+    slot->in_handler = false;
+    if (slot->response) return Queue(c, *slot->response);
+    slot->suspended = true;
+    self->suspended_[req] = slot;
+    MHD_suspend_connection(c);
+    return MHD_YES;
+  }
+
+  static void Completed(void*, MHD_Connection*, void** req_cls, MHD_RequestTerminationCode) {
+    auto* req = static_cast<HttpServer::Request*>(*req_cls);
+    if (!req) return;
+    req->slot->server = nullptr;
+    delete req;
+    *req_cls = nullptr;
+  }
+};
+
+HttpServer::HttpServer(uv_loop_t* loop, HttpLimits limits, Handler handler)
+    : loop_(loop), limits_(limits), handler_(std::move(handler)) {}
+
+HttpServer::~HttpServer() {
+  // Close() must have run; a live MHD daemon here would outlive its loop handles.
+  if (mhd_) MHD_stop_daemon(mhd_);
+}
+
+Status HttpServer::Start(int listen_fd, std::string name) {
+  name_ = std::move(name);
+  unsigned timeout_s = static_cast<unsigned>((limits_.idle_timeout_ms + 999) / 1000);
+  mhd_ = MHD_start_daemon(
+      MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
+      &HttpServerGlue::Access, this, MHD_OPTION_EXTERNAL_LOGGER, &LogFromMhd,
+      const_cast<char*>(name_.c_str()), MHD_OPTION_LISTEN_SOCKET, listen_fd,
+      MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(limits_.max_connections),
+      MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      limits_.connection_memory_bytes, MHD_OPTION_NOTIFY_COMPLETED, &HttpServerGlue::Completed,
+      nullptr, MHD_OPTION_END);
+  if (!mhd_) {
+    ::close(listen_fd);
+    return Status::IOError("api " + name_ + ": libmicrohttpd failed to start");
+  }
+  const MHD_DaemonInfo* info = MHD_get_daemon_info(mhd_, MHD_DAEMON_INFO_EPOLL_FD);
+  if (!info) {
+    MHD_stop_daemon(mhd_);
+    mhd_ = nullptr;
+    return Status::IOError("api " + name_ + ": libmicrohttpd has no epoll fd");
+  }
+  poll_ = new uv_poll_t;
+  timer_ = new uv_timer_t;
+  uv_poll_init(loop_, poll_, info->epoll_fd);
+  uv_timer_init(loop_, timer_);
+  poll_->data = this;
+  timer_->data = this;
+  open_handles_ = 2;
+  uv_poll_start(poll_, UV_READABLE,
+                [](uv_poll_t* h, int, int) { static_cast<HttpServer*>(h->data)->Run(); });
+  ArmTimer();
+  return Status::OK();
+}
+
+void HttpServer::Run() {
+  if (!mhd_ || running_) return;
+  running_ = true;
+  MHD_run(mhd_);
+  running_ = false;
+  ArmTimer();
+}
+
+void HttpServer::ScheduleRun() {
+  if (!timer_ || closing_) return;
+  uv_timer_start(
+      timer_, [](uv_timer_t* h) { static_cast<HttpServer*>(h->data)->Run(); }, 0, 0);
+}
+
+void HttpServer::ArmTimer() {
+  if (!timer_ || closing_) return;
+  MHD_UNSIGNED_LONG_LONG ms = 0;
+  if (MHD_get_timeout(mhd_, &ms) != MHD_YES) {
+    uv_timer_stop(timer_);
+    return;
+  }
+  uv_timer_start(
+      timer_, [](uv_timer_t* h) { static_cast<HttpServer*>(h->data)->Run(); }, ms, 0);
+}
+
+void HttpServer::Close(std::function<void()> closed) {
+  on_closed_ = std::move(closed);
+  closing_ = true;
+  if (!mhd_) return MaybeClosed();
+  // Suspended connections must be resumed before MHD stops; they get a 503.
+  auto pending = std::move(suspended_);
+  for (auto& [req, slot] : pending) {
+    slot->suspended = false;
+    slot->response = JsonError(503, "guardiand is stopping");
+    MHD_resume_connection(slot->conn);
+  }
+  MHD_run(mhd_);
+  uv_poll_stop(poll_);
+  auto on_close = [](uv_handle_t* h) {
+    auto* self = static_cast<HttpServer*>(h->data);
+    if (h->type == UV_POLL) {
+      delete reinterpret_cast<uv_poll_t*>(h);
+    } else {
+      delete reinterpret_cast<uv_timer_t*>(h);
+    }
+    self->open_handles_--;
+    self->MaybeClosed();
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(poll_), on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_), on_close);
+  poll_ = nullptr;
+  timer_ = nullptr;
+  MHD_stop_daemon(mhd_);
+  mhd_ = nullptr;
+}
+
+void HttpServer::MaybeClosed() {
+  if (open_handles_ > 0 || !on_closed_) return;
+  auto done = std::move(on_closed_);
+  on_closed_ = nullptr;
+  done();
+}
+
+Status ListenUnix(const std::string& path, int mode, int* fd_out) {
+  if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+    return Status::InvalidArgument(path + ": socket path too long");
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    return Status::InvalidArgument(path + ": exists and is not a socket; not replacing it");
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
+  // Bind under a temporary name, set the mode, then rename into place: the socket is never
+  // reachable at `path` with the umask's looser mode.
+  std::string tmp = path + ".new";
+  if (tmp.size() >= sizeof(sockaddr_un{}.sun_path)) tmp = path;
+  ::unlink(tmp.c_str());
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, tmp.c_str(), tmp.size() + 1);
+  auto fail = [&](const std::string& what) {
+    int e = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Status::IOError(what + " " + path + ": " + std::strerror(e));
+  };
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return fail("bind");
+  if (::chmod(tmp.c_str(), static_cast<mode_t>(mode)) != 0) return fail("chmod");
+  if (tmp != path && ::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename");
+  if (::listen(fd, 128) != 0) return fail("listen");
+  *fd_out = fd;
+  return Status::OK();
+}
+
+Status ListenTcp(const std::string& host_port, int* fd_out) {
+  std::string host, why;
+  int port = 0;
+  if (!SplitHostPort(host_port, &host, &port, &why)) return Status::InvalidArgument(why);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | (host == "localhost" ? 0 : AI_NUMERICHOST);
+  addrinfo* res = nullptr;
+  int rc = ::getaddrinfo(host == "localhost" ? "127.0.0.1" : host.c_str(),
+                         std::to_string(port).c_str(), &hints, &res);
+  if (rc != 0) return Status::InvalidArgument(host_port + ": " + gai_strerror(rc));
+  int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) {
+    ::freeaddrinfo(res);
+    return Status::IOError(std::string("socket: ") + std::strerror(errno));
+  }
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
+    int e = errno;
+    ::freeaddrinfo(res);
+    ::close(fd);
+    return Status::IOError("listen on " + host_port + ": " + std::strerror(e));
+  }
+  ::freeaddrinfo(res);
+  *fd_out = fd;
+  return Status::OK();
+}
+
+}  // namespace guardian
