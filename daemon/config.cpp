@@ -720,13 +720,15 @@ class Loader {
       }
     }
     if (const Entry* e = Find(*d, "socket_mode")) {
-      // A string, because YAML reads 0660 as the decimal 660.
+      // Read as text and parsed as octal, quoted or not, so 0660 never means decimal 660.
       if (auto s = String(e->value)) {
         bool octal =
             !s->empty() && s->size() <= 4 && s->find_first_not_of("01234567") == std::string::npos;
         int mode = octal ? std::stoi(*s, nullptr, 8) : -1;
         if (!octal) {
-          Error(e->value, "must be an octal mode in quotes such as \"0660\", got '" + *s + "'");
+          Error(e->value, "must be an octal file mode such as \"0660\", got '" + *s + "'");
+        } else if (mode & ~0777) {
+          Error(e->value, "must be permission bits only (at most 0777), got '" + *s + "'");
         } else if (mode & 07) {
           Error(e->value, "must not let others connect (mode " + *s +
                               " grants access to others); the API can change what Guardian does");

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace guardian {
@@ -644,6 +645,336 @@ TEST_CASE("environment expansion in paths") {
 TEST_CASE("ToString formats") {
   CHECK(ConfigError{"a.yaml", 3, 7, "bad"}.ToString() == "a.yaml:3:7: bad");
   CHECK(ConfigError{"a.yaml", 0, 0, "cannot read"}.ToString() == "a.yaml: cannot read");
+}
+
+// ---- run mode and the operator API ------------------------------------------------------------
+
+TEST_CASE("run mode: act by default, `mode: observe` sets observe") {
+  ConfigLoad load = Load(kCheck);
+  REQUIRE(load.ok());
+  CHECK_FALSE(load.config->observe);
+
+  load = Load(WithCheck("mode: observe\n"));
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  CHECK(load.config->observe);
+  // The top-level run mode does not disturb a check's failure mode.
+  CHECK(load.config->checks[0].mode == "missing_config");
+
+  load = Load(WithCheck("mode: act\n"));
+  REQUIRE(load.ok());
+  CHECK_FALSE(load.config->observe);
+}
+
+TEST_CASE("run mode other than act or observe is refused, naming the field") {
+  ConfigLoad load = Load(WithCheck("mode: banana\n"));
+  ExpectOneError(load, 1, 7, "mode: must be one of act, observe, got 'banana'");
+  CHECK(load.errors[0].message.starts_with("mode: "));
+  load = Load(WithCheck("mode: Observe\n"));
+  ExpectOneError(load, 1, 7, "got 'Observe' (did you mean 'observe'?)");
+  ExpectOneError(Load(WithCheck("log_level: info\nmode: \"\"\n")), 2, 7,
+                 "mode: must be one of act, observe, got ''");
+  ExpectOneError(Load(WithCheck("mode: [observe]\n")), 1, 7,
+                 "mode: expected a string, got a sequence");
+  ExpectOneError(Load(WithCheck("mode:\n")), 1, 1, "mode: expected a string, got null");
+}
+
+TEST_CASE("api defaults: socket in the state dir, mode 0660, no TCP") {
+  ConfigLoad load = Load(kCheck);
+  REQUIRE(load.ok());
+  const ApiConfig& api = load.config->api;
+  CHECK(api.socket == "/var/lib/guardian/guardian.sock");
+  CHECK(api.socket_mode == 0660);
+  CHECK(api.tcp.empty());
+  CHECK_FALSE(api.allow_remote);
+  CHECK(api.max_connections == 256);
+  CHECK(api.request_timeout_ms == 10'000);
+  CHECK(api.max_body_bytes == 65'536);
+  ApiConfig expected;
+  expected.socket = "/var/lib/guardian/guardian.sock";
+  CHECK(api == expected);
+
+  // The default socket follows state_dir, wherever the api section sits in the file.
+  load = Load(WithCheck("api:\n  max_connections: 8\nstate_dir: /srv/g/\n"));
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  CHECK(load.config->api.socket == "/srv/g/guardian.sock");
+  CHECK(load.config->api.max_connections == 8);
+  CHECK(load.config->api.socket_mode == 0660);
+
+  load = Load(WithCheck("state_dir: state\n"));
+  REQUIRE(load.ok());
+  CHECK(load.config->api.socket == "/etc/guardian/state/guardian.sock");
+
+  // An empty section is absent.
+  load = Load(WithCheck("api:\n"));
+  REQUIRE(load.ok());
+  CHECK(load.config->api.socket == "/var/lib/guardian/guardian.sock");
+}
+
+TEST_CASE("api: every key set") {
+  ConfigLoad load =
+      Load(WithCheck("api:\n"
+                     "  socket: run/../run/guardian.sock\n"
+                     "  socket_mode: \"0600\"\n"
+                     "  tcp: 127.0.0.1:9731\n"
+                     "  allow_remote: false\n"
+                     "  max_connections: 65536\n"
+                     "  request_timeout_ms: 100\n"
+                     "  max_body_bytes: 1024\n"));
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  const ApiConfig& api = load.config->api;
+  CHECK(api.socket == "/etc/guardian/run/guardian.sock");  // relative to the config's folder
+  CHECK(api.socket_mode == 0600);
+  CHECK(api.tcp == "127.0.0.1:9731");
+  CHECK_FALSE(api.allow_remote);
+  CHECK(api.max_connections == 65'536);
+  CHECK(api.request_timeout_ms == 100);
+  CHECK(api.max_body_bytes == 1024);
+}
+
+TEST_CASE("api.socket_mode: octal without bits for others is accepted") {
+  for (const char* mode : {"\"0600\"", "\"0660\"", "\"0640\"", "\"0700\"", "\"0770\"", "\"600\""}) {
+    CAPTURE(mode);
+    ConfigLoad load = Load(WithCheck("api:\n  socket_mode: " + std::string(mode) + "\n"));
+    INFO("errors:\n" << AllErrors(load));
+    REQUIRE(load.ok());
+    CHECK((load.config->api.socket_mode & 07) == 0);
+  }
+  for (auto [text, mode] : {std::pair{"\"0600\"", 0600}, {"\"0640\"", 0640}, {"\"750\"", 0750}}) {
+    CAPTURE(text);
+    ConfigLoad load = Load(WithCheck("api: {socket_mode: " + std::string(text) + "}\n"));
+    REQUIRE(load.ok());
+    CHECK(load.config->api.socket_mode == mode);
+  }
+  // Unquoted, yaml-cpp keeps the text as written, so it is still read as octal, not 660 decimal.
+  ConfigLoad plain = Load(WithCheck("api: {socket_mode: 0660}\n"));
+  REQUIRE(plain.ok());
+  CHECK(plain.config->api.socket_mode == 0660);
+}
+
+TEST_CASE("api.socket_mode that lets others connect is refused at the field") {
+  ConfigLoad load = Load(WithCheck("api:\n  socket_mode: \"0666\"\n"));
+  ExpectOneError(load, 2, 16, "api.socket_mode: must not let others connect (mode 0666");
+  CHECK(load.errors[0].ToString().starts_with("g.yaml:2:16: api.socket_mode: "));
+  ExpectOneError(Load(WithCheck("api: {socket_mode: \"0664\"}\n")), 1, 20,
+                 "api.socket_mode: must not let others connect (mode 0664");
+  ExpectOneError(Load(WithCheck("api: {socket_mode: \"0661\"}\n")), 1, 20, "must not let others");
+  ExpectOneError(Load(WithCheck("api: {socket_mode: \"0777\"}\n")), 1, 20, "must not let others");
+  ExpectOneError(Load(WithCheck("api: {socket_mode: \"0007\"}\n")), 1, 20, "must not let others");
+}
+
+TEST_CASE("api.socket_mode that is not an octal mode is refused") {
+  for (const char* mode : {"\"0668\"", "\"rw-rw----\"", "\"\"", "\"0x1B0\"", "\"00660\"",
+                           "\"-660\"", "\" 660\"", "\"0o660\"", "\"u=rw,g=rw\""}) {
+    CAPTURE(mode);
+    ExpectOneError(Load(WithCheck("api: {socket_mode: " + std::string(mode) + "}\n")), 1, 20,
+                   "api.socket_mode: must be an octal file mode such as \"0660\"");
+  }
+  for (const char* mode : {"\"4770\"", "\"2770\"", "\"1770\""}) {
+    CAPTURE(mode);
+    ExpectOneError(Load(WithCheck("api: {socket_mode: " + std::string(mode) + "}\n")), 1, 20,
+                   "api.socket_mode: must be permission bits only (at most 0777)");
+  }
+  ExpectOneError(Load(WithCheck("api: {socket_mode: [6, 6, 0]}\n")), 1, 20,
+                 "api.socket_mode: expected a string, got a sequence");
+}
+
+TEST_CASE("api.socket too long for a Unix socket address") {
+  std::string ok = "/" + std::string(106, 's');  // 107 bytes
+  ConfigLoad load = Load(WithCheck("api: {socket: " + ok + "}\n"));
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  CHECK(load.config->api.socket == ok);
+  ExpectOneError(Load(WithCheck("api: {socket: /" + std::string(107, 's') + "}\n")), 1, 15,
+                 "api.socket: socket path is 108 bytes; a Unix socket path must be at most 107");
+}
+
+TEST_CASE("api.tcp on loopback is accepted") {
+  for (const char* tcp : {"127.0.0.1:9731", "\"[::1]:9731\"", "localhost:9731", "127.8.9.10:1",
+                          "127.0.0.1:65535", "\"[0:0:0:0:0:0:0:1]:80\""}) {
+    CAPTURE(tcp);
+    ConfigLoad load = Load(WithCheck("api:\n  tcp: " + std::string(tcp) + "\n"));
+    INFO("errors:\n" << AllErrors(load));
+    REQUIRE(load.ok());
+    std::string expected = tcp;
+    if (expected.front() == '"') expected = expected.substr(1, expected.size() - 2);
+    CHECK(load.config->api.tcp == expected);
+    CHECK_FALSE(load.config->api.allow_remote);
+  }
+}
+
+TEST_CASE("api.tcp off loopback is refused unless allow_remote is true") {
+  ConfigLoad load = Load(WithCheck("api:\n  tcp: 0.0.0.0:9731\n"));
+  ExpectOneError(load, 2, 8, "api.tcp: '0.0.0.0' is not a loopback address");
+  CHECK(Contains(load.errors[0].message, "api.allow_remote"));
+  ExpectOneError(Load(WithCheck("api:\n  tcp: 10.1.2.3:80\n")), 2, 8,
+                 "api.tcp: '10.1.2.3' is not a loopback address");
+  ExpectOneError(Load(WithCheck("api:\n  tcp: \"[::]:9731\"\n")), 2, 8,
+                 "api.tcp: '::' is not a loopback address");
+  ExpectOneError(Load(WithCheck("api:\n  tcp: 128.0.0.1:80\n")), 2, 8, "not a loopback address");
+  ExpectOneError(Load(WithCheck("api:\n  allow_remote: false\n  tcp: 10.1.2.3:80\n")), 3, 8,
+                 "not a loopback address");
+
+  for (const char* tcp :
+       {"0.0.0.0:9731", "10.1.2.3:80", "\"[::]:9731\"", "\"[2001:db8::1]:443\""}) {
+    CAPTURE(tcp);
+    load = Load(WithCheck("api:\n  tcp: " + std::string(tcp) + "\n  allow_remote: true\n"));
+    INFO("errors:\n" << AllErrors(load));
+    REQUIRE(load.ok());
+    CHECK(load.config->api.allow_remote);
+    CHECK_FALSE(load.config->api.tcp.empty());
+  }
+  // allow_remote applies whichever of the two keys comes first.
+  load = Load(WithCheck("api: {allow_remote: true, tcp: 10.1.2.3:80}\n"));
+  REQUIRE(load.ok());
+  CHECK(load.config->api.tcp == "10.1.2.3:80");
+}
+
+TEST_CASE("api.tcp with a bad port or host is refused, even with allow_remote") {
+  struct Case {
+    const char* tcp;
+    const char* part;
+  };
+  for (const Case& c : {
+           Case{"127.0.0.1:0", "port must be a number from 1 to 65535, got '0'"},
+           Case{"127.0.0.1:65536", "port must be a number from 1 to 65535, got '65536'"},
+           Case{"127.0.0.1:99999999999", "port must be a number from 1 to 65535"},
+           Case{"127.0.0.1:http", "got 'http'"},
+           Case{"\"127.0.0.1:\"", "got ''"},
+           Case{"\"127.0.0.1:-1\"", "got '-1'"},
+           Case{"\"127.0.0.1: 80\"", "got ' 80'"},
+           Case{"127.0.0.1", "expected HOST:PORT"},
+           Case{"\"::1:9731\"", "expected HOST:PORT (IPv6 as [ADDR]:PORT)"},
+           Case{"\"[::1]9731\"", "expected [IPV6]:PORT"},
+           Case{"\"[::1\"", "expected [IPV6]:PORT"},
+           Case{"example.com:80", "host must be a numeric IP address or localhost"},
+           Case{"\":9731\"", "host must be a numeric IP address"},
+           Case{"\"127.1:80\"", "host must be a numeric IP address"},
+       }) {
+    CAPTURE(c.tcp);
+    for (const char* remote : {"false", "true"}) {
+      CAPTURE(remote);
+      ConfigLoad load = Load(
+          WithCheck("api:\n  tcp: " + std::string(c.tcp) + "\n  allow_remote: " + remote + "\n"));
+      ExpectOneError(load, 2, 8, c.part);
+      CHECK(load.errors[0].message.starts_with("api.tcp: "));
+    }
+  }
+}
+
+TEST_CASE("api: unknown key, wrong types and limits out of range") {
+  ConfigLoad load = Load(WithCheck("api:\n  sockt: /run/g.sock\n"));
+  ExpectOneError(load, 2, 3, "api: unknown key 'sockt' (did you mean 'socket'?)");
+  ExpectOneError(Load(WithCheck("api:\n  port: 9731\n")), 2, 3, "api: unknown key 'port'");
+  ExpectOneError(Load(WithCheck("api: /run/g.sock\n")), 1, 6,
+                 "api: expected a mapping, got \"/run/g.sock\"");
+  ExpectOneError(Load(WithCheck("api: {allow_remote: yes}\n")), 1, 21,
+                 "api.allow_remote: expected true or false, got \"yes\"");
+  ExpectOneError(Load(WithCheck("api: {tcp: 9731}\n")), 1, 12, "api.tcp: expected HOST:PORT");
+  ExpectOneError(Load(WithCheck("api: {max_connections: 0}\n")), 1, 24,
+                 "api.max_connections: must be between 1 and 65536, got 0");
+  ExpectOneError(Load(WithCheck("api: {max_connections: 65537}\n")), 1, 24,
+                 "must be between 1 and 65536, got 65537");
+  ExpectOneError(Load(WithCheck("api: {request_timeout_ms: 99}\n")), 1, 27,
+                 "api.request_timeout_ms: must be between 100 and 3600000, got 99");
+  ExpectOneError(Load(WithCheck("api: {max_body_bytes: 1023}\n")), 1, 23,
+                 "api.max_body_bytes: must be between 1024 and 67108864, got 1023");
+  ExpectOneError(Load(WithCheck("api: {max_body_bytes: \"64k\"}\n")), 1, 23,
+                 "api.max_body_bytes: expected an integer, got \"64k\"");
+}
+
+TEST_CASE("api: every bad key of the section is reported") {
+  ConfigLoad load =
+      Load(WithCheck("api:\n"
+                     "  socket_mode: \"0666\"\n"
+                     "  tcp: 0.0.0.0:80\n"
+                     "  max_connections: 0\n"
+                     "  colour: blue\n"
+                     "mode: banana\n"));
+  INFO("errors:\n" << AllErrors(load));
+  CHECK(load.config == nullptr);
+  std::vector<std::string> expected = {
+      "g.yaml:2:16: api.socket_mode: must not let others connect",
+      "g.yaml:3:8: api.tcp: '0.0.0.0' is not a loopback address",
+      "g.yaml:4:20: api.max_connections: must be between 1 and 65536, got 0",
+      "g.yaml:5:3: api: unknown key 'colour'",
+      "g.yaml:6:7: mode: must be one of act, observe, got 'banana'",
+  };
+  REQUIRE(load.errors.size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    CAPTURE(i);
+    CHECK(load.errors[i].ToString().starts_with(expected[i]));
+  }
+}
+
+TEST_CASE("SplitHostPort") {
+  std::string host, why;
+  int port = 0;
+  REQUIRE(SplitHostPort("127.0.0.1:9731", &host, &port, &why));
+  CHECK(host == "127.0.0.1");
+  CHECK(port == 9731);
+  REQUIRE(SplitHostPort("[::1]:80", &host, &port, &why));
+  CHECK(host == "::1");
+  CHECK(port == 80);
+  REQUIRE(SplitHostPort("[fe80::1:2]:65535", &host, &port, &why));
+  CHECK(host == "fe80::1:2");
+  CHECK(port == 65535);
+  REQUIRE(SplitHostPort("localhost:1", &host, &port, &why));
+  CHECK(host == "localhost");
+  CHECK(port == 1);
+  REQUIRE(SplitHostPort("0.0.0.0:9731", &host, &port, &why));  // valid; loopback is judged apart
+  CHECK(host == "0.0.0.0");
+
+  struct Bad {
+    const char* text;
+    const char* part;
+  };
+  for (const Bad& b : {
+           Bad{"", "expected HOST:PORT"},
+           Bad{"127.0.0.1", "expected HOST:PORT"},
+           Bad{"::1:80", "expected HOST:PORT (IPv6 as [ADDR]:PORT)"},
+           Bad{"a:b:80", "expected HOST:PORT"},
+           Bad{"[::1]", "expected [IPV6]:PORT, got '[::1]'"},
+           Bad{"[::1]80", "expected [IPV6]:PORT"},
+           Bad{"[::1:80", "expected [IPV6]:PORT"},
+           Bad{"127.0.0.1:0", "port must be a number from 1 to 65535, got '0'"},
+           Bad{"127.0.0.1:65536", "got '65536'"},
+           Bad{"127.0.0.1:-80", "got '-80'"},
+           Bad{"127.0.0.1:+80", "got '+80'"},
+           Bad{"127.0.0.1:80x", "got '80x'"},
+           Bad{"127.0.0.1:", "got ''"},
+           Bad{"[::1]:", "got ''"},
+           Bad{"host.example:80", "host must be a numeric IP address or localhost"},
+           Bad{"LOCALHOST:80", "got 'LOCALHOST'"},
+           Bad{":80", "got ''"},
+           Bad{"[]:80", "got ''"},
+           Bad{"256.0.0.1:80", "got '256.0.0.1'"},
+           Bad{"[::1%lo]:80", "host must be a numeric IP address"},
+       }) {
+    CAPTURE(b.text);
+    std::string h = "unchanged", w;
+    int p = -7;
+    CHECK_FALSE(SplitHostPort(b.text, &h, &p, &w));
+    CHECK(Contains(w, b.part));
+    CHECK(h == "unchanged");  // outputs are written only on success
+    CHECK(p == -7);
+  }
+}
+
+TEST_CASE("IsLoopbackHost") {
+  for (const char* h : {"localhost", "127.0.0.1", "127.0.0.0", "127.255.255.255", "127.1.2.3",
+                        "::1", "0:0:0:0:0:0:0:1", "0000::0001"}) {
+    CAPTURE(h);
+    CHECK(IsLoopbackHost(h));
+  }
+  for (const char* h : {"", "0.0.0.0", "::", "10.1.2.3", "128.0.0.1", "126.255.255.255",
+                        "192.168.0.1", "::2", "fe80::1", "LOCALHOST", "localhost.", "127.1",
+                        "127.0.0.1.example", "[::1]", "example.com", "::ffff:10.0.0.1"}) {
+    CAPTURE(h);
+    CHECK_FALSE(IsLoopbackHost(h));
+  }
 }
 
 // ---- files ------------------------------------------------------------------------------------
