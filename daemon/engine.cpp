@@ -213,6 +213,7 @@ void Engine::OnObservation(CheckRuntime* check, const Observation& obs) {
     check->health().Reset();
     std::string id = check->config().id;
     store_->Submit([id](Store& s) { return s.ClearHold(id); });
+    Audit("guardiand", "release", id, obs.ok() ? "healthy again" : "budget window passed");
     if (!obs.ok()) t = check->health().Observe(obs, clock_->WallMs());
   }
   if (t == CheckHealth::Transition::kConfirmed) Open(check, obs);
@@ -607,6 +608,7 @@ void Engine::Escalate(Incident* inc, const std::string& reason) {
   std::string check_id = inc->rec.check_id;
   int64_t now = clock_->WallMs();
   store_->Submit([check_id, hold, now](Store& s) { return s.SetHold(check_id, hold, now); });
+  Audit("escalation", "hold", check_id, hold);
   Finish(inc);
 }
 
