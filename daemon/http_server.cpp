@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cinttypes>
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -105,6 +107,20 @@ struct HttpServerGlue {
       req->slot->conn = c;
       req->slot->req = req;
       *req_cls = req;
+      // A declared length over the limit is answered now, before the body is read: MHD accepts
+      // a response only here or once the whole body is in (queueing one mid-upload fails, and
+      // MHD then drops the connection without an answer).
+      const char* cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+      uint64_t declared = 0;
+      if (cl && std::sscanf(cl, "%" SCNu64, &declared) == 1 &&
+          declared > static_cast<uint64_t>(self->limits_.max_body_bytes)) {
+        req->too_large = true;
+        req->dispatched = true;
+        self->requests_++;
+        req->slot->response = JsonError(
+            413, "request body over " + std::to_string(self->limits_.max_body_bytes) + " bytes");
+        return Queue(c, *req->slot->response);
+      }
       return MHD_YES;
     }
     if (*upload_size > 0) {
@@ -114,14 +130,9 @@ struct HttpServerGlue {
         req->http.body.clear();
         req->http.body.shrink_to_fit();
       }
+      // Past the limit (a chunked body) the rest is read and dropped; the last call answers 413.
       if (!req->too_large) req->http.body.append(upload, *upload_size);
       *upload_size = 0;
-      if (req->too_large) {
-        // Answer now; MHD closes the connection instead of reading the rest.
-        return Queue(
-            c, JsonError(413, "request body over " + std::to_string(self->limits_.max_body_bytes) +
-                                  " bytes"));
-      }
       return MHD_YES;
     }
     auto& slot = req->slot;
