@@ -18,7 +18,8 @@
 namespace guardian {
 namespace fs = std::filesystem;
 
-ValidatedConfig LoadValidated(const std::string& path) {
+ValidatedConfig LoadValidated(const std::string& path,
+                              const std::map<std::string, std::string>& running) {
   ValidatedConfig v;
   ConfigLoad& load = v.load;
   load = LoadConfigFile(path, DetectorRegistry::Get().SchemaLookup());
@@ -28,14 +29,22 @@ ValidatedConfig LoadValidated(const std::string& path) {
   v.playbook_errors = scratch.Install(v.scan);
   for (const auto& c : load.config->checks) {
     auto pb = scratch.Find(c.playbook);
-    if (!pb) {
+    std::string mode;
+    if (pb) {
+      mode = pb->mode;
+    } else if (auto it = running.find(c.playbook); it != running.end()) {
+      // Its file fails to load now (the error is in playbook_errors), but the running library
+      // keeps the previous good version, as it does when the file is edited.
+      mode = it->second;
+    }
+    if (mode.empty()) {
       load.errors.push_back(
           {load.config->path, c.line, 1,
            "check '" + c.id + "': playbook '" + c.playbook + "' not found in playbook_dirs"});
-    } else if (pb->mode != c.mode) {
+    } else if (mode != c.mode) {
       load.errors.push_back({load.config->path, c.line, 1,
                              "check '" + c.id + "': playbook '" + c.playbook + "' is for mode '" +
-                                 pb->mode + "', not '" + c.mode + "'"});
+                                 mode + "', not '" + c.mode + "'"});
     }
   }
   if (!load.errors.empty()) load.config.reset();
@@ -301,8 +310,12 @@ void Daemon::Reload(ReloadDone done) {
   // only swaps in a result that is known good, so a bad reload leaves everything as it was.
   auto v = std::make_shared<ValidatedConfig>();
   std::string path = config_path_;
+  std::map<std::string, std::string> running;
+  for (const auto& name : playbooks_->Names()) {
+    if (auto pb = playbooks_->Find(name)) running[name] = pb->mode;
+  }
   QueueWork(
-      &loop_, [v, path] { *v = LoadValidated(path); },
+      &loop_, [v, path, running] { *v = LoadValidated(path, running); },
       [this, v] {
         reload_in_flight_ = false;
         auto waiters = std::move(reload_waiters_);

@@ -9,6 +9,7 @@
 
 #include <uv.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,8 +35,11 @@ struct ValidatedConfig {
   PlaybookLibrary::ScanResult scan;
   std::vector<std::string> playbook_errors;
 };
-// Blocking and self-contained: safe on the thread pool.
-ValidatedConfig LoadValidated(const std::string& path);
+// Blocking and self-contained: safe on the thread pool. `running` (playbook name -> mode) is
+// what the daemon has installed: a check whose playbook file fails to load now is accepted if
+// a previous good version of it is running, since that version stays in use.
+ValidatedConfig LoadValidated(const std::string& path,
+                              const std::map<std::string, std::string>& running = {});
 
 // Loads a config and checks what only the daemon's registries know (detectors, playbooks);
 // installs the playbooks found into `playbooks`.
