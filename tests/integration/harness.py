@@ -14,10 +14,12 @@ Every wait is bounded: `wait_for` polls every 50 ms and fails with the daemon lo
 Timeouts are generous (an ASan build of the daemon is several times slower), polls are short.
 """
 
+import http.client
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -104,6 +106,66 @@ def write_atomic(path, text):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over an AF_UNIX stream socket (the daemon's API socket)."""
+
+    def __init__(self, socket_path, timeout=TIMEOUT_S):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.socket_path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+class ApiResponse:
+    """One HTTP answer: status, headers (lower-case names), raw body, and the body parsed as JSON
+    (None when it is not JSON)."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.text = body.decode("utf-8", "replace")
+        try:
+            self.json = json.loads(self.text)
+        except ValueError:
+            self.json = None
+
+    def __repr__(self):
+        return "<HTTP %d %s>" % (self.status, self.text[:2000])
+
+
+def http_request(method, path, body=None, socket_path=None, host_port=None, headers=None,
+                 timeout=TIMEOUT_S):
+    """One request on a fresh connection, to a Unix socket (socket_path) or TCP ("HOST:PORT").
+    `body`: None, bytes, str, or anything else (sent as JSON)."""
+    if socket_path:
+        conn = UnixHTTPConnection(socket_path, timeout=timeout)
+    else:
+        host, port = host_port.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host.strip("[]"), int(port), timeout=timeout)
+    hdrs = dict(headers or {})
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+        hdrs.setdefault("Content-Type", "application/json")
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    try:
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        data = resp.read()
+        return ApiResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
+    finally:
+        conn.close()
 
 
 class Daemon:
@@ -288,12 +350,36 @@ class GuardianTestCase(unittest.TestCase):
 
     # --- CLI -------------------------------------------------------------------------------
 
-    def run_cli(self, *args, state_dir=None, timeout=TIMEOUT_S):
+    def run_cli(self, *args, state_dir=None, timeout=TIMEOUT_S, env=None):
+        """`env`: variables added to (None values: removed from) this process's environment."""
         argv = [GUARDIAN]
         if state_dir is not False:
             argv += ["--state-dir", state_dir or self.state_dir]
         argv += list(args)
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        full_env = None
+        if env is not None:
+            full_env = dict(os.environ)
+            for k, v in env.items():
+                if v is None:
+                    full_env.pop(k, None)
+                else:
+                    full_env[k] = v
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+    # --- the API over its Unix socket ----------------------------------------------------------
+
+    @property
+    def api_socket(self):
+        """Where the daemon listens by default: STATE_DIR/guardian.sock."""
+        return os.path.join(self.state_dir, "guardian.sock")
+
+    def api(self, method, path, body=None, expect=None, socket_path=None, **kw):
+        """One request to the daemon's API socket; with `expect`, asserts the HTTP status."""
+        r = http_request(method, path, body=body, socket_path=socket_path or self.api_socket, **kw)
+        if expect is not None and r.status != expect:
+            tail = ("\n--- guardiand log tail ---\n" + self.daemon.log_tail()) if self.daemon else ""
+            self.fail("%s %s: HTTP %d (wanted %d): %s%s" % (method, path, r.status, expect, r.text, tail))
+        return r
 
     def cli(self, *args, expect_rc=0, **kw):
         """`guardian --state-dir STATE ARGS --json`, parsed."""
