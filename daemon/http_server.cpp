@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdarg>
@@ -26,6 +27,15 @@ struct Responder::Slot {
   bool in_handler = false;
   bool suspended = false;
   std::optional<HttpResponse> response;
+};
+
+// One open connection. `since`: when receiving the current request began (the connection's
+// start, or the end of its previous request); `busy` while the request is ours to answer.
+struct HttpServer::Conn {
+  int fd = -1;
+  uint64_t since = 0;
+  bool busy = false;
+  bool cut = false;
 };
 
 struct HttpServer::Request {
@@ -92,6 +102,31 @@ void Responder::operator()(HttpResponse response) const {
 
 // The C callbacks MHD calls; they only forward to the server.
 struct HttpServerGlue {
+  static HttpServer::Conn* ConnOf(MHD_Connection* c) {
+    const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? static_cast<HttpServer::Conn*>(info->socket_context) : nullptr;
+  }
+
+  static void Connection(void* cls, MHD_Connection* c, void** socket_context,
+                         MHD_ConnectionNotificationCode code) {
+    auto* self = static_cast<HttpServer*>(cls);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+      auto* conn = new HttpServer::Conn();
+      const MHD_ConnectionInfo* info =
+          MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+      if (info) conn->fd = info->connect_fd;
+      conn->since = uv_now(self->loop_);
+      self->conns_.insert(conn);
+      *socket_context = conn;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+      // Before MHD closes the fd: Sweep never touches an fd that may have been reused.
+      auto* conn = static_cast<HttpServer::Conn*>(*socket_context);
+      self->conns_.erase(conn);
+      delete conn;
+      *socket_context = nullptr;
+    }
+  }
+
   static MHD_Result Access(void* cls, MHD_Connection* c, const char* url, const char* method,
                            const char*, const char* upload, size_t* upload_size, void** req_cls) {
     auto* self = static_cast<HttpServer*>(cls);
@@ -116,6 +151,7 @@ struct HttpServerGlue {
           declared > static_cast<uint64_t>(self->limits_.max_body_bytes)) {
         req->too_large = true;
         req->dispatched = true;
+        if (auto* conn = ConnOf(c)) conn->busy = true;
         self->requests_++;
         req->slot->response = JsonError(
             413, "request body over " + std::to_string(self->limits_.max_body_bytes) + " bytes");
@@ -139,6 +175,7 @@ struct HttpServerGlue {
     if (slot->response) return Queue(c, *slot->response);
     if (req->dispatched) return MHD_YES;  // resumed spuriously; still waiting
     req->dispatched = true;
+    if (auto* conn = ConnOf(c)) conn->busy = true;
     self->requests_++;
     if (req->too_large) {
       slot->response = JsonError(
@@ -165,7 +202,11 @@ struct HttpServerGlue {
     return MHD_YES;
   }
 
-  static void Completed(void*, MHD_Connection*, void** req_cls, MHD_RequestTerminationCode) {
+  static void Completed(void* cls, MHD_Connection* c, void** req_cls, MHD_RequestTerminationCode) {
+    if (auto* conn = ConnOf(c)) {
+      conn->busy = false;  // the next request's clock starts now
+      conn->since = uv_now(static_cast<HttpServer*>(cls)->loop_);
+    }
     auto* req = static_cast<HttpServer::Request*>(*req_cls);
     if (!req) return;
     req->slot->server = nullptr;
@@ -180,6 +221,7 @@ HttpServer::HttpServer(uv_loop_t* loop, HttpLimits limits, Handler handler)
 HttpServer::~HttpServer() {
   // Close() must have run; a live MHD daemon here would outlive its loop handles.
   if (mhd_) MHD_stop_daemon(mhd_);
+  for (Conn* conn : conns_) delete conn;  // normally none: MHD reports every close
 }
 
 Status HttpServer::Start(int listen_fd, std::string name) {
@@ -192,7 +234,7 @@ Status HttpServer::Start(int listen_fd, std::string name) {
       MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(limits_.max_connections),
       MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       limits_.connection_memory_bytes, MHD_OPTION_NOTIFY_COMPLETED, &HttpServerGlue::Completed,
-      nullptr, MHD_OPTION_END);
+      this, MHD_OPTION_NOTIFY_CONNECTION, &HttpServerGlue::Connection, this, MHD_OPTION_END);
   if (!mhd_) {
     ::close(listen_fd);
     return Status::IOError("api " + name_ + ": libmicrohttpd failed to start");
@@ -205,11 +247,19 @@ Status HttpServer::Start(int listen_fd, std::string name) {
   }
   poll_ = new uv_poll_t;
   timer_ = new uv_timer_t;
+  sweep_ = new uv_timer_t;
   uv_poll_init(loop_, poll_, info->epoll_fd);
   uv_timer_init(loop_, timer_);
+  uv_timer_init(loop_, sweep_);
   poll_->data = this;
   timer_->data = this;
-  open_handles_ = 2;
+  sweep_->data = this;
+  open_handles_ = 3;
+  uint64_t every = static_cast<uint64_t>(std::max<int64_t>(100, limits_.idle_timeout_ms / 4));
+  uv_timer_start(
+      sweep_, [](uv_timer_t* h) { static_cast<HttpServer*>(h->data)->Sweep(); }, every, every);
+  // A chore: it must not keep a stopping loop alive.
+  uv_unref(reinterpret_cast<uv_handle_t*>(sweep_));
   uv_poll_start(poll_, UV_READABLE,
                 [](uv_poll_t* h, int, int) { static_cast<HttpServer*>(h->data)->Run(); });
   ArmTimer();
@@ -241,6 +291,22 @@ void HttpServer::ArmTimer() {
       timer_, [](uv_timer_t* h) { static_cast<HttpServer*>(h->data)->Run(); }, ms, 0);
 }
 
+void HttpServer::Sweep() {
+  uint64_t now = uv_now(loop_);
+  uint64_t deadline = static_cast<uint64_t>(limits_.idle_timeout_ms);
+  bool cut = false;
+  for (Conn* conn : conns_) {
+    if (conn->busy || conn->cut || conn->fd < 0 || now - conn->since <= deadline) continue;
+    // MHD sees the end of the stream and closes the connection itself, on its next run.
+    spdlog::debug("api {}: closing a connection that took over {} ms to send its request", name_,
+                  deadline);
+    ::shutdown(conn->fd, SHUT_RDWR);
+    conn->cut = true;
+    cut = true;
+  }
+  if (cut) ScheduleRun();
+}
+
 void HttpServer::Close(std::function<void()> closed) {
   on_closed_ = std::move(closed);
   closing_ = true;
@@ -266,8 +332,10 @@ void HttpServer::Close(std::function<void()> closed) {
   };
   uv_close(reinterpret_cast<uv_handle_t*>(poll_), on_close);
   uv_close(reinterpret_cast<uv_handle_t*>(timer_), on_close);
+  uv_close(reinterpret_cast<uv_handle_t*>(sweep_), on_close);
   poll_ = nullptr;
   timer_ = nullptr;
+  sweep_ = nullptr;
   MHD_stop_daemon(mhd_);
   mhd_ = nullptr;
 }

@@ -5,8 +5,10 @@
 // is suspended in MHD (holding up nothing else) until its Responder is called, e.g. from a
 // store-thread completion.
 //
-// Limits that keep a bad client from hurting the daemon: a cap on connections, an idle timeout
-// (slowloris), a per-connection memory limit for headers, and a body size limit (413).
+// Limits that keep a bad client from hurting the daemon: a cap on connections, an idle timeout,
+// a deadline for receiving each whole request (slowloris: a client dripping a byte at a time
+// is never idle, so MHD's idle timeout alone would keep it), a per-connection memory limit
+// for headers, and a body size limit (413).
 //
 // Thread: loop thread only. Close() before destroying; `closed` runs once all handles are closed.
 
@@ -15,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "daemon/status.h"
@@ -51,7 +54,7 @@ class Responder {
 
 struct HttpLimits {
   int max_connections = 256;
-  int64_t idle_timeout_ms = 10'000;
+  int64_t idle_timeout_ms = 10'000;  // also the deadline for receiving one request
   int64_t max_body_bytes = 65'536;
   size_t connection_memory_bytes = 64 * 1024;  // request line and headers must fit
 };
@@ -75,11 +78,14 @@ class HttpServer {
 
  private:
   struct Request;
+  struct Conn;
   friend struct HttpServerGlue;
   friend class Responder;
   void Run();
   void ScheduleRun();
   void ArmTimer();
+  // Shuts down connections that have taken longer than the deadline to send their request.
+  void Sweep();
   void MaybeClosed();
 
   uv_loop_t* loop_;
@@ -89,6 +95,8 @@ class HttpServer {
   MHD_Daemon* mhd_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   uv_timer_t* timer_ = nullptr;
+  uv_timer_t* sweep_ = nullptr;
+  std::set<Conn*> conns_;  // open connections, from MHD's connection notifications
   int open_handles_ = 0;
   bool closing_ = false;
   bool running_ = false;

@@ -615,6 +615,27 @@ class BadRequestTest(ApiTestCase):
             return not pending
         self.wait_for(all_closed, timeout=10, what="the daemon to close the idle connections")
 
+        # A client that never goes idle, dripping a header byte every 200 ms, is cut off too:
+        # a request must arrive whole within request_timeout_ms (1 s here), not only keep moving.
+        drip = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(drip.close)
+        drip.connect(self.api_socket)
+        drip.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Drip: ")
+        started = time.monotonic()
+        cut_after = None
+        while time.monotonic() - started < 10:
+            try:
+                drip.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                cut_after = time.monotonic() - started
+                break
+            if closed_by_daemon(drip, []):
+                cut_after = time.monotonic() - started
+                break
+            time.sleep(0.2)
+        self.assertIsNotNone(cut_after, "a client dripping its headers kept its connection 10 s")
+        self.assertEqual(self.health()["status"], "ok")
+
         # Still serving, still healing, and it stops cleanly.
         self.assertEqual(self.health()["status"], "ok")
         self.break_and_heal("app", self.app)
