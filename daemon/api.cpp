@@ -89,7 +89,9 @@ int HttpStatusFor(const Status& s) {
 }
 
 HttpResponse JsonResponse(int status, const nlohmann::json& body) {
-  return {status, "application/json", body.dump(2, ' ', false, kReplace) + "\n"};
+  // Compact: the answers are for programs (the CLI, scripts, jq); `guardian ... --json`
+  // pretty-prints.
+  return {status, "application/json", body.dump(-1, ' ', false, kReplace) + "\n"};
 }
 
 HttpResponse ErrorResponse(int status, const std::string& message) {
@@ -193,6 +195,15 @@ nlohmann::json MttrReport(const std::vector<RecoveryTime>& times,
   return {{"modes", modes}};
 }
 
+const HttpResponse& PassCache::Get(uint64_t pass, const std::function<HttpResponse()>& build) {
+  if (!valid_ || pass_ != pass) {
+    response_ = build();
+    pass_ = pass;
+    valid_ = true;
+  }
+  return response_;
+}
+
 void Api::Handle(const HttpRequest& req, Responder respond) {
   const std::string& p = req.path;
   auto method_is = [&](const char* m) { return req.method == m; };
@@ -202,6 +213,10 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
   };
   auto fail = [&](const Status& s) { respond(ErrorResponse(HttpStatusFor(s), s.message())); };
   // Parameters only where documented; a typo must not silently widen a query.
+  if (req.method != "GET") {
+    status_cache_.Invalidate();
+    metrics_cache_.Invalidate();
+  }
   if (!req.query.empty() && p != "/v1/incidents" && p != "/v1/mttr") {
     return respond(ErrorResponse(400, p + ": takes no query parameters"));
   }
@@ -212,11 +227,14 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
   }
   if (p == "/v1/status") {
     if (!method_is("GET")) return wrong_method("GET");
-    return respond(JsonResponse(200, backend_.status()));
+    return respond(
+        status_cache_.Get(req.pass, [this] { return JsonResponse(200, backend_.status()); }));
   }
   if (p == "/metrics") {
     if (!method_is("GET")) return wrong_method("GET");
-    return respond({200, "text/plain; version=0.0.4; charset=utf-8", backend_.metrics()});
+    return respond(metrics_cache_.Get(req.pass, [this] {
+      return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", backend_.metrics()};
+    }));
   }
   if (p == "/v1/incidents") {
     if (!method_is("GET")) return wrong_method("GET");

@@ -34,6 +34,21 @@ struct ApiBackend {
   std::function<std::map<std::string, int64_t>()> targets;
 };
 
+// One snapshot answer (status, metrics) reused by the other requests of the same server pass
+// (HttpRequest::pass): under load many clients ask at once, and one build serves them all.
+class PassCache {
+ public:
+  // The cached answer if it was built in `pass` and not invalidated since; else builds it.
+  const HttpResponse& Get(uint64_t pass, const std::function<HttpResponse()>& build);
+  // After anything that may change what the answer says.
+  void Invalidate() { valid_ = false; }
+
+ private:
+  bool valid_ = false;
+  uint64_t pass_ = 0;
+  HttpResponse response_;
+};
+
 class Api {
  public:
   explicit Api(ApiBackend backend) : backend_(std::move(backend)) {}
@@ -41,6 +56,8 @@ class Api {
 
  private:
   ApiBackend backend_;
+  // Any request that may change state (every POST) invalidates both.
+  PassCache status_cache_, metrics_cache_;
 };
 
 // HTTP status for a Status code: 400 invalid, 404 not found, 409 busy (held, observe mode, an

@@ -47,6 +47,9 @@ struct HttpServer::Request {
 
 namespace {
 
+// Loop thread only; shared by every server so that passes of two servers never share a number.
+uint64_t g_pass = 0;
+
 MHD_Result Queue(MHD_Connection* c, const HttpResponse& r) {
   MHD_Response* resp = MHD_create_response_from_buffer(
       r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
@@ -135,6 +138,7 @@ struct HttpServerGlue {
       req = new HttpServer::Request();
       req->http.method = method;
       req->http.path = url;
+      req->http.pass = g_pass;
       MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, CollectArg, &req->http.query);
       const char* ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
       if (ct) req->http.content_type = ct;
@@ -269,6 +273,7 @@ Status HttpServer::Start(int listen_fd, std::string name) {
 void HttpServer::Run() {
   if (!mhd_ || running_) return;
   running_ = true;
+  ++g_pass;
   MHD_run(mhd_);
   running_ = false;
   ArmTimer();

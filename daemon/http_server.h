@@ -33,6 +33,10 @@ struct HttpRequest {
   std::map<std::string, std::string> query;  // decoded
   std::string body;
   std::string content_type;
+  // Requests with the same `pass` were read in one run of the server over its ready
+  // connections, with nothing else on the loop running in between: an answer computed for one
+  // of them is still current for the others (unless a request in the pass changed something).
+  uint64_t pass = 0;
 };
 
 struct HttpResponse {

@@ -5,6 +5,8 @@ and /metrics (checked by promtool when it is installed).
 
 Incidents are real: a watched file is broken with garbage and the daemon heals it."""
 
+import http.client
+import io
 import json
 import os
 import re
@@ -286,6 +288,47 @@ class EndpointTest(ApiTestCase):
         self.assertEqual((later["count"], later["mttr_p50_ms"], later["target_ms"]), (0, None, 7000))
         self.assert_error(self.api("GET", "/v1/mttr?until=1"), 400, "'until'")
         self.assert_error(self.api("GET", "/v1/mttr?since=soon"), 400, "since")
+        self.stop_daemon()
+
+    def test_pipelined_requests_see_each_others_changes(self):
+        # Status answers are shared by the requests read in one pass of the server (PassCache,
+        # unit-tested in api_test): pipelined on one connection, a hold between two status
+        # requests must show in the second.
+        self.start_one()
+        hold = json.dumps({"reason": "pipelined"}).encode()
+        raw = (b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"
+               b"POST /v1/checks/app/hold HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s"
+               b"GET /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % (len(hold), hold))
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(TIMEOUT_S)
+            s.connect(self.api_socket)
+            s.sendall(raw)
+            data = b""
+            while True:  # the last request asked the daemon to close
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+
+        class Stream(io.BytesIO):
+            def close(self):  # HTTPResponse closes its file after each body; keep reading
+                pass
+        stream = Stream(data)
+
+        class OneStream:  # every response reads from the same stream
+            def makefile(self, *a, **kw):
+                return stream
+        bodies = []
+        for _ in range(3):
+            r = http.client.HTTPResponse(OneStream())
+            r.begin()
+            self.assertEqual(r.status, 200)
+            bodies.append(json.loads(r.read()))
+        self.assertIs(bodies[0]["checks"][0]["held"], False)
+        self.assertIs(bodies[1]["held"], True)
+        self.assertIs(bodies[2]["checks"][0]["held"], True, bodies[2])
+        self.assertEqual(bodies[2]["checks"][0]["hold_reason"], "pipelined")
         self.stop_daemon()
 
     def test_hold_release_and_run(self):

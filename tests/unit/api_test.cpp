@@ -418,3 +418,23 @@ TEST_CASE("MttrReport: a mode unknown to this build is judged against its record
   CHECK(row["over_target"] == true);        // p95 40 s > 30 s
   CHECK(I(row, "over_target_count") == 1);  // 40 s missed its recorded 20 s
 }
+
+// ---- PassCache
+// ----------------------------------------------------------------------------------
+
+TEST_CASE("PassCache builds once per pass and again after an invalidation") {
+  PassCache cache;
+  int builds = 0;
+  auto build = [&] {
+    ++builds;
+    return HttpResponse{200, "application/json", "build " + std::to_string(builds)};
+  };
+  CHECK(cache.Get(7, build).body == "build 1");
+  CHECK(cache.Get(7, build).body == "build 1");  // same pass: reused
+  CHECK(builds == 1);
+  CHECK(cache.Get(8, build).body == "build 2");  // a new pass: rebuilt
+  cache.Invalidate();
+  CHECK(cache.Get(8, build).body == "build 3");  // invalidated within the pass: rebuilt
+  CHECK(cache.Get(8, build).body == "build 3");
+  CHECK(builds == 3);
+}
