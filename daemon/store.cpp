@@ -78,6 +78,11 @@ class Stmt {
     return *this;
   }
   int Step() { return sqlite3_step(s_); }
+  // Ready to run again with new bindings.
+  void Reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
   int64_t Int(int col) { return sqlite3_column_int64(s_, col); }
   std::string Text(int col) {
     const unsigned char* t = sqlite3_column_text(s_, col);
@@ -299,27 +304,32 @@ Status Store::InterruptRunningSteps(int64_t incident_id, int64_t now, const std:
   return Status::OK();
 }
 
-Status Store::LoadSteps(IncidentRecord* rec) {
+Status Store::LoadSteps(IncidentRecord* begin, IncidentRecord* end) {
+  // One statement for every incident of a listing: preparing it per incident cost more than
+  // reading the rows.
   Stmt st(db_,
           "SELECT id, attempt, phase, started_at, ended_at, status, message FROM steps "
           "WHERE incident_id=? ORDER BY id");
   if (!st.ok()) return Error("prepare steps");
-  st.Bind(1, rec->id);
-  rec->steps.clear();
-  int rc;
-  while ((rc = st.Step()) == SQLITE_ROW) {
-    StepRecord s;
-    s.id = st.Int(0);
-    s.incident_id = rec->id;
-    s.attempt = static_cast<int>(st.Int(1));
-    s.phase = st.Text(2);
-    s.started_at = st.Int(3);
-    s.ended_at = st.Int(4);
-    s.status = st.Text(5);
-    s.message = st.Text(6);
-    rec->steps.push_back(std::move(s));
+  for (IncidentRecord* rec = begin; rec != end; ++rec) {
+    st.Reset();
+    st.Bind(1, rec->id);
+    rec->steps.clear();
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) {
+      StepRecord s;
+      s.id = st.Int(0);
+      s.incident_id = rec->id;
+      s.attempt = static_cast<int>(st.Int(1));
+      s.phase = st.Text(2);
+      s.started_at = st.Int(3);
+      s.ended_at = st.Int(4);
+      s.status = st.Text(5);
+      s.message = st.Text(6);
+      rec->steps.push_back(std::move(s));
+    }
+    if (rc != SQLITE_DONE) return Error("read steps");
   }
-  if (rc != SQLITE_DONE) return Error("read steps");
   return Status::OK();
 }
 
@@ -331,7 +341,7 @@ Status Store::GetIncident(int64_t id, std::optional<IncidentRecord>* out) {
   out->reset();
   if (st.Step() == SQLITE_ROW) {
     IncidentRecord r = ReadIncident(st);
-    Status s = LoadSteps(&r);
+    Status s = LoadSteps(&r, &r + 1);
     if (!s.ok()) return s;
     *out = std::move(r);
   }
@@ -352,11 +362,7 @@ Status Store::ListIncidents(const IncidentFilter& f, std::vector<IncidentRecord>
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ReadIncident(st));
   if (rc != SQLITE_DONE) return Error("list incidents");
-  for (auto& r : *out) {
-    Status s = LoadSteps(&r);
-    if (!s.ok()) return s;
-  }
-  return Status::OK();
+  return LoadSteps(out->data(), out->data() + out->size());
 }
 
 Status Store::UnfinishedIncidents(std::vector<IncidentRecord>* out) {
@@ -367,11 +373,7 @@ Status Store::UnfinishedIncidents(std::vector<IncidentRecord>* out) {
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) out->push_back(ReadIncident(st));
   if (rc != SQLITE_DONE) return Error("unfinished incidents");
-  for (auto& r : *out) {
-    Status s = LoadSteps(&r);
-    if (!s.ok()) return s;
-  }
-  return Status::OK();
+  return LoadSteps(out->data(), out->data() + out->size());
 }
 
 Status Store::RecoveryTimes(int64_t since, std::vector<RecoveryTime>* out) {

@@ -135,7 +135,8 @@ class Store {
   explicit Store(sqlite3* db) : db_(db) {}
   Status Exec(const char* sql);
   Status Migrate();
-  Status LoadSteps(IncidentRecord* rec);
+  // Fills the steps of each incident in [begin, end).
+  Status LoadSteps(IncidentRecord* begin, IncidentRecord* end);
   Status Error(const char* what);
 
   sqlite3* db_;
