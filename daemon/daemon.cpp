@@ -284,6 +284,8 @@ void Daemon::RescanPlaybooks() {
         for (const auto& e : playbook_errors_) {
           spdlog::error("playbook reload: {} (the previous version stays in use)", e);
         }
+        spdlog::info("playbook folders rescanned: {} playbooks, {} errors",
+                     playbooks_->Names().size(), playbook_errors_.size());
         if (rescan_again_) {
           rescan_again_ = false;
           RescanPlaybooks();

@@ -18,7 +18,8 @@ import subprocess
 import time
 import unittest
 
-from harness import (GOOD_CONFIG, GUARDIAN, GUARDIAND, REPO_PLAYBOOKS, TIMEOUT_S, GuardianTestCase,
+from harness import (GOOD_CONFIG, GUARDIAN, GUARDIAND, LONG_TIMEOUT_S, REPO_PLAYBOOKS,
+                     TEST_PLAYBOOKS, TIMEOUT_S, GuardianTestCase,
                      http_request, read_or_none, read_text, write_atomic)
 
 GARBAGE = "server: [port: {{ 8080\n"
@@ -806,6 +807,43 @@ class ReloadTest(ApiTestCase):
         write_atomic(pb, original)
         self.wait_for(lambda: self.status()["playbook_errors"] == [], what="playbook errors to clear")
         self.assertEqual(self.health()["status"], "ok")
+        self.stop_daemon()
+
+
+    def test_incident_finishes_on_the_playbook_it_started_with(self):
+        pb_dir = self.path("playbooks")
+        os.makedirs(pb_dir)
+        src = read_text(os.path.join(TEST_PLAYBOOKS, "slow_restore.lua"))
+        self.assertIn('"restored " .. versions[1] .. " after a pause"', src)
+        pb = os.path.join(pb_dir, "slow_restore.lua")
+        write_atomic(pb, src.replace('" after a pause"', '" by version one"'))
+        self.app, _ = self.make_app_file("app")
+        self.write_config([self.check("app", self.app, playbook="slow_restore")],
+                          playbook_dirs=[REPO_PLAYBOOKS, pb_dir])
+        self.start_daemon()
+        self.wait_version("app", GOOD_CONFIG)
+
+        write_atomic(self.app, GARBAGE)
+        # remediate sleeps 3 s: edit the playbook while it runs.
+        self.wait_for(lambda: [i for i in self.incidents("app") if any(
+            s["phase"] == "remediate" and s["status"] == "running" for s in i["steps"])],
+            what="remediate to be running")
+        write_atomic(pb, src.replace('" after a pause"', '" by version two"'))
+        self.wait_log("playbook folders rescanned: 2 playbooks, 0 errors")
+        first = self.wait_incident("app", timeout=LONG_TIMEOUT_S)
+        self.assertEqual(first["state"], "resolved", first)
+        self.assertIn("by version one", self.assert_step(first, "remediate")["message"])
+        log = self.daemon.log()
+        self.assertLess(log.index("playbook folders rescanned"),
+                        log.index("incident %d (app): resolved" % first["id"]),
+                        "the new version was installed only after the incident ended:\n" + log)
+
+        # The next incident runs the edited version.
+        self.wait_content(self.app, GOOD_CONFIG)
+        write_atomic(self.app, GARBAGE)
+        second = self.wait_incident("app", newer_than=first["id"], timeout=LONG_TIMEOUT_S)
+        self.assertEqual(second["state"], "resolved", second)
+        self.assertIn("by version two", self.assert_step(second, "remediate")["message"])
         self.stop_daemon()
 
 
