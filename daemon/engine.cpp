@@ -97,7 +97,8 @@ void Engine::ResumeObserved() {
   for (const auto& [id, inc] : incidents_) {
     CheckRuntime* check = FindCheck(inc->rec.check_id);
     std::string why;
-    if (inc->observing && check && MayAct(check, &why)) ready.push_back(id);
+    // A removed check's incident goes too: StartAttempt escalates it as no longer configured.
+    if (inc->observing && (!check || MayAct(check, &why))) ready.push_back(id);
   }
   for (int64_t id : ready) {
     auto it = incidents_.find(id);
@@ -156,7 +157,13 @@ void Engine::RunNow(const std::string& check_id, bool force, const std::string& 
   }
   check->ProbeOnce([this, check_id, force, actor, done](Observation obs) {
     CheckRuntime* check = FindCheck(check_id);
-    if (!check || shutting_down_) return done(Status::Aborted("check went away"), nullptr);
+    if (shutting_down_) return done(Status::Aborted("guardiand is stopping"), nullptr);
+    if (!check) return done(Status::NotFound("check '" + check_id + "' was removed"), nullptr);
+    if (obs.health == Observation::Health::kUnknown) {
+      // e.g. a reload restarted the check mid-probe: unknown is not failing, so do not act.
+      return done(Status::Busy("the probe was inconclusive (" + obs.evidence + "); try again"),
+                  nullptr);
+    }
     nlohmann::json out = {{"check", check_id}, {"evidence", obs.evidence}, {"healthy", obs.ok()}};
     if (obs.ok() && !force) {
       out["result"] = "healthy";
@@ -311,7 +318,7 @@ void Engine::DryRun(const std::string& check_id, std::function<void(Status, nloh
   auto run = std::make_unique<PlaybookRun>(loop_, pb, check->config(), check->state_dir(),
                                            config_->playbook_limits, std::move(services));
   Status s = run->Start(0);
-  if (!s.ok()) return done(Status::Aborted("playbook failed to start: " + s.message()), nullptr);
+  if (!s.ok()) return done(Status::IOError("playbook failed to start: " + s.message()), nullptr);
   spdlog::info("dry run of {} ({})", check_id, pb->name);
   int64_t key = ++dry_run_seq_;
   dry_runs_[key] = std::move(run);
@@ -438,6 +445,11 @@ void Engine::StartAttempt(Incident* inc) {
     Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
     if (!inc) return;
     if (!s.ok()) return RetryOrEscalate(inc, "backup failed: " + s.message());
+    // A hold or observe mode that came while backup ran stops the attempt before it acts.
+    if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
+      std::string why;
+      if (!MayAct(check, &why)) return Observe(inc, why);
+    }
     inc->remediate_started = true;
     RunStep(inc, "remediate", [this, id](Status s) {
       Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
