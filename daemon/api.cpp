@@ -91,7 +91,7 @@ int HttpStatusFor(const Status& s) {
 HttpResponse JsonResponse(int status, const nlohmann::json& body) {
   // Compact: the answers are for programs (the CLI, scripts, jq); `guardian ... --json`
   // pretty-prints.
-  return {status, "application/json", body.dump(-1, ' ', false, kReplace) + "\n"};
+  return {status, "application/json", body.dump(-1, ' ', false, kReplace) + "\n", nullptr};
 }
 
 HttpResponse ErrorResponse(int status, const std::string& message) {
@@ -198,6 +198,10 @@ nlohmann::json MttrReport(const std::vector<RecoveryTime>& times,
 const HttpResponse& PassCache::Get(uint64_t pass, const std::function<HttpResponse()>& build) {
   if (!valid_ || pass_ != pass) {
     response_ = build();
+    if (!response_.shared_body) {
+      response_.shared_body = std::make_shared<const std::string>(std::move(response_.body));
+      response_.body.clear();
+    }
     pass_ = pass;
     valid_ = true;
   }
@@ -233,7 +237,8 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
   if (p == "/metrics") {
     if (!method_is("GET")) return wrong_method("GET");
     return respond(metrics_cache_.Get(req.pass, [this] {
-      return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", backend_.metrics()};
+      return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", backend_.metrics(),
+                          nullptr};
     }));
   }
   if (p == "/v1/incidents") {
@@ -310,6 +315,11 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
   }
   if (p == "/v1/reload") {
     if (!method_is("POST")) return wrong_method("POST");
+    nlohmann::json body;
+    std::string why;
+    if (!ParseBody(req, &body, &why) || !CheckFields(body, {}, &why)) {
+      return respond(ErrorResponse(400, why));
+    }
     backend_.reload([respond](Status s, nlohmann::json result) {
       if (!s.ok()) {
         nlohmann::json body = {{"error", {{"status", 422}, {"message", s.message()}}}};

@@ -53,6 +53,11 @@ Status ApiClient::Call(const std::string& method, const std::string& path,
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
+  if (rc == CURLE_OPERATION_TIMEDOUT && status == 0) {
+    // It connected (or tried long enough): the daemon is there but did not answer in time.
+    return Status::Timeout("no answer within " + std::to_string(timeout_ms_ / 1000) + " s (" +
+                           Where() + ")");
+  }
   if (rc != CURLE_OK) {
     return Status::IOError(std::string(curl_easy_strerror(rc)) + " (" + Where() + ")");
   }

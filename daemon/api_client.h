@@ -21,7 +21,8 @@ class ApiClient {
  public:
   // `socket_path` non-empty: talk over that Unix socket; else `base_url` ("http://HOST:PORT").
   ApiClient(std::string socket_path, std::string base_url, long timeout_ms = 60'000);
-  // IOError when nothing answers (no daemon); the reply otherwise, whatever its status.
+  // IOError when nothing answers (no daemon); Timeout when the daemon took longer than
+  // timeout_ms; the reply otherwise, whatever its status.
   Status Call(const std::string& method, const std::string& path, const nlohmann::json& body,
               ApiReply* reply) const;
   // Where requests go, for messages.

@@ -198,11 +198,18 @@ int Daemon::Run() {
   limits.max_body_bytes = api_config_.max_body_bytes;
   int exit_code = 0;
   for (auto& [fd, name] : listeners) {
-    auto server = std::make_unique<HttpServer>(&loop_, limits,
-                                               [this](const HttpRequest& req, Responder respond) {
-                                                 metrics_->ApiRequest();
-                                                 api_->Handle(req, std::move(respond));
-                                               });
+    // TCP has no file permissions to say who may connect: there the API only reads (status,
+    // incidents, metrics). Changes go through the Unix socket.
+    bool read_only = name != api_socket_;
+    auto server = std::make_unique<HttpServer>(
+        &loop_, limits, [this, read_only](const HttpRequest& req, Responder respond) {
+          metrics_->ApiRequest();
+          if (read_only && req.method != "GET") {
+            return respond(ErrorResponse(
+                403, "the TCP listener is read-only; use the Unix socket " + api_socket_));
+          }
+          api_->Handle(req, std::move(respond));
+        });
     Status hs = server->Start(fd, name);
     http_.push_back(std::move(server));
     if (!hs.ok()) {

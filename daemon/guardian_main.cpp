@@ -75,6 +75,10 @@ bool FindDaemon(const std::string& url, const std::string& socket, const std::st
 int Call(const ApiClient& api, const std::string& method, const std::string& path, const json& body,
          ApiReply* reply) {
   Status s = api.Call(method, path, body, reply);
+  if (s.code() == Status::Code::kTimeout) {
+    std::cerr << "guardian: guardiand " << s.message() << "\n";
+    return kExitError;
+  }
   if (!s.ok()) {
     std::cerr << "guardian: no guardiand answers at " << api.Where() << " (" << s.message()
               << ")\n  start one with: guardiand --config /etc/guardian/guardian.yaml"
@@ -111,7 +115,7 @@ int ReadOffline(const std::string& config, std::string state_dir, const std::str
       for (const auto& e : load.errors) std::cerr << e.ToString() << "\n";
       return 2;
     }
-    state_dir = load.config->state_dir;
+    if (state_dir.empty()) state_dir = load.config->state_dir;  // --state-dir wins
     for (const auto& c : load.config->checks) {
       auto it = targets.find(c.mode);
       if (it == targets.end() || c.target_ms < it->second) targets[c.mode] = c.target_ms;
@@ -437,7 +441,8 @@ int main(int argc, char** argv) {
 
   Target target;
   if (!FindDaemon(url, socket, config, state_dir, &target)) return 2;
-  ApiClient api(target.socket, target.url);
+  // A dry run may take every phase's deadline (4 x phase_timeout_ms, 2 min by default).
+  ApiClient api(target.socket, target.url, *run_cmd ? 300'000 : 60'000);
   ApiReply reply;
   int rc = 0;
 

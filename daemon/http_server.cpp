@@ -51,8 +51,19 @@ namespace {
 uint64_t g_pass = 0;
 
 MHD_Result Queue(MHD_Connection* c, const HttpResponse& r) {
-  MHD_Response* resp = MHD_create_response_from_buffer(
-      r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
+  MHD_Response* resp = nullptr;
+  if (r.shared_body) {
+    // MHD keeps a reference to the shared text until the response is sent and freed.
+    using Holder = std::shared_ptr<const std::string>;
+    auto* holder = new Holder(r.shared_body);
+    resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        (*holder)->size(), const_cast<char*>((*holder)->data()),
+        [](void* cls) { delete static_cast<Holder*>(cls); }, holder);
+    if (!resp) delete holder;
+  } else {
+    resp = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
+                                           MHD_RESPMEM_MUST_COPY);
+  }
   if (!resp) return MHD_NO;
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type.c_str());
   MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
@@ -70,7 +81,8 @@ HttpResponse JsonError(int status, const std::string& message) {
     esc += ch;
   }
   return {status, "application/json",
-          "{\"error\":{\"status\":" + std::to_string(status) + ",\"message\":\"" + esc + "\"}}\n"};
+          "{\"error\":{\"status\":" + std::to_string(status) + ",\"message\":\"" + esc + "\"}}\n",
+          nullptr};
 }
 
 MHD_Result CollectArg(void* cls, MHD_ValueKind, const char* key, const char* value) {
@@ -138,7 +150,6 @@ struct HttpServerGlue {
       req = new HttpServer::Request();
       req->http.method = method;
       req->http.path = url;
-      req->http.pass = g_pass;
       MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, CollectArg, &req->http.query);
       const char* ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
       if (ct) req->http.content_type = ct;
@@ -190,6 +201,8 @@ struct HttpServerGlue {
       slot->response = JsonError(503, "guardiand is stopping");
       return Queue(c, *slot->response);
     }
+    // The pass it is answered in, not the one its headers came in (a body may arrive later).
+    req->http.pass = g_pass;
     slot->in_handler = true;
     try {
       self->handler_(req->http, Responder(slot));
@@ -357,8 +370,22 @@ Status ListenUnix(const std::string& path, int mode, int* fd_out) {
     return Status::InvalidArgument(path + ": socket path too long");
   }
   struct stat st {};
-  if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
-    return Status::InvalidArgument(path + ": exists and is not a socket; not replacing it");
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Status::InvalidArgument(path + ": exists and is not a socket; not replacing it");
+    }
+    // The state dir's lock does not cover an api.socket outside it: never take over a socket
+    // that another daemon still answers on.
+    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un live{};
+    live.sun_family = AF_UNIX;
+    std::memcpy(live.sun_path, path.c_str(), path.size() + 1);
+    bool answered =
+        probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&live), sizeof(live)) == 0;
+    if (probe >= 0) ::close(probe);
+    if (answered) {
+      return Status::InvalidArgument(path + ": another process is listening on it");
+    }
   }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));

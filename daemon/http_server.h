@@ -43,6 +43,9 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Instead of `body`: one answer sent to many clients (PassCache) without a copy each.
+  std::shared_ptr<const std::string> shared_body;
+  const std::string& text() const { return shared_body ? *shared_body : body; }
 };
 
 // Answers one request, once. Safe to call after the connection went away (it does nothing).

@@ -332,6 +332,38 @@ class EndpointTest(ApiTestCase):
         self.assertEqual(bodies[2]["checks"][0]["hold_reason"], "pipelined")
         self.stop_daemon()
 
+    def test_hold_during_backup_stops_the_attempt_before_remediate(self):
+        self.app, _ = self.make_app_file("app")
+        self.write_config([self.check("app", self.app, playbook="slow_backup")], test_playbooks=True)
+        self.start_daemon()
+        self.wait_version("app", GOOD_CONFIG)
+        write_atomic(self.app, GARBAGE)
+        inc = self.wait_for(lambda: [i for i in self.incidents("app") if any(
+            s["phase"] == "backup" and s["status"] == "running" for s in i["steps"])],
+            what="backup (a 3 s pause) to be running")[0]
+        self.api("POST", "/v1/checks/app/hold", {"reason": "maintenance"}, expect=200)
+        # Backup finishes; the attempt stops there and the incident waits, acting on nothing.
+        self.wait_for(lambda: any(s["phase"] == "observe" for s in self.incident(inc["id"])["steps"]),
+                      what="the incident to wait on the hold")
+        time.sleep(1.0)
+        self.assertEqual(read_text(self.app), GARBAGE, "remediate ran on a held check")
+        now = self.incident(inc["id"])
+        self.assertFalse([s for s in now["steps"] if s["phase"] == "remediate"], now)
+        self.assertEqual(now["state"], "open", now)
+        # Released: it acts and heals.
+        self.api("POST", "/v1/checks/app/release", expect=200)
+        self.wait_content(self.app, GOOD_CONFIG, timeout=LONG_TIMEOUT_S)
+        done = self.wait_incident("app", newer_than=inc["id"] - 1, timeout=LONG_TIMEOUT_S)
+        self.assertEqual(done["state"], "resolved", done)
+        self.stop_daemon()
+
+    def test_reload_refuses_a_body_it_does_not_understand(self):
+        self.start_one()
+        self.assert_error(self.api("POST", "/v1/reload", {"bogus": 1}), 400, "bogus")
+        self.assert_error(self.api("POST", "/v1/reload", "{"), 400, "not valid JSON")
+        self.assertNotIn("reloading", self.daemon.log())
+        self.stop_daemon()
+
     def test_hold_release_and_run(self):
         self.start_one()
         # Bad hold requests change nothing.
@@ -464,6 +496,13 @@ class EndpointTest(ApiTestCase):
         r = self.run_cli("--url", "http://" + addr, "status", "--json", state_dir=False,
                          env={"GUARDIAN_SOCKET": None})
         self.assertEqual(json.loads(self.assert_cli(r, 0))["pid"], d.pid)
+        # Read-only: TCP has no file permissions, so nothing that changes state is served there.
+        for path, body in [("/v1/checks/app/hold", {"reason": "from tcp"}),
+                           ("/v1/checks/app/run", {}), ("/v1/reload", {})]:
+            with self.subTest(path=path):
+                self.assert_error(http_request("POST", path, body, host_port=addr), 403,
+                                  "read-only", self.api_socket)
+        self.assertIs(self.status_check("app")["held"], False)
         self.stop_daemon()
         with self.assertRaises(OSError):
             http_request("GET", "/v1/health", host_port=addr, timeout=2)
@@ -503,7 +542,17 @@ class SocketTest(ApiTestCase):
         self.assertTrue(os.path.lexists(self.api_socket))
         d = self.start_daemon()
         self.assertEqual(self.health()["pid"], d.pid)
-        self.stop_daemon()
+
+        # A second daemon (its own state dir) pointed at a socket a live daemon answers on
+        # refuses to start instead of taking it over.
+        other = self.path("other.yaml")
+        self.write_config([self.check("app", self.app)], path=other,
+                          state_dir=self.path("state2"), api={"socket": self.api_socket})
+        second = self.start_daemon(other, wait_ready=False)
+        self.assertEqual(second.proc.wait(timeout=TIMEOUT_S), 1, second.log())
+        self.assertIn("another process is listening on it", second.log())
+        self.assertEqual(self.health()["pid"], d.pid)
+        self.stop_daemon(d)
         self.assertFalse(os.path.lexists(self.api_socket))
 
     def test_custom_socket_0600_and_how_the_cli_finds_it(self):
@@ -848,6 +897,18 @@ class ReloadTest(ApiTestCase):
 
 
 class ObserveTest(ApiTestCase):
+
+    def test_removing_a_check_ends_its_observed_incident(self):
+        self.start_one(mode="observe")
+        write_atomic(self.app, GARBAGE)
+        inc = self.wait_incident("app", states=("open",))
+        self.write_config([], mode="observe")
+        self.api("POST", "/v1/reload", expect=200)
+        # Not left open until a restart: it ends as no longer configured.
+        done = self.wait_incident("app", states=("escalated", "resolved"), newer_than=inc["id"] - 1)
+        self.assertIn("no longer configured", done["reason"], done)
+        self.assertEqual(self.status()["open_incidents"], 0)
+        self.stop_daemon()
 
     def test_observe_mode_records_without_acting(self):
         self.start_one(mode="observe")

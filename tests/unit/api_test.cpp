@@ -427,14 +427,14 @@ TEST_CASE("PassCache builds once per pass and again after an invalidation") {
   int builds = 0;
   auto build = [&] {
     ++builds;
-    return HttpResponse{200, "application/json", "build " + std::to_string(builds)};
+    return HttpResponse{200, "application/json", "build " + std::to_string(builds), nullptr};
   };
-  CHECK(cache.Get(7, build).body == "build 1");
-  CHECK(cache.Get(7, build).body == "build 1");  // same pass: reused
+  CHECK(cache.Get(7, build).text() == "build 1");
+  CHECK(cache.Get(7, build).text() == "build 1");  // same pass: reused
   CHECK(builds == 1);
-  CHECK(cache.Get(8, build).body == "build 2");  // a new pass: rebuilt
+  CHECK(cache.Get(8, build).text() == "build 2");  // a new pass: rebuilt
   cache.Invalidate();
-  CHECK(cache.Get(8, build).body == "build 3");  // invalidated within the pass: rebuilt
-  CHECK(cache.Get(8, build).body == "build 3");
+  CHECK(cache.Get(8, build).text() == "build 3");  // invalidated within the pass: rebuilt
+  CHECK(cache.Get(8, build).text() == "build 3");
   CHECK(builds == 3);
 }
