@@ -1,0 +1,104 @@
+#include "daemon/proc_identity.h"
+
+#include <fcntl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+namespace guardian {
+
+bool ProcessIdentity::SameAs(const ProcessIdentity& other) const {
+  if (pid != other.pid || start_ticks != other.start_ticks) return false;
+  return exe.empty() || other.exe.empty() || exe == other.exe;
+}
+
+std::string ProcessIdentity::ToString() const {
+  return "pid " + std::to_string(pid) + " (started at tick " + std::to_string(start_ticks) +
+         (exe.empty() ? "" : ", " + exe) + ")";
+}
+
+Status ParseProcStat(const std::string& text, char* state, uint64_t* start_ticks) {
+  // "PID (COMM) STATE PPID ...": COMM may contain ") (", so the last ')' ends it.
+  size_t close = text.rfind(')');
+  if (close == std::string::npos || close + 2 >= text.size()) {
+    return Status::Corruption("/proc stat: no command name in '" + text.substr(0, 64) + "'");
+  }
+  std::istringstream rest(text.substr(close + 2));
+  std::vector<std::string> fields;  // fields[0] is field 3 (state)
+  std::string f;
+  while (rest >> f) fields.push_back(f);
+  // starttime is field 22, i.e. fields[19].
+  if (fields.size() < 20 || fields[0].size() != 1) {
+    return Status::Corruption("/proc stat: too few fields (" + std::to_string(fields.size()) + ")");
+  }
+  *state = fields[0][0];
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(fields[19].c_str(), &end, 10);
+  if (errno != 0 || end == fields[19].c_str() || *end != '\0') {
+    return Status::Corruption("/proc stat: bad starttime '" + fields[19] + "'");
+  }
+  *start_ticks = v;
+  return Status::OK();
+}
+
+Status ReadProcessIdentity(pid_t pid, ProcessIdentity* out) {
+  if (pid <= 0) return Status::InvalidArgument("pid must be > 0, got " + std::to_string(pid));
+  std::string dir = "/proc/" + std::to_string(pid);
+  std::ifstream in(dir + "/stat");
+  if (!in) return Status::NotFound("no process " + std::to_string(pid));
+  std::string text;
+  std::getline(in, text);
+  char state = 0;
+  uint64_t ticks = 0;
+  Status s = ParseProcStat(text, &state, &ticks);
+  if (!s.ok()) return s;
+  if (state == 'Z' || state == 'X') {
+    return Status::NotFound("process " + std::to_string(pid) + " has exited");
+  }
+  ProcessIdentity id;
+  id.pid = pid;
+  id.start_ticks = ticks;
+  char buf[4096];
+  ssize_t n = ::readlink((dir + "/exe").c_str(), buf, sizeof(buf) - 1);
+  if (n > 0) id.exe.assign(buf, static_cast<size_t>(n));
+  *out = std::move(id);
+  return Status::OK();
+}
+
+Status SignalIfSame(const ProcessIdentity& id, int sig) {
+  // The pidfd pins the process that has this pid now; if the identity read after opening it
+  // matches, the signal reaches that process even if it exits and the pid is reused meanwhile.
+  int fd = static_cast<int>(::syscall(SYS_pidfd_open, id.pid, 0));
+  if (fd < 0) {
+    if (errno == ESRCH) return Status::NotFound(id.ToString() + " is gone");
+    return Status::IOError("pidfd_open " + std::to_string(id.pid) + ": " + std::strerror(errno));
+  }
+  ProcessIdentity now;
+  Status s = ReadProcessIdentity(id.pid, &now);
+  if (!s.ok()) {
+    ::close(fd);
+    return s.code() == Status::Code::kNotFound ? Status::NotFound(id.ToString() + " is gone") : s;
+  }
+  if (!now.SameAs(id)) {
+    ::close(fd);
+    return Status::Busy("pid " + std::to_string(id.pid) + " now belongs to another process, " +
+                        now.ToString() + "; not signalled");
+  }
+  int rc = static_cast<int>(::syscall(SYS_pidfd_send_signal, fd, sig, nullptr, 0));
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    if (err == ESRCH) return Status::NotFound(id.ToString() + " is gone");
+    return Status::IOError("signal " + id.ToString() + ": " + std::strerror(err));
+  }
+  return Status::OK();
+}
+
+}  // namespace guardian

@@ -1,0 +1,40 @@
+#pragma once
+// ProcessIdentity: a process named by its pid AND its start time (clock ticks after boot, field
+// 22 of /proc/PID/stat), with its executable. A pid alone is not a process: after an exit the
+// kernel hands the number to the next program, so a stale pidfile or a remembered pid may name
+// a stranger. SignalIfSame() signals only the very process that was identified, through a pidfd
+// opened before the identity is checked, so not even a reuse between check and kill can hit
+// another program.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "daemon/status.h"
+
+namespace guardian {
+
+struct ProcessIdentity {
+  pid_t pid = 0;
+  uint64_t start_ticks = 0;  // since boot, in clock ticks (sysconf(_SC_CLK_TCK))
+  std::string exe;           // /proc/PID/exe's target; empty when it cannot be read
+
+  // Same process: same pid and start time (the exe is compared only when both know it).
+  bool SameAs(const ProcessIdentity& other) const;
+  std::string ToString() const;  // "pid 123 (started at tick 456, /usr/bin/app)"
+};
+
+// Reads the identity of the live process `pid`. NotFound when there is none, or when it has
+// exited and only its zombie is left (it can no longer be signalled into doing anything).
+Status ReadProcessIdentity(pid_t pid, ProcessIdentity* out);
+
+// Parses the text of /proc/PID/stat (the command name in parentheses may hold spaces and
+// parentheses). Exposed for tests.
+Status ParseProcStat(const std::string& text, char* state, uint64_t* start_ticks);
+
+// Sends `sig` to `id.pid` only if that pid still names the process `id` describes.
+// NotFound: it is gone. Busy: the pid now belongs to another process (nothing is sent).
+Status SignalIfSame(const ProcessIdentity& id, int sig);
+
+}  // namespace guardian
