@@ -12,8 +12,6 @@ namespace guardian {
 
 namespace {
 
-const auto kReplace = nlohmann::json::error_handler_t::replace;
-
 bool ParseInt(const std::string& text, int64_t lo, int64_t hi, int64_t* out) {
   int64_t v = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -88,16 +86,6 @@ int HttpStatusFor(const Status& s) {
   }
 }
 
-HttpResponse JsonResponse(int status, const nlohmann::json& body) {
-  // Compact: the answers are for programs (the CLI, scripts, jq); `guardian ... --json`
-  // pretty-prints.
-  return {status, "application/json", body.dump(-1, ' ', false, kReplace) + "\n", nullptr};
-}
-
-HttpResponse ErrorResponse(int status, const std::string& message) {
-  return JsonResponse(status, {{"error", {{"status", status}, {"message", message}}}});
-}
-
 Status ParseIncidentFilter(const std::map<std::string, std::string>& query,
                            IncidentFilter* filter) {
   for (const auto& [key, value] : query) {
@@ -142,6 +130,15 @@ Status ParseIncidentFilter(const std::map<std::string, std::string>& query,
     }
   }
   return Status::OK();
+}
+
+std::map<std::string, int64_t> MttrTargets(const Config& config) {
+  std::map<std::string, int64_t> t;
+  for (const auto& c : config.checks) {
+    auto it = t.find(c.mode);
+    if (it == t.end() || c.target_ms < it->second) t[c.mode] = c.target_ms;
+  }
+  return t;
 }
 
 nlohmann::json MttrReport(const std::vector<RecoveryTime>& times,
@@ -208,6 +205,17 @@ const HttpResponse& PassCache::Get(uint64_t pass, const std::function<HttpRespon
   return response_;
 }
 
+void Api::AnswerFromStore(std::function<Status(Store&, HttpResponse*)> build, Responder respond) {
+  // Built and serialized on the store thread: a hundred incidents with their steps take
+  // milliseconds, which the loop must not spend. The loop only hands the bytes over.
+  auto out = std::make_shared<HttpResponse>();
+  backend_.store([build, out](Store& st) { return build(st, out.get()); },
+                 [out, respond](Status s) {
+                   if (!s.ok()) return respond(ErrorResponse(500, "store: " + s.message()));
+                   respond(std::move(*out));
+                 });
+}
+
 void Api::Handle(const HttpRequest& req, Responder respond) {
   const std::string& p = req.path;
   auto method_is = [&](const char* m) { return req.method == m; };
@@ -246,11 +254,8 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
     IncidentFilter filter;
     Status s = ParseIncidentFilter(req.query, &filter);
     if (!s.ok()) return fail(s);
-    // The answer is built and serialized on the store thread: a hundred incidents with their
-    // steps take milliseconds, which the loop must not spend.
-    auto out = std::make_shared<HttpResponse>();
-    backend_.store(
-        [filter, out](Store& st) {
+    return AnswerFromStore(
+        [filter](Store& st, HttpResponse* out) {
           std::vector<IncidentRecord> list;
           Status s = st.ListIncidents(filter, &list);
           if (!s.ok()) return s;
@@ -259,20 +264,15 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
           *out = JsonResponse(200, {{"incidents", std::move(arr)}});
           return Status::OK();
         },
-        [out, respond](Status s) {
-          if (!s.ok()) return respond(ErrorResponse(500, "store: " + s.message()));
-          respond(std::move(*out));
-        });
-    return;
+        respond);
   }
   static const std::regex kIncident("^/v1/incidents/([0-9]{1,18})$");
   std::smatch m;
   if (std::regex_match(p, m, kIncident)) {
     if (!method_is("GET")) return wrong_method("GET");
     int64_t id = std::stoll(m[1].str());
-    auto out = std::make_shared<HttpResponse>();
-    backend_.store(
-        [id, out](Store& st) {
+    return AnswerFromStore(
+        [id](Store& st, HttpResponse* out) {
           std::optional<IncidentRecord> rec;
           Status s = st.GetIncident(id, &rec);
           if (!s.ok()) return s;
@@ -280,11 +280,7 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
                      : ErrorResponse(404, "no incident " + std::to_string(id));
           return Status::OK();
         },
-        [out, respond](Status s) {
-          if (!s.ok()) return respond(ErrorResponse(500, "store: " + s.message()));
-          respond(std::move(*out));
-        });
-    return;
+        respond);
   }
   if (p.rfind("/v1/incidents/", 0) == 0) {
     return respond(ErrorResponse(400, "incident id must be a positive integer"));
@@ -299,19 +295,14 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
                                               : "unknown parameter '" + k + "' (known: since)"));
       }
     }
-    auto out = std::make_shared<HttpResponse>();
-    backend_.store(
-        [since, targets = backend_.targets(), out](Store& st) {
+    return AnswerFromStore(
+        [since, targets = backend_.targets()](Store& st, HttpResponse* out) {
           std::vector<RecoveryTime> times;
           Status s = st.RecoveryTimes(since, &times);
           if (s.ok()) *out = JsonResponse(200, MttrReport(times, targets));
           return s;
         },
-        [out, respond](Status s) {
-          if (!s.ok()) return respond(ErrorResponse(500, "store: " + s.message()));
-          respond(std::move(*out));
-        });
-    return;
+        respond);
   }
   if (p == "/v1/reload") {
     if (!method_is("POST")) return wrong_method("POST");

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "daemon/config.h"
 #include "daemon/http_server.h"
 #include "daemon/status.h"
 #include "daemon/store.h"
@@ -55,6 +56,9 @@ class Api {
   void Handle(const HttpRequest& req, Responder respond);
 
  private:
+  // Fills the answer on the store thread with `build`, then sends it (500 if the store failed).
+  void AnswerFromStore(std::function<Status(Store&, HttpResponse*)> build, Responder respond);
+
   ApiBackend backend_;
   // Any request that may change state (every POST) invalidates both.
   PassCache status_cache_, metrics_cache_;
@@ -63,11 +67,12 @@ class Api {
 // HTTP status for a Status code: 400 invalid, 404 not found, 409 busy (held, observe mode, an
 // open incident), 503 aborted, 500 otherwise.
 int HttpStatusFor(const Status& s);
-HttpResponse ErrorResponse(int status, const std::string& message);
-HttpResponse JsonResponse(int status, const nlohmann::json& body);
 
 // Parses /v1/incidents query parameters; an unknown or malformed one is an error naming it.
 Status ParseIncidentFilter(const std::map<std::string, std::string>& query, IncidentFilter* filter);
+
+// Each configured mode's MTTR target: the tightest of its checks'.
+std::map<std::string, int64_t> MttrTargets(const Config& config);
 
 // Per-mode MTTR/MTTD statistics (count, p50, p95, max, target, over_target) from resolved
 // incidents. Modes with a target but no incidents are listed with count 0.

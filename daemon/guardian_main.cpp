@@ -116,10 +116,7 @@ int ReadOffline(const std::string& config, std::string state_dir, const std::str
       return 2;
     }
     if (state_dir.empty()) state_dir = load.config->state_dir;  // --state-dir wins
-    for (const auto& c : load.config->checks) {
-      auto it = targets.find(c.mode);
-      if (it == targets.end() || c.target_ms < it->second) targets[c.mode] = c.target_ms;
-    }
+    targets = guardian::MttrTargets(*load.config);
   }
   if (state_dir.empty()) {
     const char* env = std::getenv("GUARDIAN_STATE_DIR");

@@ -72,19 +72,6 @@ MHD_Result Queue(MHD_Connection* c, const HttpResponse& r) {
   return ok;
 }
 
-HttpResponse JsonError(int status, const std::string& message) {
-  // Built by hand only because this file has no JSON dependency; the text is escaped below.
-  std::string esc;
-  for (char ch : message) {
-    if (ch == '"' || ch == '\\') esc += '\\';
-    if (static_cast<unsigned char>(ch) < 0x20) continue;
-    esc += ch;
-  }
-  return {status, "application/json",
-          "{\"error\":{\"status\":" + std::to_string(status) + ",\"message\":\"" + esc + "\"}}\n",
-          nullptr};
-}
-
 MHD_Result CollectArg(void* cls, MHD_ValueKind, const char* key, const char* value) {
   auto* q = static_cast<std::map<std::string, std::string>*>(cls);
   if (key) (*q)[key] = value ? value : "";
@@ -100,6 +87,15 @@ void LogFromMhd(void* cls, const char* fmt, va_list ap) {
 }
 
 }  // namespace
+
+HttpResponse JsonResponse(int status, const nlohmann::json& body) {
+  return {status, "application/json",
+          body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", nullptr};
+}
+
+HttpResponse ErrorResponse(int status, const std::string& message) {
+  return JsonResponse(status, {{"error", {{"status", status}, {"message", message}}}});
+}
 
 void Responder::operator()(HttpResponse response) const {
   auto slot = slot_.lock();
@@ -168,7 +164,7 @@ struct HttpServerGlue {
         req->dispatched = true;
         if (auto* conn = ConnOf(c)) conn->busy = true;
         self->requests_++;
-        req->slot->response = JsonError(
+        req->slot->response = ErrorResponse(
             413, "request body over " + std::to_string(self->limits_.max_body_bytes) + " bytes");
         return Queue(c, *req->slot->response);
       }
@@ -193,12 +189,12 @@ struct HttpServerGlue {
     if (auto* conn = ConnOf(c)) conn->busy = true;
     self->requests_++;
     if (req->too_large) {
-      slot->response = JsonError(
+      slot->response = ErrorResponse(
           413, "request body over " + std::to_string(self->limits_.max_body_bytes) + " bytes");
       return Queue(c, *slot->response);
     }
     if (self->closing_) {
-      slot->response = JsonError(503, "guardiand is stopping");
+      slot->response = ErrorResponse(503, "guardiand is stopping");
       return Queue(c, *slot->response);
     }
     // The pass it is answered in, not the one its headers came in (a body may arrive later).
@@ -209,7 +205,7 @@ struct HttpServerGlue {
     } catch (const std::exception& e) {
       // A handler bug must cost one request, never the daemon.
       spdlog::error("api: {} {}: {}", req->http.method, req->http.path, e.what());
-      if (!slot->response) slot->response = JsonError(500, "internal error");
+      if (!slot->response) slot->response = ErrorResponse(500, "internal error");
     }
     slot->in_handler = false;
     if (slot->response) return Queue(c, *slot->response);
@@ -333,7 +329,7 @@ void HttpServer::Close(std::function<void()> closed) {
   auto pending = std::move(suspended_);
   for (auto& [req, slot] : pending) {
     slot->suspended = false;
-    slot->response = JsonError(503, "guardiand is stopping");
+    slot->response = ErrorResponse(503, "guardiand is stopping");
     MHD_resume_connection(slot->conn);
   }
   MHD_run(mhd_);

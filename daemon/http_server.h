@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 
@@ -47,6 +48,12 @@ struct HttpResponse {
   std::shared_ptr<const std::string> shared_body;
   const std::string& text() const { return shared_body ? *shared_body : body; }
 };
+
+// A JSON answer, compact: the answers are for programs (the CLI, scripts, jq); `guardian ...
+// --json` pretty-prints. Bytes that are not UTF-8 (evidence quoting a broken file) are replaced.
+HttpResponse JsonResponse(int status, const nlohmann::json& body);
+// {"error": {"status": N, "message": "..."}}, the shape of every error the API gives.
+HttpResponse ErrorResponse(int status, const std::string& message);
 
 // Answers one request, once. Safe to call after the connection went away (it does nothing).
 class Responder {
