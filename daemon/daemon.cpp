@@ -228,7 +228,7 @@ int Daemon::Run() {
   // systemd: ready only once every handle is set up; the watchdog pings from this loop.
   notifier_ = std::make_unique<Notifier>();
   notifier_->StartWatchdog(&loop_);
-  notifier_->Ready(NotifyStatus(engine_->StatusJson().value("open_incidents", size_t{0})));
+  notifier_->Ready(NotifyStatus());
   if (exit_code != 0) Stop();
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Only now: callbacks of pool work queued before the stop may still have reached the engine.
@@ -333,7 +333,7 @@ void Daemon::Reload(ReloadDone done) {
         nlohmann::json result;
         if (!stopping_) {
           s = ApplyReload(std::move(*v), &result);
-          notifier_->Ready(NotifyStatus(engine_->StatusJson().value("open_incidents", size_t{0})));
+          notifier_->Ready(NotifyStatus());
         }
         for (auto& w : waiters) w(s, result);
         if (reload_again_) {
@@ -435,16 +435,16 @@ nlohmann::json Daemon::StatusJson() const {
 }
 
 nlohmann::json Daemon::HealthJson() const {
-  nlohmann::json st = engine_->StatusJson();
+  // From memory, without building the status: health is what probes poll.
   // "degraded": running, but an operator should look (a rejected reload, a broken playbook).
   bool degraded = !config_errors_.empty() || !playbook_errors_.empty();
   return {{"status", degraded ? "degraded" : "ok"},
           {"pid", getpid()},
           {"version", GUARDIAN_VERSION},
           {"uptime_ms", SystemClock::Get()->WallMs() - started_at_},
-          {"mode", st["mode"]},
-          {"checks", st["checks"].size()},
-          {"open_incidents", st["open_incidents"]},
+          {"mode", config_->observe ? "observe" : "act"},
+          {"checks", config_->checks.size()},
+          {"open_incidents", engine_->open_incidents()},
           {"loop_lag_us", {{"p99", lag_->PercentileUs(0.99)}, {"max", lag_->MaxUs()}}}};
 }
 
@@ -466,15 +466,7 @@ ApiBackend Daemon::MakeApiBackend() {
     engine_->RunNow(check, force, "api", std::move(done));
   };
   b.reload = [this](std::function<void(Status, nlohmann::json)> done) { Reload(std::move(done)); };
-  b.targets = [this] {
-    // A mode's target is the tightest of its checks'.
-    std::map<std::string, int64_t> t;
-    for (const auto& c : config_->checks) {
-      auto it = t.find(c.mode);
-      if (it == t.end() || c.target_ms < it->second) t[c.mode] = c.target_ms;
-    }
-    return t;
-  };
+  b.targets = [this] { return MttrTargets(*config_); };
   return b;
 }
 
@@ -482,7 +474,7 @@ void Daemon::WriteStatus() {
   if (status_write_in_flight_ || stopping_) return;
   nlohmann::json j = StatusJson();
   // Sent only when the text changed.
-  if (notifier_) notifier_->Status(NotifyStatus(j.value("open_incidents", size_t{0})));
+  if (notifier_) notifier_->Status(NotifyStatus());
   // Evidence quotes broken files, which may hold bytes that are not UTF-8: replace, never throw.
   std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::string path = config_->state_dir + "/status.json";
@@ -501,10 +493,10 @@ void Daemon::WriteStatus() {
       [this] { status_write_in_flight_ = false; });
 }
 
-std::string Daemon::NotifyStatus(size_t open_incidents) const {
+std::string Daemon::NotifyStatus() const {
   std::string text = std::to_string(config_->checks.size()) + " checks, " +
                      std::to_string(playbooks_->Names().size()) + " playbooks, " +
-                     std::to_string(open_incidents) + " open incidents";
+                     std::to_string(engine_->open_incidents()) + " open incidents";
   if (!status_note_.empty()) text += "; " + status_note_;
   return text;
 }

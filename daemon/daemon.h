@@ -73,7 +73,7 @@ class Daemon {
   void WriteStatus();
   void CloseAll();
   // systemd STATUS= text: "N checks, M playbooks, K open incidents" (+ "; " + status_note_).
-  std::string NotifyStatus(size_t open_incidents) const;
+  std::string NotifyStatus() const;
 
   std::string config_path_;
   uv_loop_t loop_{};

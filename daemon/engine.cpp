@@ -342,13 +342,8 @@ void Engine::DryRunPhase(int64_t key, size_t i, nlohmann::json out,
   if (i == std::size(kPhases)) {
     out["actions"] = DryRunJson(run->recorded());
     // We may be inside this run's own callback: free it on the next loop turn.
-    std::shared_ptr<PlaybookRun> dead(it->second.release());
+    FreeNextTurn(std::shared_ptr<PlaybookRun>(it->second.release()));
     dry_runs_.erase(it);
-    auto* timer = new Timer(loop_);
-    timer->Start(0, [timer, dead]() mutable {
-      dead.reset();
-      delete timer;
-    });
     return done(Status::OK(), std::move(out));
   }
   run->RunPhase(kPhases[i], 1, [this, key, i, out, done](Status s, std::string message) mutable {
@@ -422,6 +417,22 @@ void Engine::Observe(Incident* inc, const std::string& why) {
   store_->Submit([step](Store& s) { return s.InsertStep(step.get()); });
 }
 
+bool Engine::HeldBack(Incident* inc, const std::string& context) {
+  CheckRuntime* check = FindCheck(inc->rec.check_id);
+  std::string why;
+  if (!check || MayAct(check, &why)) return false;
+  Observe(inc, why + context);
+  return true;
+}
+
+void Engine::FreeNextTurn(std::shared_ptr<void> dead) {
+  auto* timer = new Timer(loop_);
+  timer->Start(0, [timer, dead]() mutable {
+    dead.reset();
+    delete timer;
+  });
+}
+
 void Engine::StartAttempt(Incident* inc) {
   CheckRuntime* check = FindCheck(inc->rec.check_id);
   if (!check) return Escalate(inc, "check '" + inc->rec.check_id + "' is no longer configured");
@@ -446,10 +457,7 @@ void Engine::StartAttempt(Incident* inc) {
     if (!inc) return;
     if (!s.ok()) return RetryOrEscalate(inc, "backup failed: " + s.message());
     // A hold or observe mode that came while backup ran stops the attempt before it acts.
-    if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
-      std::string why;
-      if (!MayAct(check, &why)) return Observe(inc, why);
-    }
+    if (HeldBack(inc, "")) return;
     inc->remediate_started = true;
     RunStep(inc, "remediate", [this, id](Status s) {
       Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
@@ -537,10 +545,7 @@ void Engine::ProbeForStep(const std::string& check_id, int tries,
 }
 
 void Engine::Rollback(Incident* inc, const std::string& why) {
-  if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
-    std::string stop;
-    if (!MayAct(check, &stop)) return Observe(inc, stop + "; not rolled back: " + why);
-  }
+  if (HeldBack(inc, "; not rolled back: " + why)) return;
   spdlog::warn("incident {} ({}): {}; rolling back", inc->rec.id, inc->rec.check_id, why);
   int64_t id = inc->rec.id;
   RunStep(inc, "rollback", [this, id, why](Status s) {
@@ -637,13 +642,8 @@ void Engine::Finish(Incident* inc) {
   // We may be deep inside this incident's playbook callback; free it on the next loop turn.
   auto it = incidents_.find(inc->rec.id);
   if (it == incidents_.end()) return;
-  std::shared_ptr<Incident> dead(it->second.release());
+  FreeNextTurn(std::shared_ptr<Incident>(it->second.release()));
   incidents_.erase(it);
-  auto* timer = new Timer(loop_);
-  timer->Start(0, [timer, dead]() mutable {
-    dead.reset();
-    delete timer;
-  });
 }
 
 void Engine::Recover(std::vector<IncidentRecord> unfinished,

@@ -75,6 +75,7 @@ class Engine {
   // Status snapshot for the status file.
   nlohmann::json StatusJson() const;
   size_t running_playbooks() const;
+  size_t open_incidents() const { return incidents_.size(); }
 
  private:
   struct Incident;
@@ -85,6 +86,11 @@ class Engine {
   bool MayAct(CheckRuntime* check, std::string* why) const;
   // Records that the incident waits without acting (observe mode or hold).
   void Observe(Incident* inc, const std::string& why);
+  // Mid-attempt: if a hold or observe mode now stops its check, the incident waits (Observe,
+  // with `context` appended to the reason) and this returns true.
+  bool HeldBack(Incident* inc, const std::string& context);
+  // Destroys `dead` on the next loop turn: callers may be inside its own callback.
+  void FreeNextTurn(std::shared_ptr<void> dead);
   void ResumeObserved();
   void StartAttempt(Incident* inc);
   void RunStep(Incident* inc, const std::string& phase, std::function<void(Status)> next);
