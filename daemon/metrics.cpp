@@ -61,7 +61,9 @@ std::string FormatValue(double v) {
   return std::string(buf, r.ptr);
 }
 
-std::string EscapeHelp(const std::string& s) {
+// The text format escapes backslash and newline in HELP text, and the double quote too in
+// label values.
+std::string Escape(const std::string& s, bool quote) {
   std::string out;
   out.reserve(s.size());
   for (char c : s) {
@@ -69,23 +71,8 @@ std::string EscapeHelp(const std::string& s) {
       out += "\\\\";
     } else if (c == '\n') {
       out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-std::string EscapeLabelValue(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
+    } else if (quote && c == '"') {
       out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
     } else {
       out += c;
     }
@@ -101,7 +88,7 @@ std::string LabelSet(const Labels& names, const Labels& values, const std::strin
     if (i > 0) out += ',';
     out += names[i];
     out += "=\"";
-    out += EscapeLabelValue(values[i]);
+    out += Escape(values[i], true);
     out += '"';
   }
   if (le != nullptr) {
@@ -242,7 +229,7 @@ void MetricsRegistry::ResetGauge(const std::string& name) {
 std::string MetricsRegistry::Render() const {
   std::string out;
   for (const auto& [name, f] : families_) {
-    out += "# HELP " + name + " " + EscapeHelp(f.help) + "\n";
+    out += "# HELP " + name + " " + Escape(f.help, false) + "\n";
     out += "# TYPE " + name + " " + TypeName(f.kind) + "\n";
     if (f.kind != Kind::kHistogram) {
       for (const auto& [labels, value] : f.values) {
