@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "plugins/playbook_run.h"
+#include "tests/lua/run_fixture.h"
 
 using namespace guardian;
 namespace fs = std::filesystem;
@@ -23,79 +24,14 @@ std::string ReadFile(const fs::path& p) {
   return ss.str();
 }
 
-struct Fixture {
-  fs::path dir;
-  std::string app;    // the watched file's folder: writable
-  std::string state;  // ctx.state_dir
-  uv_loop_t loop{};
-  std::map<std::string, std::string> values;
-  std::vector<std::string> logs;
-
-  Fixture() {
-    char tmpl[] = "/tmp/guardian-dry-test-XXXXXX";
-    dir = mkdtemp(tmpl);
-    app = (dir / "app").string();
-    state = (dir / "state").string();
-    fs::create_directories(app);
-    fs::create_directories(state);
-    uv_loop_init(&loop);
-  }
-  ~Fixture() {
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK(uv_loop_close(&loop) == 0);  // a dry wait leaves no handle behind
-    fs::remove_all(dir);
-  }
-
-  // The playbook's text may name APP for the watched file's folder.
+// The playbooks here name the watched file's folder APP.
+struct Fixture : RunFixture {
   std::shared_ptr<const PlaybookInfo> Playbook(const std::string& body) {
-    fs::path p = dir / "t.lua";
-    std::ofstream(p) << "local APP = '" << app
-                     << "'\nreturn { name = 't', mode = 'missing_config', timeout = 2000,\n"
-                     << body << "\n}\n";
-    auto info = std::make_shared<PlaybookInfo>();
-    Status s = PlaybookLibrary::Inspect(p.string(), PlaybookLimits{}, info.get());
-    REQUIRE_MESSAGE(s.ok(), s.message());
-    return info;
+    return RunFixture::Playbook(body, "t", "local APP = '" + app + "'\n");
   }
-
   std::unique_ptr<PlaybookRun> Run(std::shared_ptr<const PlaybookInfo> pb, bool dry_run,
                                    PlaybookLimits limits = {}) {
-    CheckConfig c{};
-    c.id = "app";
-    c.mode = "missing_config";
-    c.params["path"] = app + "/app.yaml";
-    RunServices services;
-    services.probe = [](std::function<void(Observation)> done) {
-      done(Observation::Failing("still broken"));
-    };
-    services.get_value = [this](const std::string& k) { return values[k]; };
-    services.set_value = [this](const std::string& k, const std::string& v) {
-      values[k] = v;
-      return Status::OK();
-    };
-    services.log = [this](const std::string& level, const std::string& line) {
-      logs.push_back(level + ": " + line);
-    };
-    services.dry_run = dry_run;
-    auto run = std::make_unique<PlaybookRun>(&loop, pb, c, state, limits, services);
-    Status s = run->Start(7);
-    REQUIRE_MESSAGE(s.ok(), s.message());
-    return run;
-  }
-
-  std::pair<Status, std::string> Phase(PlaybookRun& run, const std::string& phase) {
-    bool done = false;
-    Status result;
-    std::string message;
-    run.RunPhase(phase, 1, [&](Status s, std::string m) {
-      done = true;
-      result = s;
-      message = m;
-    });
-    while (!done && uv_run(&loop, UV_RUN_ONCE)) {
-    }
-    REQUIRE(done);
-    return {result, message};
+    return RunFixture::Run(std::move(pb), limits, dry_run);
   }
 };
 

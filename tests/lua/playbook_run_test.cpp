@@ -9,85 +9,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/lua/run_fixture.h"
+
 using namespace guardian;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Fixture {
-  fs::path dir;
-  uv_loop_t loop{};
-  std::map<std::string, std::string> values;
-  std::vector<std::string> logs;
-  int probes = 0;
-
-  Fixture() {
-    char tmpl[] = "/tmp/guardian-run-test-XXXXXX";
-    dir = mkdtemp(tmpl);
-    fs::create_directories(dir / "app");
-    fs::create_directories(dir / "state");
-    uv_loop_init(&loop);
-  }
-  ~Fixture() {
-    uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK(uv_loop_close(&loop) == 0);  // every handle a run opened is closed
-    fs::remove_all(dir);
-  }
-
-  std::shared_ptr<const PlaybookInfo> Playbook(const std::string& body,
-                                               const std::string& name = "t") {
-    fs::path p = dir / (name + ".lua");
-    std::ofstream(p) << "return { name = '" << name
-                     << "', mode = 'missing_config', timeout = 2000,\n"
-                     << body << "\n}\n";
-    auto info = std::make_shared<PlaybookInfo>();
-    Status s = PlaybookLibrary::Inspect(p.string(), PlaybookLimits{}, info.get());
-    REQUIRE_MESSAGE(s.ok(), s.message());
-    return info;
-  }
-
-  std::unique_ptr<PlaybookRun> Run(std::shared_ptr<const PlaybookInfo> pb,
-                                   PlaybookLimits limits = {}) {
-    CheckConfig c{};
-    c.id = "app";
-    c.mode = "missing_config";
-    c.params["path"] = (dir / "app" / "app.yaml").string();
-    RunServices services;
-    services.probe = [this](std::function<void(Observation)> done) {
-      ++probes;
-      done(Observation::Failing("still broken"));
-    };
-    services.get_value = [this](const std::string& k) { return values[k]; };
-    services.set_value = [this](const std::string& k, const std::string& v) {
-      values[k] = v;
-      return Status::OK();
-    };
-    services.log = [this](const std::string& level, const std::string& line) {
-      logs.push_back(level + ": " + line);
-    };
-    auto run =
-        std::make_unique<PlaybookRun>(&loop, pb, c, (dir / "state").string(), limits, services);
-    Status s = run->Start(7);
-    REQUIRE_MESSAGE(s.ok(), s.message());
-    return run;
-  }
-
-  // Runs one phase to completion on the loop.
-  std::pair<Status, std::string> Phase(PlaybookRun& run, const std::string& phase) {
-    bool done = false;
-    Status result;
-    std::string message;
-    run.RunPhase(phase, 1, [&](Status s, std::string m) {
-      done = true;
-      result = s;
-      message = m;
-    });
-    while (!done && uv_run(&loop, UV_RUN_ONCE)) {
-    }
-    REQUIRE(done);
-    return {result, message};
-  }
-};
+using Fixture = RunFixture;
 
 }  // namespace
 
