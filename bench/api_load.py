@@ -17,7 +17,6 @@ Markdown table of medians over the runs and, with --json FILE, every raw figure.
                     [--endpoints PATH...] [--json FILE] [--keep]
 """
 import argparse
-import datetime
 import json
 import os
 import re
@@ -32,30 +31,19 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import BenchError, machine_info, wait_for  # noqa: E402
 ORIGINAL = b"server:\n  port: 8080\n  workers: 4\n"
 ENDPOINTS = ["/v1/status", "/metrics", "/v1/incidents?limit=100", "/v1/mttr"]
 GOAL_P99_MS = 5.0
 GOAL_LAG_P99_MS = 10.0
-
-
-class BenchError(Exception):
-    pass
+POLL_S = 0.005
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.005)
-    raise BenchError("timed out waiting for " + what)
 
 
 def get_json(base, path):
@@ -96,8 +84,8 @@ def fill_store(base, files, wanted):
         return sum(m["count"] for m in modes)
     # The detector keeps a last-known-good copy once it has seen the file valid: wait for every
     # check to have been probed healthy.
-    wait_until(lambda: all(c["state"] == "ok" for c in get_json(base, "/v1/status")["checks"]),
-               15, "every check to be probed healthy")
+    wait_for("every check to be probed healthy", 15,
+             lambda: all(c["state"] == "ok" for c in get_json(base, "/v1/status")["checks"]), POLL_S)
     time.sleep(0.5)
     rounds = 0
     while resolved() < wanted:
@@ -105,11 +93,11 @@ def fill_store(base, files, wanted):
         for p in files[:batch]:
             os.unlink(p)
         for p in files[:batch]:
-            wait_until(lambda p=p: os.path.exists(p) and open(p, "rb").read() == ORIGINAL, 30,
-                       "%s to be restored" % p)
+            wait_for("%s to be restored" % p, 30,
+                     lambda p=p: os.path.exists(p) and open(p, "rb").read() == ORIGINAL, POLL_S)
         # Let the incidents finish their probe step before the next fault.
-        wait_until(lambda: get_json(base, "/v1/status")["open_incidents"] == 0, 30,
-                   "the incidents of round %d to end" % rounds)
+        wait_for("the incidents of round %d to end" % rounds, 30,
+                 lambda: get_json(base, "/v1/status")["open_incidents"] == 0, POLL_S)
         rounds += 1
     return resolved(), rounds
 
@@ -145,25 +133,6 @@ def run_wrk(url, connections, seconds, threads):
     return out
 
 
-def machine():
-    def sh(*argv):
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        except OSError:
-            return "?"
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "commit": sh("git", "rev-parse", "--short", "HEAD"),
-            "dirty": bool(sh("git", "status", "--porcelain", "--untracked-files=no")),
-            "cpu": "%d × %s" % (os.cpu_count(), model), "kernel": os.uname().release,
-            "loadavg": open("/proc/loadavg").read().split()[:3]}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--incidents", type=int, default=1000)
@@ -191,9 +160,9 @@ def main():
     log = open(os.path.join(tmp, "guardiand.log"), "wb")
     proc = subprocess.Popen([guardiand, "--config", cfg], stdout=log, stderr=subprocess.STDOUT)
     signal.alarm(3600)  # the whole run is bounded
-    results = {"machine": machine(), "args": vars(args), "runs": {}}
+    results = {"machine": machine_info(), "args": vars(args), "runs": {}}
     try:
-        wait_until(lambda: _health(base), 15, "guardiand to answer on " + base)
+        wait_for("guardiand to answer on " + base, 15, lambda: _health(base), POLL_S)
         t0 = time.monotonic()
         stored, rounds = fill_store(base, files, args.incidents)
         results["fill"] = {"incidents": stored, "rounds": rounds,
@@ -250,17 +219,17 @@ def _lag(status_path, wait_fresh):
         except (OSError, ValueError):
             return None
     start = os.stat(status_path).st_mtime if wait_fresh else 0
-    st = wait_until(lambda: (os.stat(status_path).st_mtime > start and read()), 5,
-                    "a fresh status.json")
+    st = wait_for("a fresh status.json", 5,
+                  lambda: (os.stat(status_path).st_mtime > start and read()), POLL_S)
     return st["loop_lag_us"]
 
 
 def report(results):
     m = results["machine"]
     a = results["args"]
-    print("\nMachine: %s, kernel %s, commit %s%s, %s; load average at start %s"
-          % (m["cpu"], m["kernel"], m["commit"], " (dirty)" if m["dirty"] else "", m["date"],
-             " ".join(m["loadavg"])))
+    print("\nMachine: %d × %s, kernel %s, commit %s%s, %s build, %s; load average at start %s"
+          % (m["nproc"], m["cpu"], m["kernel"], m["commit"], " (dirty)" if m["tree_dirty"] else "",
+             m["build_type"], m["date"], " ".join("%.2f" % v for v in m["loadavg"]["start"])))
     print("Store: %d resolved incidents (%d checks). wrk: %d connections, %d threads, %d × %d s "
           "per endpoint; medians over the runs.\n"
           % (results["fill"]["incidents"], a["checks"], a["connections"], a["threads"],

@@ -21,7 +21,6 @@ daemon is stopped (SIGTERM, then SIGKILL) in a finally block.
   bench/missing_config.py [--runs 30] [--idle-seconds 60] [--json FILE] [--keep]
 """
 import argparse
-import datetime
 import json
 import math
 import os
@@ -35,6 +34,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import BenchError, machine_info, wait_for  # noqa: E402
 
 # The watched file. required_keys below must be in it.
 ORIGINAL = b"server:\n  port: 8080\n  workers: 4\ndatabase:\n  path: /srv/app/app.db\n"
@@ -69,10 +70,6 @@ GOALS = {
 }
 
 
-class BenchError(Exception):
-    pass
-
-
 def now_ms():
     return time.time() * 1000.0
 
@@ -81,18 +78,6 @@ def p95(values):
     """Nearest-rank 95th percentile."""
     s = sorted(values)
     return s[max(0, math.ceil(0.95 * len(s)) - 1)]
-
-
-def wait_for(what, timeout_s, fn, interval_s=0.02):
-    """Polls fn() until it returns something truthy; raises after timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 def yaml_str(s):
@@ -372,46 +357,6 @@ def measure_lag(d, paths, rounds, out):
             lo, hi = max(w_start, o["all_sleeping_from"]), min(w_end, o["all_sleeping_until"])
             busy += max(0.0, hi - lo)
         r["window_share_all_sleeping"] = busy / (w_end - w_start) if w_end > w_start else None
-
-
-def machine_info():
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.TimeoutExpired):
-            return ""
-
-    build_type = ""
-    try:
-        with open(os.path.join(ROOT, "build", "CMakeCache.txt")) as f:
-            for line in f:
-                if line.startswith("CMAKE_BUILD_TYPE:"):
-                    build_type = line.split("=", 1)[1].strip()
-    except OSError:
-        pass
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "kernel": os.uname().release,
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "tree_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "build_type": build_type,
-        "python": sys.version.split()[0],
-        # Other work on the machine shows up in the loop-lag tail; record how busy it was.
-        "loadavg": {"start": os.getloadavg()},
-    }
 
 
 def summarize(results):
