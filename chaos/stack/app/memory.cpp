@@ -1,0 +1,123 @@
+// Cache and leak blocks backed by mmap, so that allocating and shedding move RSS for real.
+
+#include "chaos/stack/app/memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "chaos/stack/app/status.h"
+#include "chaos/stack/app/util.h"
+
+namespace demoapp {
+
+namespace {
+
+void* NewBlock() {
+  void* p =
+      mmap(nullptr, Memory::kBlock, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  // Anonymous pages cost nothing until written: touch each one so RSS really grows.
+  auto* bytes = static_cast<volatile char*>(p);
+  for (uint64_t off = 0; off < Memory::kBlock; off += 4096) bytes[off] = 1;
+  return p;
+}
+
+uint64_t FreeAll(std::vector<void*>* blocks) {
+  uint64_t freed = blocks->size() * Memory::kBlock;
+  for (void* p : *blocks) munmap(p, Memory::kBlock);
+  blocks->clear();
+  return freed;
+}
+
+}  // namespace
+
+Memory::Memory(Status& status, uint64_t low_memory_cap_bytes)
+    : status_(status), cap_(low_memory_cap_bytes) {}
+
+Memory::~Memory() {
+  FreeAll(&cache_);
+  FreeAll(&leak_);
+}
+
+std::string Memory::Allocate(int64_t mb, bool leak, bool* over_cap) {
+  *over_cap = false;
+  auto refused = [&] {
+    *over_cap = true;
+    return "low-memory mode: cache capped at " + std::to_string(cap_ >> 20) + " MiB";
+  };
+  {
+    std::lock_guard lock(mu_);
+    if (!leak && low_memory_ && (cache_.size() + static_cast<uint64_t>(mb)) * kBlock > cap_)
+      return refused();
+  }
+  // Touching gigabytes takes a while: do it without the lock, then add the blocks.
+  std::vector<void*> got;
+  std::string error;
+  for (int64_t i = 0; i < mb; ++i) {
+    void* p = NewBlock();
+    if (!p) {
+      error = "mmap failed after " + std::to_string(i) + " MiB: " + ErrnoName(errno);
+      break;
+    }
+    got.push_back(p);
+  }
+  std::lock_guard lock(mu_);
+  if (!leak && low_memory_ && (cache_.size() + got.size()) * kBlock > cap_) {
+    FreeAll(&got);  // low-memory mode began while we were allocating
+    return refused();
+  }
+  std::vector<void*>& list = leak ? leak_ : cache_;
+  list.insert(list.end(), got.begin(), got.end());
+  Report();
+  return error;
+}
+
+uint64_t Memory::ShedCaches() {
+  std::lock_guard lock(mu_);
+  uint64_t freed = FreeAll(&cache_);
+  Report();
+  return freed;
+}
+
+uint64_t Memory::ReleaseLeaks() {
+  std::lock_guard lock(mu_);
+  uint64_t freed = FreeAll(&leak_);
+  Report();
+  return freed;
+}
+
+void Memory::SetLowMemory(bool on) {
+  std::lock_guard lock(mu_);
+  low_memory_ = on;
+  if (on) FreeAll(&cache_);
+  Report();
+}
+
+uint64_t Memory::cache_bytes() const {
+  std::lock_guard lock(mu_);
+  return cache_.size() * kBlock;
+}
+
+uint64_t Memory::leak_bytes() const {
+  std::lock_guard lock(mu_);
+  return leak_.size() * kBlock;
+}
+
+void Memory::Report() {
+  status_.SetMemory(cache_.size() * kBlock, leak_.size() * kBlock, low_memory_);
+}
+
+uint64_t RssBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "N kB"
+  }
+  return 0;
+}
+
+}  // namespace demoapp
