@@ -82,11 +82,18 @@ const CheckConfig* Config::FindCheck(std::string_view id) const {
   return nullptr;
 }
 
+const ServiceConfig* Config::FindService(std::string_view name) const {
+  for (const auto& s : services) {
+    if (s.name == name) return &s;
+  }
+  return nullptr;
+}
+
 namespace {
 
 constexpr std::string_view kTopKeys[] = {
-    "state_dir", "playbook_dirs", "log_level",       "mode",  "api",
-    "defaults",  "budget",        "playbook_limits", "retry", "checks"};
+    "state_dir", "playbook_dirs",   "log_level", "mode",   "api",      "defaults",
+    "budget",    "playbook_limits", "retry",     "checks", "services", "port_registry"};
 constexpr std::string_view kApiKeys[] = {"socket",        "socket_mode",     "tcp",
                                          "allow_remote",  "max_connections", "request_timeout_ms",
                                          "max_body_bytes"};
@@ -98,6 +105,12 @@ constexpr std::string_view kLimitsKeys[] = {"instructions", "memory_mb", "phase_
 constexpr std::string_view kCheckKeys[] = {"id",     "mode",      "interval_ms", "debounce",
                                            "jitter", "target_ms", "playbook",    "retries",
                                            "budget", "params"};
+constexpr std::string_view kServiceKeys[] = {"name",        "argv",          "cwd",         "env",
+                                             "status_file", "flags_file",    "output",      "port",
+                                             "restart",     "stop_grace_ms", "stop_on_exit"};
+constexpr std::string_view kServicePortKeys[] = {"preferred", "range"};
+constexpr std::string_view kServiceRestartKeys[] = {"backoff_base_ms", "backoff_max_ms",
+                                                    "healthy_after_ms"};
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
 
 constexpr int64_t kIntMax = INT_MAX;  // fields stored in an `int`
@@ -686,8 +699,167 @@ class Loader {
       }
     }
 
+    if (const Entry* e = Find(*entries, "port_registry")) {
+      if (auto p = Path(e->value)) config.port_registry = *p;
+    } else {
+      config.port_registry = (fs::path(config.state_dir) / "ports.json").string();
+    }
+
+    // Services before checks: a check's params.service must name one.
+    if (const Entry* e = FindContainer(*entries, "services")) {
+      ReadServices(e->value, config);
+    }
+
     if (const Entry* e = FindContainer(*entries, "checks")) {
       ReadChecks(e->value, defaults, config);
+    }
+  }
+
+  // A name as checks and services use it: [a-z0-9_-]+.
+  static bool ValidId(const std::string& s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+      return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+    });
+  }
+
+  void ReadServices(const Item& item, Config& config) {
+    if (!item.node.IsSequence()) {
+      Error(item, "expected a sequence of services, got " + Describe(item.node));
+      return;
+    }
+    std::map<std::string, int> first_line;
+    for (size_t i = 0; i < item.node.size(); ++i) {
+      Item service_item = SequenceItem(item, i);
+      std::optional<ServiceConfig> service = ReadService(service_item, config.state_dir);
+      if (!service) continue;
+      auto [seen, inserted] = first_line.emplace(service->name, service->line);
+      if (!inserted) {
+        Error(service_item, "duplicate service name '" + service->name +
+                                "' (first defined at line " + std::to_string(seen->second) + ")");
+        continue;
+      }
+      config.services.push_back(std::move(*service));
+    }
+  }
+
+  std::optional<ServiceConfig> ReadService(const Item& item, const std::string& state_dir) {
+    std::optional<Entries> d = ReadMapping(item, kServiceKeys);
+    if (!d) return std::nullopt;
+    size_t errors_before = errors_.size();
+    ServiceConfig s;
+    s.line = item.mark.line + 1;
+    s.cwd = base_.string();
+
+    if (const Entry* e = Find(*d, "name")) {
+      if (auto v = String(e->value)) {
+        if (ValidId(*v)) {
+          s.name = *v;
+        } else {
+          Error(e->value,
+                "'" + *v + "' is not a valid service name: use only a-z, 0-9, '_' and '-'");
+        }
+      }
+    } else {
+      Error(item, "missing required key 'name'");
+    }
+
+    if (const Entry* e = Find(*d, "argv")) {
+      if (auto v = StringList(e->value)) {
+        for (size_t i = 0; i < v->size(); ++i) {
+          Item elem = SequenceItem(e->value, i);
+          if (auto x = Expand(elem, (*v)[i])) s.argv.push_back(*x);
+        }
+        if (v->empty()) {
+          Error(e->value, "argv must name a program: it is an argv vector, never a shell line");
+        } else if (s.argv.size() == v->size() && s.argv[0].find('/') != std::string::npos) {
+          // A program given by path resolves like every other path in the file.
+          if (auto p = Path(SequenceItem(e->value, 0))) s.argv[0] = *p;
+        }
+      }
+    } else {
+      Error(item, "missing required key 'argv' (the program and its arguments, as a list)");
+    }
+
+    if (const Entry* e = Find(*d, "cwd")) {
+      if (auto p = Path(e->value)) s.cwd = *p;
+    }
+    if (const Entry* e = FindContainer(*d, "env")) {
+      if (!e->value.node.IsMap()) {
+        Error(e->value, "expected a mapping of NAME: value, got " + Describe(e->value.node));
+      } else {
+        for (const auto& pair : e->value.node) {
+          YAML::Node key = pair.first;
+          Item value = ValueItem(key, pair.second, Child(e->value.path, key.Scalar()));
+          auto v = String(value);
+          if (v) {
+            if (auto x = Expand(value, *v)) s.env[key.Scalar()] = *x;
+          }
+        }
+      }
+    }
+    if (const Entry* e = Find(*d, "status_file")) {
+      if (auto p = Path(e->value)) s.status_file = *p;
+    }
+    if (const Entry* e = Find(*d, "flags_file")) {
+      if (auto p = Path(e->value)) s.flags_file = *p;
+    }
+    if (const Entry* e = Find(*d, "output")) {
+      if (auto p = Path(e->value)) s.output = *p;
+    } else if (!s.name.empty()) {
+      s.output = (fs::path(state_dir) / "services" / (s.name + ".log")).string();
+    }
+
+    if (const Entry* e = FindContainer(*d, "port")) ReadServicePort(e->value, &s);
+
+    if (const Entry* e = FindContainer(*d, "restart")) {
+      if (auto r = ReadMapping(e->value, kServiceRestartKeys)) {
+        IntField(*r, "backoff_base_ms", 10, kInt64Max, &s.backoff_base_ms);
+        IntField(*r, "backoff_max_ms", 10, kInt64Max, &s.backoff_max_ms);
+        IntField(*r, "healthy_after_ms", 0, kInt64Max, &s.healthy_after_ms);
+        if (const Entry* max = Find(*r, "backoff_max_ms");
+            max && s.backoff_max_ms < s.backoff_base_ms) {
+          Error(max->value, "must be >= backoff_base_ms (" + std::to_string(s.backoff_base_ms) +
+                                "), got " + std::to_string(s.backoff_max_ms));
+        }
+      }
+    }
+    IntField(*d, "stop_grace_ms", 0, 600'000, &s.stop_grace_ms);
+    if (const Entry* e = Find(*d, "stop_on_exit")) {
+      if (auto b = Bool(e->value)) s.stop_on_exit = *b;
+    }
+
+    if (errors_.size() != errors_before) return std::nullopt;
+    return s;
+  }
+
+  void ReadServicePort(const Item& item, ServiceConfig* s) {
+    std::optional<Entries> d = ReadMapping(item, kServicePortKeys);
+    if (!d) return;
+    const Entry* preferred = Find(*d, "preferred");
+    if (!preferred) {
+      Error(item, "missing required key 'preferred' (the port the service normally listens on)");
+      return;
+    }
+    auto port = Int(preferred->value, 1, 65'535);
+    if (!port) return;
+    s->port_preferred = static_cast<int>(*port);
+    s->port_lo = s->port_hi = s->port_preferred;
+    if (const Entry* e = Find(*d, "range")) {
+      const Item& r = e->value;
+      if (!r.node.IsSequence() || r.node.size() != 2) {
+        Error(r, "expected [first, last], got " + Describe(r.node));
+        return;
+      }
+      auto lo = Int(SequenceItem(r, 0), 1, 65'535);
+      auto hi = Int(SequenceItem(r, 1), 1, 65'535);
+      if (!lo || !hi) return;
+      if (*lo > *hi || *port < *lo || *port > *hi) {
+        Error(r, "range [" + std::to_string(*lo) + ", " + std::to_string(*hi) +
+                     "] must be ordered and hold the preferred port " + std::to_string(*port));
+        return;
+      }
+      s->port_lo = static_cast<int>(*lo);
+      s->port_hi = static_cast<int>(*hi);
     }
   }
 
@@ -808,7 +980,7 @@ class Loader {
     std::map<std::string, int> first_line;  // id -> line of its first definition
     for (size_t i = 0; i < item.node.size(); ++i) {
       Item check_item = SequenceItem(item, i);
-      std::optional<CheckConfig> check = ReadCheck(check_item, defaults, config.budget);
+      std::optional<CheckConfig> check = ReadCheck(check_item, defaults, config);
       if (!check) continue;
       config.checks.push_back(std::move(*check));
     }
@@ -824,7 +996,7 @@ class Loader {
   }
 
   std::optional<CheckConfig> ReadCheck(const Item& item, const CheckDefaults& defaults,
-                                       const Budget& budget) {
+                                       const Config& config) {
     std::optional<Entries> d = ReadMapping(item, kCheckKeys);
     if (!d) return std::nullopt;
     size_t errors_before = errors_.size();
@@ -835,14 +1007,11 @@ class Loader {
     c.interval_ms = defaults.interval_ms;
     c.debounce = defaults.debounce;
     c.jitter = defaults.jitter;
-    c.budget = budget;
+    c.budget = config.budget;
 
     if (const Entry* e = Find(*d, "id")) {
       if (auto s = String(e->value)) {
-        bool valid = !s->empty() && std::all_of(s->begin(), s->end(), [](char ch) {
-          return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
-        });
-        if (valid) {
+        if (ValidId(*s)) {
           c.id = *s;
           checks_ids_.emplace_back(*s, e->value);
         } else {
@@ -906,12 +1075,32 @@ class Loader {
       if (const Entry* e = Find(*d, "params")) missing_at = e->key.Mark();
       ReadParams(params ? &params->value : nullptr, item.path + ".params", missing_at, c.mode,
                  *specs, &c.params);
+      CheckServiceParam(params, config, c.params);
     } else if (params && !params->value.node.IsMap()) {
       Error(params->value, "expected a mapping, got " + Describe(params->value.node));
     }
 
     if (errors_.size() != errors_before) return std::nullopt;
     return c;
+  }
+
+  // A check that acts on a service must name one Guardian supervises.
+  void CheckServiceParam(const Entry* params, const Config& config, const Params& values) {
+    auto it = values.find("service");
+    if (!params || it == values.end()) return;
+    const auto* name = std::get_if<std::string>(&it->second);
+    if (!name || config.FindService(*name)) return;
+    std::vector<std::string_view> names;
+    for (const auto& s : config.services) names.push_back(s.name);
+    Item at = params->value;
+    for (const auto& pair : params->value.node) {
+      YAML::Node key = pair.first;
+      if (key.IsScalar() && key.Scalar() == "service") {
+        at = ValueItem(key, pair.second, Child(params->value.path, "service"));
+      }
+    }
+    Error(at, "no service named '" + *name + "'" + Suggest(*name, names) +
+                  (names.empty() ? "; add it under services:" : "; services: " + JoinNames(names)));
   }
 
   void ReadParams(const Item* item, const std::string& path, const YAML::Mark& missing_at,

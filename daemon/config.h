@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -56,6 +57,30 @@ struct ApiConfig {
   bool operator==(const ApiConfig&) const = default;
 };
 
+// A process Guardian starts and supervises itself (`services:`): spawned as an argv vector in
+// its own session, tracked by pid and start time, restarted with backoff that resets only after
+// it stayed ready for `healthy_after_ms`.
+struct ServiceConfig {
+  std::string name;                        // unique, [a-z0-9_-]+; checks name it in params.service
+  std::vector<std::string> argv;           // argv[0] is a path, or a name looked up in PATH
+  std::string cwd;                         // absolute; defaults to the config file's folder
+  std::map<std::string, std::string> env;  // added to a minimal environment (PATH, LANG)
+  std::string status_file;  // where the service reports its state (JSON); empty = none
+  std::string flags_file;   // where Guardian writes the service's control flags; empty = none
+  std::string output;       // stdout and stderr go here; defaults to STATE_DIR/services/NAME.log
+  int port_preferred = 0;   // 0 = the service has no port in the registry
+  int port_lo = 0;          // the range a port_conflict may move it within
+  int port_hi = 0;
+  int64_t backoff_base_ms = 500;
+  int64_t backoff_max_ms = 30'000;
+  int64_t healthy_after_ms = 10'000;  // ready this long before the restart backoff resets
+  int64_t stop_grace_ms = 5'000;      // SIGTERM, then SIGKILL after this
+  bool stop_on_exit = true;           // guardiand stopping cleanly stops the service too
+  int line = 0;
+
+  bool operator==(const ServiceConfig&) const = default;
+};
+
 struct CheckConfig {
   std::string id;              // unique, [a-z0-9_-]+
   std::string mode;            // one of the ten mode ids (daemon/modes.h)
@@ -81,8 +106,11 @@ struct Config {
   RetryPolicy retry;
   PlaybookLimits playbook_limits;
   std::vector<CheckConfig> checks;
+  std::vector<ServiceConfig> services;
+  std::string port_registry;  // absolute; defaults to STATE_DIR/ports.json
 
   const CheckConfig* FindCheck(std::string_view id) const;
+  const ServiceConfig* FindService(std::string_view name) const;
 };
 
 struct ConfigLoad {

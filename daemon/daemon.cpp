@@ -165,6 +165,11 @@ int Daemon::Run() {
   engine_->set_metrics(metrics_.get());
   store_->set_latency_observer([this](int64_t us) { metrics_->StoreJob(us); });
   engine_->LoadValues(std::move(values));
+  supervisor_ = std::make_unique<Supervisor>(
+      &loop_, config_->state_dir, SystemClock::Get(),
+      [this](const Service& s, const ServiceEvent& e) { OnServiceEvent(s, e); });
+  engine_->set_supervisor(supervisor_.get());
+  supervisor_->Apply(config_);
   engine_->Apply(config_);
   engine_->Recover(std::move(unfinished), std::move(holds));
   WatchPlaybookDirs();
@@ -233,6 +238,7 @@ int Daemon::Run() {
   uv_run(&loop_, UV_RUN_DEFAULT);
   // Only now: callbacks of pool work queued before the stop may still have reached the engine.
   engine_.reset();
+  supervisor_.reset();
   http_.clear();
   api_.reset();
 
@@ -392,6 +398,7 @@ Status Daemon::ApplyReload(ValidatedConfig v, nlohmann::json* result) {
   for (const auto& e : playbook_errors_) {
     spdlog::error("playbook reload: {} (the previous version stays in use)", e);
   }
+  supervisor_->Apply(config_);
   engine_->Apply(config_);
   WatchPlaybookDirs();
   spdlog::info("reloaded: {} checks, mode {}", config_->checks.size(),
@@ -426,6 +433,7 @@ nlohmann::json Daemon::StatusJson() const {
                       {"max", lag_->MaxUs()},
                       {"samples", lag_->samples()}};
   j["store_latency_ms"] = store_->last_latency_ms();
+  j["services"] = supervisor_->StatusJson();
   j["config_errors"] = config_errors_;
   j["playbook_errors"] = playbook_errors_;
   j["api"] = {
@@ -509,7 +517,20 @@ void Daemon::Stop() {
   // The API goes first: no operator request may start work the shutdown would abandon.
   // Requests still waiting get 503.
   for (auto& server : http_) server->Close(nullptr);
-  engine_->Shutdown([this] { CloseAll(); });
+  // Playbooks end before the services they may be restarting are stopped.
+  engine_->Shutdown([this] { supervisor_->Close([this] { CloseAll(); }); });
+}
+
+void Daemon::OnServiceEvent(const Service& service, const ServiceEvent& event) {
+  bool bad = event.kind == "exited" || event.kind == "stale_record" || event.kind == "not_ready";
+  if (bad) {
+    spdlog::warn("service {}: {}", service.name(), event.detail);
+  } else {
+    spdlog::info("service {}: {}", service.name(), event.detail);
+  }
+  // Readiness flaps are in the log; the audit trail keeps what changed the process.
+  if (event.kind == "not_ready" || event.kind == "ready") return;
+  engine_->Audit("supervisor", "service_" + event.kind, "", service.name() + ": " + event.detail);
 }
 
 void Daemon::CloseAll() {

@@ -23,6 +23,7 @@
 #include "daemon/loop_lag.h"
 #include "daemon/notify.h"
 #include "daemon/store_thread.h"
+#include "daemon/supervisor.h"
 #include "daemon/timer.h"
 #include "plugins/playbook_library.h"
 
@@ -72,6 +73,8 @@ class Daemon {
   void RescanPlaybooks();
   void WriteStatus();
   void CloseAll();
+  // Logs a service's lifecycle event and records it in the audit trail.
+  void OnServiceEvent(const Service& service, const ServiceEvent& event);
   // systemd STATUS= text: "N checks, M playbooks, K open incidents" (+ "; " + status_note_).
   std::string NotifyStatus() const;
 
@@ -81,6 +84,7 @@ class Daemon {
   std::unique_ptr<StoreThread> store_;
   std::unique_ptr<PlaybookLibrary> playbooks_;
   std::unique_ptr<Engine> engine_;
+  std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<LoopLag> lag_;
   std::unique_ptr<Timer> status_timer_;
   std::unique_ptr<Timer> playbook_rescan_;

@@ -73,6 +73,7 @@ void Engine::Apply(std::shared_ptr<const Config> config) {
     if (f == nullptr) continue;  // the config loader already refused this
     DetectorEnv env;
     env.loop = loop_;
+    env.supervisor = supervisor_;
     env.check = c;
     env.check_state_dir = (fs::path(config->state_dir) / "checks" / c.id).string();
     std::error_code ec;
@@ -275,6 +276,7 @@ void Engine::Open(CheckRuntime* check, const Observation& obs,
 
 RunServices Engine::ServicesFor(const std::string& check_id, RunServices::LogFn log) {
   RunServices services;
+  services.supervisor = supervisor_;
   services.probe = [this, check_id](std::function<void(Observation)> done) {
     CheckRuntime* ch = FindCheck(check_id);
     if (!ch) {

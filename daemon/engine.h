@@ -31,6 +31,7 @@
 namespace guardian {
 
 class PlaybookRun;
+class Supervisor;
 
 class Engine {
  public:
@@ -71,6 +72,8 @@ class Engine {
 
   // Where incident and phase events are counted; may stay unset (tests).
   void set_metrics(GuardianMetrics* metrics) { metrics_ = metrics; }
+  // The services detectors watch and playbooks restart; set before the first Apply.
+  void set_supervisor(Supervisor* supervisor) { supervisor_ = supervisor; }
 
   // Status snapshot for the status file.
   nlohmann::json StatusJson() const;
@@ -128,6 +131,7 @@ class Engine {
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;
   GuardianMetrics* metrics_ = nullptr;
+  Supervisor* supervisor_ = nullptr;
 };
 
 }  // namespace guardian

@@ -15,6 +15,10 @@ namespace guardian {
 // is refused without blocking; a missing file is NotFound. Blocking: call off the loop thread.
 Status ReadRegularFile(const std::string& path, size_t max_bytes, std::string* out);
 
+// Replaces `path` with `content` so readers see the old file or the new one, never a mix:
+// writes PATH.tmp, fsyncs it, renames it over PATH and fsyncs the folder. Blocking.
+Status WriteFileAtomic(const std::string& path, const std::string& content, int mode = 0644);
+
 // The entries of a folder, sorted; empty (and `ec` set) when it cannot be read.
 std::vector<std::filesystem::path> ListDir(const std::filesystem::path& dir, std::error_code* ec);
 

@@ -192,6 +192,25 @@ void PrintStatus(const json& j) {
                 Str(c, "evidence").c_str());
     if (c.value("held", false)) std::printf("%22s hold: %s\n", "", Str(c, "hold_reason").c_str());
   }
+  const json services = j.value("services", json::array());
+  if (!services.empty()) {
+    std::printf("%-20s %-9s %-8s %-6s %-7s %-8s %s\n", "SERVICE", "STATE", "PID", "PORT", "STARTS",
+                "FAILURES", "LAST EXIT");
+  }
+  for (const auto& s : services) {
+    std::string port = Str(s, "port");
+    if (s.contains("port_moved_reason"))
+      port += " (moved from " + Str(s, "preferred_port") + ": " + Str(s, "port_moved_reason") + ")";
+    std::string last = "-";
+    if (s.contains("last_exit")) {
+      const json& e = s["last_exit"];
+      last = e.value("signal", 0) != 0 ? "signal " + Str(e, "signal") : "code " + Str(e, "code");
+      if (e.value("asked", false)) last += " (asked)";
+    }
+    std::printf("%-20s %-9s %-8s %-6s %-7s %-8s %s\n", Str(s, "name").c_str(),
+                Str(s, "state").c_str(), Str(s, "pid").c_str(), port.c_str(),
+                Str(s, "starts").c_str(), Str(s, "failures").c_str(), last.c_str());
+  }
   for (const auto& i : j.value("incidents", json::array())) {
     std::printf("incident %s (%s): %s%s%s\n", Str(i, "id").c_str(), Str(i, "check").c_str(),
                 Str(i, "state").c_str(), i.value("reason", "").empty() ? "" : ", ",

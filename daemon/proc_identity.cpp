@@ -1,5 +1,6 @@
 #include "daemon/proc_identity.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -23,8 +24,8 @@ std::string ProcessIdentity::ToString() const {
          (exe.empty() ? "" : ", " + exe) + ")";
 }
 
-Status ParseProcStat(const std::string& text, char* state, uint64_t* start_ticks) {
-  // "PID (COMM) STATE PPID ...": COMM may contain ") (", so the last ')' ends it.
+Status ParseProcStat(const std::string& text, ProcStat* out) {
+  // "PID (COMM) STATE PPID PGRP ...": COMM may contain ") (", so the last ')' ends it.
   size_t close = text.rfind(')');
   if (close == std::string::npos || close + 2 >= text.size()) {
     return Status::Corruption("/proc stat: no command name in '" + text.substr(0, 64) + "'");
@@ -37,15 +38,50 @@ Status ParseProcStat(const std::string& text, char* state, uint64_t* start_ticks
   if (fields.size() < 20 || fields[0].size() != 1) {
     return Status::Corruption("/proc stat: too few fields (" + std::to_string(fields.size()) + ")");
   }
-  *state = fields[0][0];
-  errno = 0;
-  char* end = nullptr;
-  unsigned long long v = std::strtoull(fields[19].c_str(), &end, 10);
-  if (errno != 0 || end == fields[19].c_str() || *end != '\0') {
+  auto number = [](const std::string& field, unsigned long long* v) {
+    errno = 0;
+    char* end = nullptr;
+    *v = std::strtoull(field.c_str(), &end, 10);
+    return errno == 0 && end != field.c_str() && *end == '\0';
+  };
+  unsigned long long ppid = 0, pgrp = 0, start = 0;
+  if (!number(fields[19], &start)) {
     return Status::Corruption("/proc stat: bad starttime '" + fields[19] + "'");
   }
-  *start_ticks = v;
+  if (!number(fields[1], &ppid) || !number(fields[2], &pgrp)) {
+    return Status::Corruption("/proc stat: bad ppid or pgrp");
+  }
+  out->pid = static_cast<pid_t>(std::strtol(text.c_str(), nullptr, 10));
+  out->state = fields[0][0];
+  out->ppid = static_cast<pid_t>(ppid);
+  out->pgrp = static_cast<pid_t>(pgrp);
+  out->start_ticks = start;
   return Status::OK();
+}
+
+Status ParseProcStat(const std::string& text, char* state, uint64_t* start_ticks) {
+  ProcStat st;
+  Status s = ParseProcStat(text, &st);
+  if (!s.ok()) return s;
+  *state = st.state;
+  *start_ticks = st.start_ticks;
+  return Status::OK();
+}
+
+std::vector<ProcStat> ListChildren(pid_t parent) {
+  std::vector<ProcStat> out;
+  DIR* d = ::opendir("/proc");
+  if (!d) return out;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
+    std::string text;
+    if (!in || !std::getline(in, text)) continue;  // gone meanwhile
+    ProcStat st;
+    if (ParseProcStat(text, &st).ok() && st.ppid == parent) out.push_back(st);
+  }
+  ::closedir(d);
+  return out;
 }
 
 Status ReadProcessIdentity(pid_t pid, ProcessIdentity* out) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "daemon/status.h"
 
@@ -28,6 +29,20 @@ struct ProcessIdentity {
 // Reads the identity of the live process `pid`. NotFound when there is none, or when it has
 // exited and only its zombie is left (it can no longer be signalled into doing anything).
 Status ReadProcessIdentity(pid_t pid, ProcessIdentity* out);
+
+// The fields of /proc/PID/stat that supervision needs.
+struct ProcStat {
+  pid_t pid = 0;
+  char state = 0;  // R, S, D, Z (zombie), ...
+  pid_t ppid = 0;
+  pid_t pgrp = 0;
+  uint64_t start_ticks = 0;
+};
+Status ParseProcStat(const std::string& text, ProcStat* out);
+
+// The processes whose parent is `parent` (for a subreaper: the orphans it inherited). Walks
+// /proc: blocking, call on the pool.
+std::vector<ProcStat> ListChildren(pid_t parent);
 
 // Parses the text of /proc/PID/stat (the command name in parentheses may hold spaces and
 // parentheses). Exposed for tests.

@@ -22,11 +22,14 @@
 
 namespace guardian {
 
+class Supervisor;
+
 // What a detector gets to work with.
 struct DetectorEnv {
   uv_loop_t* loop = nullptr;
-  CheckConfig check;            // a copy: the detector may outlive a config reload
-  std::string check_state_dir;  // STATE_DIR/checks/<id>; exists, owned by this check
+  Supervisor* supervisor = nullptr;  // the services guardiand runs; null in some tests
+  CheckConfig check;                 // a copy: the detector may outlive a config reload
+  std::string check_state_dir;       // STATE_DIR/checks/<id>; exists, owned by this check
 };
 
 class Detector : public std::enable_shared_from_this<Detector> {

@@ -10,6 +10,7 @@
 #include <functional>
 #include <lua.hpp>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,13 @@
 
 namespace guardian {
 
+class Supervisor;
+
 // What a run may reach of the daemon, provided by the incident engine.
 struct RunServices {
+  // The services guardiand runs (guardian.service acts on the check's params.service only);
+  // null when there are none (tests).
+  Supervisor* supervisor = nullptr;
   // Re-runs the check's detector; `done` gets the observation on the loop thread.
   std::function<void(std::function<void(Observation)>)> probe;
   // Per-check persisted values (guardian.state.get/set).
@@ -57,5 +63,10 @@ class HostModules {
 std::vector<std::string> CheckStringArray(lua_State* L, int idx, const char* what);
 // Pushes a C++ string map as a Lua table.
 void PushStringMap(lua_State* L, const std::map<std::string, std::string>& m);
+// Pushes JSON as Lua values: objects and arrays become tables, null becomes nil.
+void PushJson(lua_State* L, const nlohmann::json& j);
+// Reads the Lua value at `idx` as JSON: a table with keys 1..n only (or none) is an array,
+// one with string keys an object. Raises on functions, cycles, mixed keys or nesting past 32.
+nlohmann::json LuaToJson(lua_State* L, int idx, const char* what);
 
 }  // namespace guardian

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/supervisor.h"
 #include "plugins/playbook_run.h"
 
 namespace guardian {
@@ -25,6 +26,9 @@ struct RunFixture {
   std::map<std::string, std::string> values;
   std::vector<std::string> logs;
   int probes = 0;
+  // For guardian.service tests: the supervisor runs get, and the check's params.service.
+  Supervisor* supervisor = nullptr;
+  std::string service;
 
   RunFixture() {
     char tmpl[] = "/tmp/guardian-run-test-XXXXXX";
@@ -62,7 +66,9 @@ struct RunFixture {
     c.id = "app";
     c.mode = "missing_config";
     c.params["path"] = app + "/app.yaml";
+    if (!service.empty()) c.params["service"] = service;
     RunServices services;
+    services.supervisor = supervisor;
     services.probe = [this](std::function<void(Observation)> done) {
       ++probes;
       done(Observation::Failing("still broken"));

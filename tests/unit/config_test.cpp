@@ -32,6 +32,7 @@ const std::vector<ParamSpec>* TestSchemas(std::string_view mode) {
       {"path", ParamType::kPath, true, "a path on the watched file system"},
       {"min_free_percent", ParamType::kNumber, false, "free space threshold"},
       {"inodes", ParamType::kBool, false, "also watch free inodes"},
+      {"service", ParamType::kString, false, "the supervised service it concerns"},
   };
   if (mode == "missing_config") return &missing_config;
   if (mode == "disk_full") return &disk_full;
@@ -1042,4 +1043,89 @@ TEST_CASE("LoadConfigFile on a missing file or a folder") {
 }
 
 }  // namespace
+TEST_CASE("services: defaults, port range, restart pacing and env") {
+  setenv("GUARDIAN_TEST_BIN", "/opt/demo", 1);
+  ConfigLoad load = Load(
+      "state_dir: /var/lib/g\n"
+      "services:\n"
+      "  - name: app\n"
+      "    argv: [\"${GUARDIAN_TEST_BIN}/bin/app\", --config, \"${GUARDIAN_TEST_BIN}/app.yaml\"]\n"
+      "    port: {preferred: 8080, range: [8080, 8089]}\n"
+      "    restart: {backoff_base_ms: 100, healthy_after_ms: 2000}\n"
+      "    env: {MODE: demo}\n"
+      "    status_file: run/status.json\n"
+      "  - name: worker\n"
+      "    argv: [worker]\n"
+      "    stop_on_exit: false\n"
+      "checks:\n"
+      "  - id: disk\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv, service: app}\n");
+  INFO(AllErrors(load));
+  REQUIRE(load.ok());
+  const Config& c = *load.config;
+  REQUIRE(c.services.size() == 2);
+  const ServiceConfig& app = c.services[0];
+  CHECK(app.argv ==
+        std::vector<std::string>{"/opt/demo/bin/app", "--config", "/opt/demo/app.yaml"});
+  CHECK(app.cwd == "/etc/guardian");
+  CHECK(app.port_preferred == 8080);
+  CHECK(app.port_lo == 8080);
+  CHECK(app.port_hi == 8089);
+  CHECK(app.backoff_base_ms == 100);
+  CHECK(app.backoff_max_ms == 30'000);
+  CHECK(app.healthy_after_ms == 2000);
+  CHECK(app.env.at("MODE") == "demo");
+  CHECK(app.status_file == "/etc/guardian/run/status.json");
+  CHECK(app.output == "/var/lib/g/services/app.log");
+  CHECK(app.stop_on_exit);
+  const ServiceConfig& worker = c.services[1];
+  CHECK(worker.argv == std::vector<std::string>{"worker"});  // looked up in PATH
+  CHECK(worker.port_preferred == 0);
+  CHECK_FALSE(worker.stop_on_exit);
+  CHECK(c.port_registry == "/var/lib/g/ports.json");
+  CHECK(c.FindService("app") == &c.services[0]);
+  CHECK(c.FindService("nope") == nullptr);
+}
+
+TEST_CASE("services: a bad entry is reported at its field") {
+  ExpectOneError(Load("services:\n  - name: app\n"), 2, 5, "missing required key 'argv'");
+  ExpectOneError(Load("services:\n  - name: App!\n    argv: [x]\n"), 2, 11,
+                 "not a valid service name");
+  ExpectOneError(Load("services:\n  - name: app\n    argv: []\n"), 3, 11,
+                 "argv must name a program");
+  ExpectOneError(Load("services:\n  - name: app\n    argv: \"/bin/app --x\"\n"), 3, 11,
+                 "expected a sequence of strings");
+  ExpectOneError(Load("services:\n  - name: app\n    argv: [x]\n    port: {range: [1, 2]}\n"), 4,
+                 11, "missing required key 'preferred'");
+  ExpectOneError(
+      Load("services:\n  - name: app\n    argv: [x]\n    port: {preferred: 80, range: [81, 90]}\n"),
+      4, 34, "must be ordered and hold the preferred port 80");
+  ExpectOneError(
+      Load("services:\n  - name: app\n    argv: [x]\n    restart: {backoff_base_ms: 500, "
+           "backoff_max_ms: 100}\n"),
+      4, 53, "must be >= backoff_base_ms");
+  ExpectOneError(Load("services:\n  - name: app\n    argv: [x]\n    comand: [y]\n"), 4, 5,
+                 "unknown key 'comand'");
+}
+
+TEST_CASE("services: duplicate names, and a check naming a service that does not exist") {
+  ConfigLoad load = Load(
+      "services:\n"
+      "  - name: app\n"
+      "    argv: [x]\n"
+      "  - name: app\n"
+      "    argv: [y]\n");
+  ExpectOneError(load, 4, 5, "duplicate service name 'app' (first defined at line 2)");
+  load = Load(
+      "services:\n"
+      "  - name: app\n"
+      "    argv: [x]\n"
+      "checks:\n"
+      "  - id: disk\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv, service: apq}\n");
+  ExpectOneError(load, 7, 35, "no service named 'apq' (did you mean 'app'?)");
+}
+
 }  // namespace guardian

@@ -1,0 +1,344 @@
+// guardian.service: the supervised service the check names in params.service, and only that
+// one (a playbook cannot reach another service or any other process). See
+// docs/playbook-api.md. Calls that act are recorded, not done, in a dry run.
+#include <csignal>
+#include <filesystem>
+#include <optional>
+
+#include "daemon/file_util.h"
+#include "daemon/supervisor.h"
+#include "daemon/timer.h"
+#include "daemon/work.h"
+#include "plugins/host_api.h"
+#include "plugins/playbook_run.h"
+
+namespace guardian {
+namespace {
+
+constexpr size_t kMaxControlFile = 1 << 20;
+
+Service* CheckService(lua_State* L, const char* call) {
+  PlaybookRun* run = PlaybookRun::From(L);
+  std::string name = ParamString(run->check().params, "service");
+  if (name.empty())
+    luaL_error(L, "%s: check '%s' names no service (params.service)", call,
+               run->check().id.c_str());
+  Supervisor* sup = run->services().supervisor;
+  Service* s = sup ? sup->Find(name) : nullptr;
+  if (!s) luaL_error(L, "%s: no service '%s' is supervised", call, name.c_str());
+  return s;
+}
+
+int PushFail(lua_State* L, const std::string& why) {
+  lua_pushnil(L);
+  lua_pushstring(L, why.c_str());
+  return 2;
+}
+
+int PushTrue(lua_State* L) {
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+// guardian.service.info() -> {name, state, pid, started_at, ready_at, port, preferred_port,
+//   starts, failures, adopted, last_exit = {code, signal, at, asked}}
+int Info(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.info");
+  nlohmann::json all = PlaybookRun::From(L)->services().supervisor->StatusJson();
+  for (const auto& j : all) {
+    if (j.value("name", "") == s->name()) {
+      PushJson(L, j);
+      return 1;
+    }
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+// Reads a JSON file the service config declares, on the pool; resumes with a table or nil, why.
+int AwaitJsonFile(lua_State* L, const char* call, const std::string& path, bool missing_is_empty) {
+  if (path.empty()) return luaL_error(L, "%s: the service declares no such file", call);
+  PlaybookRun* run = PlaybookRun::From(L);
+  return run->Await(L, call, [run, path, missing_is_empty](PlaybookRun::Resume resume) {
+    auto doc = std::make_shared<nlohmann::json>();
+    auto why = std::make_shared<std::string>();
+    QueueWork(
+        run->loop(),
+        [path, doc, why, missing_is_empty] {
+          std::string text;
+          Status s = ReadRegularFile(path, kMaxControlFile, &text);
+          if (s.code() == Status::Code::kNotFound && missing_is_empty) {
+            *doc = nlohmann::json::object();
+            return;
+          }
+          if (!s.ok()) {
+            *why = path + ": " + s.message();
+            return;
+          }
+          *doc = nlohmann::json::parse(text, nullptr, false);
+          if (!doc->is_object()) *why = path + ": not a JSON object";
+        },
+        [resume, doc, why] {
+          resume([doc, why](lua_State* L) {
+            if (!why->empty()) return PushFail(L, *why);
+            PushJson(L, *doc);
+            return 1;
+          });
+        });
+    return std::function<void()>();
+  });
+}
+
+// guardian.service.status() -> the service's own status document (its status_file) as a table,
+// or nil, why.
+int StatusDoc(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.status");
+  return AwaitJsonFile(L, "guardian.service.status", s->config().status_file, false);
+}
+
+// guardian.service.flags() -> the control flags Guardian last wrote (its flags_file); {} if none.
+int Flags(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.flags");
+  return AwaitJsonFile(L, "guardian.service.flags", s->config().flags_file, true);
+}
+
+// The dry-run gate for calls that act: records the call and answers true on the next turn.
+bool DryRun(lua_State* L, const char* call, int nargs, int* results) {
+  PlaybookRun* run = PlaybookRun::From(L);
+  run->CheckCanWait(L, call);
+  if (!run->RecordIfDryRun(L, call, nargs)) return false;
+  *results = run->AwaitNothing(L, call, PushTrue);
+  return true;
+}
+
+int64_t OptInt(lua_State* L, int idx, const char* key, int64_t fallback) {
+  if (!lua_istable(L, idx)) return fallback;
+  lua_getfield(L, idx, key);
+  int64_t v = lua_isnil(L, -1) ? fallback : luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+std::string OptString(lua_State* L, int idx, const char* key, const std::string& fallback) {
+  if (!lua_istable(L, idx)) return fallback;
+  lua_getfield(L, idx, key);
+  std::string v = lua_isnil(L, -1) ? fallback : luaL_checkstring(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+// Resumes with true once `s` is ready, or nil, "not ready within N ms".
+void ResumeWhenReady(Service* s, int64_t wait_ms, PlaybookRun::Resume resume) {
+  s->WaitReady(wait_ms, [resume, wait_ms](bool ready) {
+    if (ready) return resume(PushTrue);
+    resume([wait_ms](lua_State* L) {
+      return PushFail(L, "not ready within " + std::to_string(wait_ms) + " ms");
+    });
+  });
+}
+
+// guardian.service.restart({wait_ready_ms = N, reason = "..."}) -> true, or nil, why. Stops the
+// service (TERM, KILL after its grace) and starts it at once, skipping the restart backoff.
+// With wait_ready_ms it returns once the new process is ready, or nil, "not ready within N ms".
+int Restart(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.restart");
+  int64_t wait_ms = OptInt(L, 1, "wait_ready_ms", 0);
+  std::string reason = OptString(L, 1, "reason", "restarted by a playbook");
+  int n = 0;
+  if (DryRun(L, "guardian.service.restart", lua_gettop(L), &n)) return n;
+  PlaybookRun* run = PlaybookRun::From(L);
+  reason = "check " + run->check().id + ": " + reason;
+  return run->Await(L, "guardian.service.restart",
+                    [s, wait_ms, reason](PlaybookRun::Resume resume) {
+                      s->Restart(reason, [s, wait_ms, resume](Status st) {
+                        if (!st.ok()) {
+                          resume([st](lua_State* L) { return PushFail(L, st.message()); });
+                          return;
+                        }
+                        if (wait_ms <= 0) {
+                          resume(PushTrue);
+                          return;
+                        }
+                        ResumeWhenReady(s, wait_ms, resume);
+                      });
+                      return std::function<void()>();
+                    });
+}
+
+// guardian.service.wait_ready(timeout_ms) -> true, or nil, "not ready within N ms".
+int WaitReady(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.wait_ready");
+  int64_t wait_ms = luaL_checkinteger(L, 1);
+  PlaybookRun* run = PlaybookRun::From(L);
+  return run->Await(L, "guardian.service.wait_ready", [s, wait_ms](PlaybookRun::Resume resume) {
+    ResumeWhenReady(s, wait_ms, resume);
+    return std::function<void()>();
+  });
+}
+
+// guardian.service.signal("USR1") -> true, or nil, why: only to the service's own main process,
+// checked by pid and start time, and only these signals.
+int SignalFn(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.signal");
+  std::string name = luaL_checkstring(L, 1);
+  static const std::pair<const char*, int> kAllowed[] = {
+      {"HUP", SIGHUP}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"INT", SIGINT}};
+  int sig = 0;
+  for (const auto& [n, v] : kAllowed) {
+    if (name == n) sig = v;
+  }
+  if (sig == 0)
+    return luaL_error(L, "guardian.service.signal: '%s' is not one of HUP, USR1, USR2, TERM, INT",
+                      name.c_str());
+  int n = 0;
+  if (DryRun(L, "guardian.service.signal", 1, &n)) return n;
+  Status st = s->Signal(sig);
+  if (!st.ok()) return PushFail(L, st.message());
+  return PushTrue(L);
+}
+
+// guardian.service.set_flags({key = value, ...}, {wait_ms = 2000}) -> seq, or nil, why. Merges
+// the keys into the service's flags file (nil values remove a key), bumps "seq", writes it
+// atomically, and with a status_file waits until the service reports flags.seq >= the new seq.
+int SetFlags(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.set_flags");
+  luaL_checktype(L, 1, LUA_TTABLE);
+  nlohmann::json changes = LuaToJson(L, 1, "guardian.service.set_flags");
+  if (!changes.is_object() && !(changes.is_array() && changes.empty()))
+    return luaL_error(L, "guardian.service.set_flags: expected a table of flag = value");
+  if (s->config().flags_file.empty())
+    return luaL_error(L, "guardian.service.set_flags: service '%s' declares no flags_file",
+                      s->name().c_str());
+  int64_t wait_ms = OptInt(L, 2, "wait_ms", 2000);
+  int n = 0;
+  if (DryRun(L, "guardian.service.set_flags", lua_gettop(L), &n)) return n;
+  PlaybookRun* run = PlaybookRun::From(L);
+  std::string flags_path = s->config().flags_file;
+  std::string status_path = s->config().status_file;
+  uv_loop_t* loop = run->loop();
+  return run->Await(
+      L, "guardian.service.set_flags",
+      [loop, flags_path, status_path, changes, wait_ms](PlaybookRun::Resume resume) {
+        auto seq = std::make_shared<int64_t>(0);
+        auto why = std::make_shared<std::string>();
+        auto cancelled = std::make_shared<bool>(false);
+        QueueWork(
+            loop,
+            [flags_path, changes, seq, why] {
+              nlohmann::json flags = nlohmann::json::object();
+              std::string text;
+              if (ReadRegularFile(flags_path, kMaxControlFile, &text).ok()) {
+                auto old = nlohmann::json::parse(text, nullptr, false);
+                if (old.is_object()) flags = old;
+              }
+              if (changes.is_object()) {
+                for (const auto& [k, v] : changes.items()) {
+                  if (v.is_null()) {
+                    flags.erase(k);
+                  } else {
+                    flags[k] = v;
+                  }
+                }
+              }
+              *seq = flags.value("seq", int64_t{0}) + 1;
+              flags["seq"] = *seq;
+              std::error_code ec;
+              std::filesystem::create_directories(std::filesystem::path(flags_path).parent_path(),
+                                                  ec);
+              Status st = WriteFileAtomic(flags_path, flags.dump(2) + "\n");
+              if (!st.ok()) *why = st.message();
+            },
+            [loop, status_path, wait_ms, seq, why, resume, cancelled] {
+              if (*cancelled) return;
+              if (!why->empty()) {
+                resume([why](lua_State* L) { return PushFail(L, *why); });
+                return;
+              }
+              auto push_seq = [seq](lua_State* L) {
+                lua_pushinteger(L, *seq);
+                return 1;
+              };
+              if (status_path.empty() || wait_ms <= 0) return resume(push_seq);
+              // Poll the service's status for the applied seq: the wait is short and bounded.
+              auto timer = std::make_shared<Timer>(loop);
+              int64_t deadline = static_cast<int64_t>(uv_now(loop)) + wait_ms;
+              auto poll = std::make_shared<std::function<void()>>();
+              *poll = [loop, status_path, seq, resume, timer, deadline, poll, cancelled, push_seq,
+                       wait_ms] {
+                auto applied = std::make_shared<int64_t>(-1);
+                QueueWork(
+                    loop,
+                    [status_path, applied] {
+                      std::string text;
+                      if (!ReadRegularFile(status_path, kMaxControlFile, &text).ok()) return;
+                      auto doc = nlohmann::json::parse(text, nullptr, false);
+                      if (!doc.is_object() || !doc.contains("flags") || !doc["flags"].is_object())
+                        return;
+                      *applied = doc["flags"].value("seq", int64_t{-1});
+                    },
+                    [loop, seq, resume, timer, deadline, poll, cancelled, push_seq, applied,
+                     wait_ms] {
+                      if (*cancelled) {
+                        *poll = nullptr;  // breaks the cycle through the closure
+                        return;
+                      }
+                      if (*applied >= *seq) {
+                        *poll = nullptr;
+                        return resume(push_seq);
+                      }
+                      if (static_cast<int64_t>(uv_now(loop)) >= deadline) {
+                        *poll = nullptr;
+                        int64_t want = *seq;
+                        return resume([want, wait_ms](lua_State* L) {
+                          return PushFail(L, "the service did not apply flags seq " +
+                                                 std::to_string(want) + " within " +
+                                                 std::to_string(wait_ms) + " ms");
+                        });
+                      }
+                      timer->Start(20, [poll] {
+                        if (*poll) (*poll)();
+                      });
+                    });
+              };
+              (*poll)();
+            });
+        return std::function<void()>([cancelled] { *cancelled = true; });
+      });
+}
+
+// guardian.service.set_port(port, reason) -> true, or nil, why: records in the port registry
+// that the service listens on `port` from its next start (within its configured range).
+int SetPort(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.set_port");
+  lua_Integer port = luaL_checkinteger(L, 1);
+  std::string reason = luaL_optstring(L, 2, "moved by a playbook");
+  int n = 0;
+  if (DryRun(L, "guardian.service.set_port", lua_gettop(L), &n)) return n;
+  PlaybookRun* run = PlaybookRun::From(L);
+  Supervisor* sup = run->services().supervisor;
+  std::string name = s->name();
+  return run->Await(L, "guardian.service.set_port",
+                    [sup, name, port, reason](PlaybookRun::Resume resume) {
+                      sup->SetPort(name, static_cast<int>(port), reason, [resume](Status st) {
+                        if (!st.ok())
+                          return resume([st](lua_State* L) { return PushFail(L, st.message()); });
+                        resume(PushTrue);
+                      });
+                      return std::function<void()>();
+                    });
+}
+
+void Install(lua_State* L) {
+  static const luaL_Reg fns[] = {
+      {"info", Info},          {"status", StatusDoc}, {"flags", Flags},
+      {"set_flags", SetFlags}, {"restart", Restart},  {"wait_ready", WaitReady},
+      {"signal", SignalFn},    {"set_port", SetPort}, {nullptr, nullptr}};
+  luaL_newlib(L, fns);
+  lua_setfield(L, -2, "service");
+}
+
+}  // namespace
+
+GUARDIAN_HOST_MODULE(service, "service", Install);
+
+}  // namespace guardian
