@@ -75,6 +75,8 @@ void Engine::Apply(std::shared_ptr<const Config> config) {
     env.loop = loop_;
     env.supervisor = supervisor_;
     env.check = c;
+    if (const ServiceConfig* svc = config->FindService(ParamString(c.params, "service")))
+      env.service = *svc;
     env.check_state_dir = (fs::path(config->state_dir) / "checks" / c.id).string();
     std::error_code ec;
     fs::create_directories(env.check_state_dir, ec);

@@ -168,6 +168,7 @@ ServiceSnapshot Service::Snapshot() const {
   s.name = config_.name;
   s.state = state_;
   if (proc_) s.process = identity_;
+  s.exe = last_exe_;
   s.adopted = adopted_;
   s.started_at = proc_ ? started_at_ : 0;
   s.ready_at = state_ == ServiceState::kReady ? ready_at_ : 0;
@@ -215,6 +216,7 @@ bool Service::TryAdopt(const RecordedProcess& recorded) {
   });
   proc_ = p;
   identity_ = now;
+  last_exe_ = now.exe;
   adopted_ = true;
   started_at_ = recorded.started_at;
   SetState(ServiceState::kStarting);
@@ -294,6 +296,7 @@ void Service::Spawn() {
   // uv_spawn returns after the exec succeeded, so /proc shows the new program.
   identity_ = ProcessIdentity{};
   if (!ReadProcessIdentity(p->process.pid, &identity_).ok()) identity_.pid = p->process.pid;
+  if (!identity_.exe.empty()) last_exe_ = identity_.exe;
   SetState(ServiceState::kStarting);
   Emit("started", "started " + identity_.ToString());
   nlohmann::json rec = {{"pid", identity_.pid},

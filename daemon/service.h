@@ -61,6 +61,7 @@ struct ServiceSnapshot {
   bool adopted = false;           // found running at start, not spawned by this guardiand
   int64_t started_at = 0;         // wall ms of the current process's start; 0 when none
   int64_t ready_at = 0;           // wall ms it became ready; 0 when not ready
+  std::string exe;                // the program of the last process started or adopted
   int port = 0;                   // from the port registry; 0 when it has none
   int starts = 0;                 // processes started by this guardiand
   int failures = 0;               // consecutive unasked exits since it was last verified healthy
@@ -139,6 +140,7 @@ class Service {
   ServiceState state_ = ServiceState::kStopped;
   Proc* proc_ = nullptr;
   ProcessIdentity identity_;
+  std::string last_exe_;
   bool adopted_ = false;
   int64_t started_at_ = 0;
   int64_t ready_at_ = 0;

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,9 @@ struct DetectorEnv {
   Supervisor* supervisor = nullptr;  // the services guardiand runs; null in some tests
   CheckConfig check;                 // a copy: the detector may outlive a config reload
   std::string check_state_dir;       // STATE_DIR/checks/<id>; exists, owned by this check
+  // The config of the service named in params.service, when the check names one (a copy, like
+  // `check`); the running Service itself is looked up in `supervisor` at probe time.
+  std::optional<ServiceConfig> service;
 };
 
 class Detector : public std::enable_shared_from_this<Detector> {

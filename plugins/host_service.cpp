@@ -1,11 +1,18 @@
 // guardian.service: the supervised service the check names in params.service, and only that
 // one (a playbook cannot reach another service or any other process). See
 // docs/playbook-api.md. Calls that act are recorded, not done, in a dry run.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 
 #include "daemon/file_util.h"
+#include "daemon/port_owner.h"
+#include "daemon/port_survey.h"
 #include "daemon/supervisor.h"
 #include "daemon/timer.h"
 #include "daemon/work.h"
@@ -328,11 +335,223 @@ int SetPort(lua_State* L) {
                     });
 }
 
+// The service's range from the port registry: [lo, hi] and its current port.
+bool PortRange(lua_State* L, Service* s, int* lo, int* hi, int* current) {
+  const PortTable& ports = PlaybookRun::From(L)->services().supervisor->ports();
+  auto it = ports.find(s->name());
+  if (it == ports.end()) return false;
+  *lo = it->second.lo;
+  *hi = it->second.hi;
+  *current = it->second.port;
+  return true;
+}
+
+// guardian.service.port_owners([port]) -> {port, unattributed, bind_error, holders = {{pid,
+// start_ticks, exe, ours, same_program, description}, ...}}, or nil, why. `port` defaults to
+// the service's registry port and must lie in its range.
+int PortOwners(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.port_owners");
+  int lo = 0, hi = 0, current = 0;
+  if (!PortRange(L, s, &lo, &hi, &current))
+    return luaL_error(L, "guardian.service.port_owners: service '%s' has no port",
+                      s->name().c_str());
+  int port = static_cast<int>(luaL_optinteger(L, 1, current));
+  if (port < lo || port > hi)
+    return luaL_error(L, "guardian.service.port_owners: port %d is outside %s's range [%d, %d]",
+                      port, s->name().c_str(), lo, hi);
+  ServiceSnapshot snap = s->Snapshot();
+  std::string status_file = s->config().status_file;
+  PlaybookRun* run = PlaybookRun::From(L);
+  return run->Await(L, "guardian.service.port_owners",
+                    [run, port, snap, status_file](PlaybookRun::Resume resume) {
+                      auto survey = std::make_shared<PortSurvey>();
+                      auto status = std::make_shared<Status>();
+                      QueueWork(
+                          run->loop(),
+                          [survey, status, port, snap, status_file] {
+                            *status = SurveyPort(port, snap.process.pid, snap.exe, status_file,
+                                                 survey.get());
+                          },
+                          [resume, survey, status] {
+                            resume([survey, status](lua_State* L) {
+                              if (!status->ok()) return PushFail(L, status->message());
+                              nlohmann::json j = {{"port", survey->port},
+                                                  {"unattributed", survey->unattributed},
+                                                  {"holders", nlohmann::json::array()}};
+                              if (!survey->bind_error.empty()) j["bind_error"] = survey->bind_error;
+                              for (const auto& h : survey->holders) {
+                                j["holders"].push_back({{"pid", h.id.pid},
+                                                        {"start_ticks", h.id.start_ticks},
+                                                        {"exe", h.id.exe},
+                                                        {"ours", h.ours},
+                                                        {"same_program", h.same_program},
+                                                        {"description", h.Describe()}});
+                              }
+                              PushJson(L, j);
+                              return 1;
+                            });
+                          });
+                      return std::function<void()>();
+                    });
+}
+
+// A port nobody listens on and that binds on 127.0.0.1 now. Blocking.
+bool PortIsFree(int port) {
+  std::vector<ProcessIdentity> owners;
+  int hidden = 0;
+  if (!FindPortOwners(port, &owners, &hidden).ok() || !owners.empty() || hidden > 0) return false;
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// guardian.service.free_port() -> the first free port of the service's range after its current
+// one (wrapping around), or nil, why. Free: no listener at all, and it binds now.
+int FreePort(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.free_port");
+  int lo = 0, hi = 0, current = 0;
+  if (!PortRange(L, s, &lo, &hi, &current))
+    return luaL_error(L, "guardian.service.free_port: service '%s' has no port", s->name().c_str());
+  PlaybookRun* run = PlaybookRun::From(L);
+  return run->Await(L, "guardian.service.free_port",
+                    [run, lo, hi, current](PlaybookRun::Resume resume) {
+                      auto found = std::make_shared<int>(0);
+                      QueueWork(
+                          run->loop(),
+                          [found, lo, hi, current] {
+                            int n = hi - lo + 1;
+                            for (int i = 1; i < n && *found == 0; ++i) {
+                              int port = lo + (current - lo + i) % n;
+                              if (PortIsFree(port)) *found = port;
+                            }
+                          },
+                          [resume, found, lo, hi] {
+                            resume([found, lo, hi](lua_State* L) {
+                              if (*found == 0)
+                                return PushFail(L, "no free port in [" + std::to_string(lo) + ", " +
+                                                       std::to_string(hi) + "]");
+                              lua_pushinteger(L, *found);
+                              return 1;
+                            });
+                          });
+                      return std::function<void()>();
+                    });
+}
+
+// Waits for a signalled stale instance to end: polls every 20 ms, SIGKILL once the grace is
+// over, gives up 2 s after that. The timer's callback keeps it alive until it finishes.
+struct StaleStop : std::enable_shared_from_this<StaleStop> {
+  uv_loop_t* loop = nullptr;
+  ProcessIdentity target;
+  int64_t grace_ms = 0;
+  int64_t start_ms = 0;
+  bool killed = false;
+  bool done = false;
+  PlaybookRun::Resume resume;
+  std::unique_ptr<Timer> timer;
+
+  void Tick() {
+    if (done) return;
+    ProcessIdentity still;
+    if (!ReadProcessIdentity(target.pid, &still).ok() || !still.SameAs(target))
+      return Finish(PushTrue);
+    int64_t elapsed = static_cast<int64_t>(uv_now(loop)) - start_ms;
+    if (!killed && elapsed >= grace_ms) {
+      killed = true;
+      SignalIfSame(target, SIGKILL);
+    }
+    if (elapsed >= grace_ms + 2000) {
+      ProcessIdentity t = target;
+      return Finish([t](lua_State* L) {
+        return PushFail(L, t.ToString() + " is still running after SIGKILL");
+      });
+    }
+    auto self = shared_from_this();
+    timer->Start(20, [self] { self->Tick(); });
+  }
+  void Finish(PlaybookRun::Pusher push) {
+    done = true;
+    auto r = resume;
+    timer.reset();  // allowed from inside its own callback
+    r(std::move(push));
+  }
+  void Cancel() {
+    done = true;
+    timer.reset();
+  }
+};
+
+// guardian.service.stop_stale(pid, start_ticks [, {grace_ms = 2000}]) -> true, or nil, why.
+// Stops a stale instance of the service's own program: refused (raises) unless that pid is
+// still the process with that start time, runs the service's executable and is not the
+// supervised process or in its group. SIGTERM, then SIGKILL after grace_ms, each only
+// through a pidfd opened after the identity was checked.
+int StopStale(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.stop_stale");
+  ProcessIdentity want;
+  want.pid = static_cast<pid_t>(luaL_checkinteger(L, 1));
+  want.start_ticks = static_cast<uint64_t>(luaL_checkinteger(L, 2));
+  int64_t grace = OptInt(L, 3, "grace_ms", 2000);
+  ProcessIdentity now;
+  if (!ReadProcessIdentity(want.pid, &now).ok() || !now.SameAs(want)) {
+    lua_pushboolean(L, 1);  // already gone: what was asked is done
+    return 1;
+  }
+  ServiceSnapshot snap = s->Snapshot();
+  ProcStat st;
+  {
+    std::ifstream in("/proc/" + std::to_string(now.pid) + "/stat");
+    std::string text;
+    if (in && std::getline(in, text)) ParseProcStat(text, &st);
+  }
+  if (now.pid == snap.process.pid || (snap.process.pid > 0 && st.pgrp == snap.process.pid))
+    return luaL_error(L, "guardian.service.stop_stale: pid %d is the service itself",
+                      static_cast<int>(now.pid));
+  if (snap.exe.empty() || now.exe != snap.exe)
+    return luaL_error(L,
+                      "guardian.service.stop_stale: pid %d runs %s, not the service's program %s; "
+                      "a foreign process is never stopped",
+                      static_cast<int>(now.pid), now.exe.c_str(), snap.exe.c_str());
+  int n = 0;
+  if (DryRun(L, "guardian.service.stop_stale", 2, &n)) return n;
+  PlaybookRun* run = PlaybookRun::From(L);
+  uv_loop_t* loop = run->loop();
+  return run->Await(
+      L, "guardian.service.stop_stale", [loop, now, grace](PlaybookRun::Resume resume) {
+        Status sent = SignalIfSame(now, SIGTERM);
+        if (!sent.ok() && sent.code() != Status::Code::kNotFound) {
+          resume([sent](lua_State* L) { return PushFail(L, sent.message()); });
+          return std::function<void()>();
+        }
+        auto stop = std::make_shared<StaleStop>();
+        stop->loop = loop;
+        stop->target = now;
+        stop->grace_ms = grace;
+        stop->start_ms = static_cast<int64_t>(uv_now(loop));
+        stop->resume = resume;
+        stop->timer = std::make_unique<Timer>(loop);
+        stop->timer->Start(0, [stop] { stop->Tick(); });  // resumes only from a callback
+        std::weak_ptr<StaleStop> weak = stop;
+        return std::function<void()>([weak] {
+          if (auto s = weak.lock()) s->Cancel();
+        });
+      });
+}
+
 void Install(lua_State* L) {
   static const luaL_Reg fns[] = {
-      {"info", Info},          {"status", StatusDoc}, {"flags", Flags},
-      {"set_flags", SetFlags}, {"restart", Restart},  {"wait_ready", WaitReady},
-      {"signal", SignalFn},    {"set_port", SetPort}, {nullptr, nullptr}};
+      {"info", Info},          {"status", StatusDoc},     {"flags", Flags},
+      {"set_flags", SetFlags}, {"restart", Restart},      {"wait_ready", WaitReady},
+      {"signal", SignalFn},    {"set_port", SetPort},     {"port_owners", PortOwners},
+      {"free_port", FreePort}, {"stop_stale", StopStale}, {nullptr, nullptr}};
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "service");
 }
