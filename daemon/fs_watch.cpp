@@ -1,6 +1,7 @@
 #include "daemon/fs_watch.h"
 
 #include <cstdlib>
+#include <filesystem>
 
 namespace guardian {
 
@@ -27,6 +28,14 @@ Status FsWatch::Start(const std::string& dir, std::function<void(const std::stri
       dir.c_str(), 0);
   if (rc != 0) return Status::IOError("cannot watch " + dir + ": " + uv_strerror(rc));
   return Status::OK();
+}
+
+Status FsWatch::StartForFile(const std::string& path, std::function<void()> cb) {
+  std::filesystem::path p(path);
+  std::string name = p.filename().string();
+  return Start(p.parent_path().string(), [name, cb](const std::string& changed) {
+    if (changed.empty() || changed == name) cb();
+  });
 }
 
 }  // namespace guardian

@@ -22,6 +22,9 @@ class FsWatch {
   // Calls `cb` with the name of the entry that changed in `dir` (empty when the kernel does
   // not say). Fails when the folder cannot be watched; callers fall back to polling.
   Status Start(const std::string& dir, std::function<void(const std::string& name)> cb);
+  // Calls `cb` when the file `path` changes, is replaced (rename over it) or removed. Watches
+  // its folder, since a file replaced by rename is a new inode a watch on the file would miss.
+  Status StartForFile(const std::string& path, std::function<void()> cb);
 
  private:
   struct Handle {

@@ -317,11 +317,7 @@ void Service::Spawn() {
 
   if (!config_.status_file.empty() && !status_watch_) {
     status_watch_ = std::make_unique<FsWatch>(loop_);
-    std::string name = fs::path(config_.status_file).filename().string();
-    Status s = status_watch_->Start(fs::path(config_.status_file).parent_path().string(),
-                                    [this, name](const std::string& changed) {
-                                      if (changed.empty() || changed == name) CheckReady();
-                                    });
+    Status s = status_watch_->StartForFile(config_.status_file, [this] { CheckReady(); });
     if (!s.ok()) status_watch_.reset();  // the poll below still covers it
   }
   CheckReady();

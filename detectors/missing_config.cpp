@@ -64,13 +64,9 @@ class MissingConfigDetector : public Detector {
 
   Status Start(std::function<void()> wake) override {
     wake_ = std::move(wake);
-    name_ = fs::path(path_).filename().string();
     // The folder, not the file: the file may be deleted and created again.
     watch_ = std::make_unique<FsWatch>(env_.loop);
-    Status s =
-        watch_->Start(fs::path(path_).parent_path().string(), [this](const std::string& name) {
-          if (name.empty() || name == name_) OnChange();
-        });
+    Status s = watch_->StartForFile(path_, [this] { OnChange(); });
     // Polling still covers it; the event source is an accelerator.
     if (!s.ok()) return Status::IOError(s.message() + " (polling only)");
     return Status::OK();
@@ -118,7 +114,6 @@ class MissingConfigDetector : public Detector {
 
   DetectorEnv env_;
   std::string path_;
-  std::string name_;
   std::vector<std::string> keys_;
   int64_t settle_ms_;
   int keep_;

@@ -5,7 +5,6 @@
 // probe at once instead of at the next interval. A service that was moved off its preferred
 // port is reported again (so a playbook can move it back) once the preferred port has been
 // free for return_after_ms.
-#include <filesystem>
 
 #include "daemon/fs_watch.h"
 #include "daemon/port_survey.h"
@@ -15,7 +14,6 @@
 
 namespace guardian {
 namespace {
-namespace fs = std::filesystem;
 
 class PortConflictDetector : public Detector {
  public:
@@ -28,12 +26,8 @@ class PortConflictDetector : public Detector {
   Status Start(std::function<void()> wake) override {
     const std::optional<ServiceConfig>& svc = env_.service;
     if (!svc || svc->status_file.empty()) return Status::OK();
-    std::string name = fs::path(svc->status_file).filename().string();
     watch_ = std::make_unique<FsWatch>(env_.loop);
-    Status s = watch_->Start(fs::path(svc->status_file).parent_path().string(),
-                             [wake, name](const std::string& changed) {
-                               if (changed.empty() || changed == name) wake();
-                             });
+    Status s = watch_->StartForFile(svc->status_file, wake);
     if (!s.ok()) return Status::IOError(s.message() + " (polling only)");
     return Status::OK();
   }

@@ -59,7 +59,7 @@ class StackTestCase(GuardianTestCase):
         self.addCleanup(self._undo_injections)
 
     def _undo_injections(self):
-        for mode in ("port_conflict",):
+        for mode in ("port_conflict", "slow_boot"):
             subprocess.run([sys.executable, INJECT, mode, "--state-dir", self.tmp, "--undo"],
                            capture_output=True)
 
