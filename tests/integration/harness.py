@@ -212,7 +212,22 @@ class GuardianTestCase(unittest.TestCase):
 
     def _cleanup(self):
         # Runs even when the test (or setUp after this point) failed: no daemon outlives a test.
+        self.stop_all_daemons()
+        if os.environ.get("GUARDIAN_KEEP_TMP"):
+            print("kept", self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def stop_all_daemons(self):
+        """SIGTERM first (a daemon stopping cleanly also stops the services it runs), then
+        SIGKILL what is still there."""
         for d in self.daemons:
+            if d.alive():
+                try:
+                    d.proc.terminate()
+                    d.proc.wait(timeout=10)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    pass
             if d.alive():
                 try:
                     d.proc.kill()
@@ -222,10 +237,6 @@ class GuardianTestCase(unittest.TestCase):
                 d.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        if os.environ.get("GUARDIAN_KEEP_TMP"):
-            print("kept", self.tmp)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # --- files and config ------------------------------------------------------------------
 

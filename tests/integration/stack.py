@@ -7,6 +7,7 @@ layout chaos/inject expects with --state-dir TMP), runs the real demo-app as gua
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,7 +57,24 @@ class StackTestCase(GuardianTestCase):
         self.stack = self.path("stack")
         subprocess.run([SEED, self.stack], check=True)
         self.port = free_port_range(6)
+        self.addCleanup(self._kill_stack_processes)
         self.addCleanup(self._undo_injections)
+
+    def _kill_stack_processes(self):
+        """Runs last: any app instance of this test's stack still alive (a stale instance, or
+        the app of a guardiand the test killed) is killed, so no test leaks processes."""
+        self.stop_all_daemons()  # first, or the supervisor would restart what is killed here
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    cmd = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            if self.stack in cmd and int(pid) != os.getpid():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def _undo_injections(self):
         for mode in ("port_conflict", "slow_boot"):
