@@ -34,11 +34,12 @@ from common import BenchError, Daemon, machine_info, p95, wait_for, yaml_str  # 
 
 INJECT = os.path.join(ROOT, "chaos", "inject")
 SEED = os.path.join(ROOT, "chaos", "stack", "seed")
-TARGETS = {"port_conflict": 10_000, "slow_boot": 5_000}
+TARGETS = {"port_conflict": 10_000, "slow_boot": 5_000, "db_corruption": 60_000}
 # mode -> (check id, kinds, inject args, undo between runs)
 PLAN = {
     "port_conflict": ("app-port", ["stale", "foreign"], [], True),
     "slow_boot": ("app-boot", ["search_index"], ["--delay-ms", "20000"], True),
+    "db_corruption": ("app-db", ["pages", "header"], [], True),
 }
 
 
@@ -84,6 +85,10 @@ checks:
     mode: slow_boot
     interval_ms: 500
     params: {{ service: app, deadline_ms: 2000, chunk_deadline_ms: 1000 }}
+  - id: app-db
+    mode: db_corruption
+    interval_ms: 1000
+    params: {{ service: app, path: {yaml_str(os.path.join(stack, "data", "app.db"))}, backup_interval_ms: 1000 }}
 """
 
 
@@ -153,7 +158,7 @@ def run_mode(d, work, mode, runs, samples):
 # The figure each mode's goal is judged on. A slow boot is not a failure until its deadline
 # passes, so for slow_boot the time from the injector's restart to the deadline is part of the
 # fault, not of the recovery: the incident's own MTTR (from the deadline crossing) is judged.
-JUDGED = {"port_conflict": "mttr_ms", "slow_boot": "incident_mttr_ms"}
+JUDGED = {"port_conflict": "mttr_ms", "slow_boot": "incident_mttr_ms", "db_corruption": "mttr_ms"}
 
 
 def table(samples, modes):

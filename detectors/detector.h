@@ -67,6 +67,14 @@ class DetectorRegistry {
   std::vector<DetectorFactory> factories_;
 };
 
+class FsWatch;
+
+// For detectors of a supervised service: watches its status file (when it has one) so that each
+// change the service writes wakes a probe at once. Leaves `*watch` empty when there is nothing
+// to watch; a watch that cannot start is an IOError (the poll still covers it).
+Status WatchServiceStatus(const DetectorEnv& env, std::function<void()> wake,
+                          std::unique_ptr<FsWatch>* watch);
+
 #define GUARDIAN_REGISTER_DETECTOR(ident, ...)            \
   [[maybe_unused]] static const bool ident##_registered = \
       ::guardian::DetectorRegistry::Get().Register(__VA_ARGS__)

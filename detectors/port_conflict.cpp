@@ -24,12 +24,7 @@ class PortConflictDetector : public Detector {
         return_after_ms_(ParamInt(env.check.params, "return_after_ms", 10'000)) {}
 
   Status Start(std::function<void()> wake) override {
-    const std::optional<ServiceConfig>& svc = env_.service;
-    if (!svc || svc->status_file.empty()) return Status::OK();
-    watch_ = std::make_unique<FsWatch>(env_.loop);
-    Status s = watch_->StartForFile(svc->status_file, wake);
-    if (!s.ok()) return Status::IOError(s.message() + " (polling only)");
-    return Status::OK();
+    return WatchServiceStatus(env_, std::move(wake), &watch_);
   }
 
   void Close(std::function<void()> closed) override {

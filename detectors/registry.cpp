@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "daemon/fs_watch.h"
 #include "detectors/detector.h"
 
 namespace guardian {
@@ -25,6 +26,16 @@ const DetectorFactory* DetectorRegistry::Find(std::string_view mode) const {
     if (f.mode == mode) return &f;
   }
   return nullptr;
+}
+
+Status WatchServiceStatus(const DetectorEnv& env, std::function<void()> wake,
+                          std::unique_ptr<FsWatch>* watch) {
+  watch->reset();
+  if (!env.service || env.service->status_file.empty()) return Status::OK();
+  *watch = std::make_unique<FsWatch>(env.loop);
+  Status s = (*watch)->StartForFile(env.service->status_file, std::move(wake));
+  if (!s.ok()) return Status::IOError(s.message() + " (polling only)");
+  return Status::OK();
 }
 
 ParamSchemaLookup DetectorRegistry::SchemaLookup() const {

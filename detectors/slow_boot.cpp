@@ -30,10 +30,7 @@ class SlowBootDetector : public Detector {
     wake_ = wake;
     if (!env_.service || env_.service->status_file.empty())
       return Status::InvalidArgument("service " + service_ + " has no status_file to read");
-    watch_ = std::make_unique<FsWatch>(env_.loop);
-    Status s = watch_->StartForFile(env_.service->status_file, wake);
-    if (!s.ok()) return Status::IOError(s.message() + " (polling only)");
-    return Status::OK();
+    return WatchServiceStatus(env_, wake, &watch_);
   }
 
   void Close(std::function<void()> closed) override {

@@ -77,7 +77,7 @@ class StackTestCase(GuardianTestCase):
                     pass
 
     def _undo_injections(self):
-        for mode in ("port_conflict", "slow_boot"):
+        for mode in ("port_conflict", "slow_boot", "db_corruption"):
             subprocess.run([sys.executable, INJECT, mode, "--state-dir", self.tmp, "--undo"],
                            capture_output=True)
 
