@@ -1,7 +1,8 @@
 """db_corruption on the real demo stack: the app's live database corrupted in place (pages in
-the middle overwritten, the header zeroed). Guardian sees it, keeps the broken files aside,
-restores its newest verified backup, has the app reopen it, and the incident says what was
-restored and how old it was; the app serves the rows written before that backup again."""
+the middle overwritten, the header zeroed, the file cut short). Guardian sees it, keeps the
+broken files aside, restores its newest verified backup, has the app reopen it, and the incident
+says what was restored and how old it was; the app serves the rows written before that backup
+again."""
 
 import json
 import os
@@ -69,6 +70,10 @@ class DbCorruptionTest(StackTestCase):
         before = self.prepare()
         _, inc = self.heal_and_check("header", before)
         self.assertIn("SQLITE_NOTADB", inc["evidence"])
+
+    def test_file_cut_short(self):
+        before = self.prepare()
+        self.heal_and_check("truncate", before)
 
 
 if __name__ == "__main__":
