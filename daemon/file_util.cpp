@@ -61,6 +61,18 @@ std::vector<std::filesystem::path> ListDir(const std::filesystem::path& dir, std
   return out;
 }
 
+Status ReadJsonObject(const std::string& path, size_t max_bytes, nlohmann::json* out) {
+  std::string text;
+  Status s = ReadRegularFile(path, max_bytes, &text);
+  if (!s.ok()) return s;
+  *out = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!out->is_object()) {
+    *out = nlohmann::json();
+    return Status::Corruption("not a JSON object");
+  }
+  return Status::OK();
+}
+
 Status WriteFileAtomic(const std::string& path, const std::string& content, int mode) {
   std::string tmp = path + ".tmp";
   auto fail = [&](const std::string& what) {

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,10 @@ namespace guardian {
 // Reads a regular file (following symlinks) of at most `max_bytes`. A FIFO, device or folder
 // is refused without blocking; a missing file is NotFound. Blocking: call off the loop thread.
 Status ReadRegularFile(const std::string& path, size_t max_bytes, std::string* out);
+
+// Reads a file holding one JSON object (status and flags files, records), under the same rules
+// as ReadRegularFile. Corruption when the text is not a JSON object. Blocking.
+Status ReadJsonObject(const std::string& path, size_t max_bytes, nlohmann::json* out);
 
 // Replaces `path` with `content` so readers see the old file or the new one, never a mix:
 // writes PATH.tmp, fsyncs it, renames it over PATH and fsyncs the folder. Blocking.

@@ -1,6 +1,5 @@
 #include "daemon/port_survey.h"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "daemon/file_util.h"
@@ -31,25 +30,19 @@ Status SurveyPort(int port, pid_t service_pid, const std::string& service_exe,
   for (const auto& id : ids) {
     PortHolder h;
     h.id = id;
-    std::ifstream in("/proc/" + std::to_string(id.pid) + "/stat");
-    std::string text;
     ProcStat st;
-    if (in && std::getline(in, text) && ParseProcStat(text, &st).ok()) h.pgrp = st.pgrp;
+    if (ReadProcStat(id.pid, &st).ok()) h.pgrp = st.pgrp;
     h.ours = service_pid > 0 && (id.pid == service_pid || h.pgrp == service_pid);
     h.same_program = !h.ours && !service_exe.empty() && id.exe == service_exe;
     out->holders.push_back(h);
   }
-  if (!status_file.empty()) {
-    std::string doc_text;
-    if (ReadRegularFile(status_file, 1 << 20, &doc_text).ok()) {
-      auto doc = nlohmann::json::parse(doc_text, nullptr, false);
-      if (doc.is_object() && doc.contains("bind") && doc["bind"].is_object()) {
-        const auto& b = doc["bind"];
-        if (b.value("port", 0) == port) {
-          out->bind_error = b.value("error", std::string("bind failed"));
-          out->bind_error_pid = doc.value("pid", 0);
-        }
-      }
+  nlohmann::json doc;
+  if (!status_file.empty() && ReadJsonObject(status_file, 1 << 20, &doc).ok() &&
+      doc.contains("bind") && doc["bind"].is_object()) {
+    const auto& b = doc["bind"];
+    if (b.value("port", 0) == port) {
+      out->bind_error = b.value("error", std::string("bind failed"));
+      out->bind_error_pid = doc.value("pid", 0);
     }
   }
   return Status::OK();

@@ -68,17 +68,22 @@ Status ParseProcStat(const std::string& text, char* state, uint64_t* start_ticks
   return Status::OK();
 }
 
+Status ReadProcStat(pid_t pid, ProcStat* out) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  if (!in || !std::getline(in, text)) return Status::NotFound("no process " + std::to_string(pid));
+  return ParseProcStat(text, out);
+}
+
 std::vector<ProcStat> ListChildren(pid_t parent) {
   std::vector<ProcStat> out;
   DIR* d = ::opendir("/proc");
   if (!d) return out;
   while (dirent* e = ::readdir(d)) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-    std::ifstream in(std::string("/proc/") + e->d_name + "/stat");
-    std::string text;
-    if (!in || !std::getline(in, text)) continue;  // gone meanwhile
-    ProcStat st;
-    if (ParseProcStat(text, &st).ok() && st.ppid == parent) out.push_back(st);
+    ProcStat st;  // a process gone meanwhile is skipped
+    if (ReadProcStat(static_cast<pid_t>(std::atol(e->d_name)), &st).ok() && st.ppid == parent)
+      out.push_back(st);
   }
   ::closedir(d);
   return out;
@@ -87,14 +92,11 @@ std::vector<ProcStat> ListChildren(pid_t parent) {
 Status ReadProcessIdentity(pid_t pid, ProcessIdentity* out) {
   if (pid <= 0) return Status::InvalidArgument("pid must be > 0, got " + std::to_string(pid));
   std::string dir = "/proc/" + std::to_string(pid);
-  std::ifstream in(dir + "/stat");
-  if (!in) return Status::NotFound("no process " + std::to_string(pid));
-  std::string text;
-  std::getline(in, text);
-  char state = 0;
-  uint64_t ticks = 0;
-  Status s = ParseProcStat(text, &state, &ticks);
+  ProcStat st;
+  Status s = ReadProcStat(pid, &st);
   if (!s.ok()) return s;
+  char state = st.state;
+  uint64_t ticks = st.start_ticks;
   if (state == 'Z' || state == 'X') {
     return Status::NotFound("process " + std::to_string(pid) + " has exited");
   }

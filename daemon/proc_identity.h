@@ -40,6 +40,9 @@ struct ProcStat {
 };
 Status ParseProcStat(const std::string& text, ProcStat* out);
 
+// Reads and parses /proc/PID/stat. NotFound when there is no such process.
+Status ReadProcStat(pid_t pid, ProcStat* out);
+
 // The processes whose parent is `parent` (for a subreaper: the orphans it inherited). Walks
 // /proc: blocking, call on the pool.
 std::vector<ProcStat> ListChildren(pid_t parent);

@@ -100,10 +100,8 @@ void ProbeTcp(uv_loop_t* loop, int port, std::function<void(bool)> done) {
 // whether the file speaks for `pid` at all (another instance may have written it).
 void ReadStatusFile(const std::string& path, pid_t pid, bool* ready, bool* mine) {
   *ready = *mine = false;
-  std::string text;
-  if (!ReadRegularFile(path, 1 << 20, &text).ok()) return;
-  auto doc = nlohmann::json::parse(text, nullptr, false);
-  if (!doc.is_object()) return;
+  nlohmann::json doc;
+  if (!ReadJsonObject(path, 1 << 20, &doc).ok()) return;
   auto p = doc.find("pid");
   if (p == doc.end() || !p->is_number_integer() || p->get<int64_t>() != pid) return;
   *mine = true;
@@ -141,12 +139,10 @@ std::string IdentityFile(const std::string& state_dir, const std::string& name) 
 }
 
 Status LoadRecordedProcess(const std::string& path, RecordedProcess* out) {
-  std::string text;
-  Status s = ReadRegularFile(path, 64 * 1024, &text);
-  if (!s.ok()) return s;
-  auto doc = nlohmann::json::parse(text, nullptr, false);
-  if (!doc.is_object() || !doc["pid"].is_number_integer() ||
-      !doc["start_ticks"].is_number_unsigned())
+  nlohmann::json doc;
+  Status s = ReadJsonObject(path, 64 * 1024, &doc);
+  if (s.code() == Status::Code::kNotFound) return s;
+  if (!s.ok() || !doc["pid"].is_number_integer() || !doc["start_ticks"].is_number_unsigned())
     return Status::Corruption(path + ": not a process record");
   out->process.pid = doc["pid"].get<pid_t>();
   out->process.start_ticks = doc["start_ticks"].get<uint64_t>();

@@ -251,36 +251,38 @@ void Supervisor::OnOrphans(std::vector<ProcStat> children) {
   if (!orphan_groups_.empty() && !closing_) orphan_timer_->Start(100, [this] { ScanOrphans(); });
 }
 
+nlohmann::json Supervisor::ServiceJson(const Service& svc) const {
+  ServiceSnapshot s = svc.Snapshot();
+  nlohmann::json j = {{"name", s.name},
+                      {"state", ServiceStateName(s.state)},
+                      {"pid", s.process.pid},
+                      {"adopted", s.adopted},
+                      {"started_at", s.started_at},
+                      {"ready_at", s.ready_at},
+                      {"starts", s.starts},
+                      {"failures", s.failures}};
+  if (s.process.pid != 0) {
+    j["start_ticks"] = s.process.start_ticks;
+    j["exe"] = s.process.exe;
+  }
+  if (s.next_start_in_ms >= 0) j["next_start_in_ms"] = s.next_start_in_ms;
+  if (auto p = ports_.find(s.name); p != ports_.end()) {
+    j["port"] = p->second.port;
+    j["preferred_port"] = p->second.preferred;
+    if (p->second.moved()) j["port_moved_reason"] = p->second.reason;
+  }
+  if (s.last_exit) {
+    j["last_exit"] = {{"code", s.last_exit->code},
+                      {"signal", s.last_exit->signal},
+                      {"at", s.last_exit->at},
+                      {"asked", s.last_exit->asked}};
+  }
+  return j;
+}
+
 nlohmann::json Supervisor::StatusJson() const {
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& [name, svc] : services_) {
-    ServiceSnapshot s = svc->Snapshot();
-    nlohmann::json j = {{"name", s.name},
-                        {"state", ServiceStateName(s.state)},
-                        {"pid", s.process.pid},
-                        {"adopted", s.adopted},
-                        {"started_at", s.started_at},
-                        {"ready_at", s.ready_at},
-                        {"starts", s.starts},
-                        {"failures", s.failures}};
-    if (s.process.pid != 0) {
-      j["start_ticks"] = s.process.start_ticks;
-      j["exe"] = s.process.exe;
-    }
-    if (s.next_start_in_ms >= 0) j["next_start_in_ms"] = s.next_start_in_ms;
-    if (auto p = ports_.find(name); p != ports_.end()) {
-      j["port"] = p->second.port;
-      j["preferred_port"] = p->second.preferred;
-      if (p->second.moved()) j["port_moved_reason"] = p->second.reason;
-    }
-    if (s.last_exit) {
-      j["last_exit"] = {{"code", s.last_exit->code},
-                        {"signal", s.last_exit->signal},
-                        {"at", s.last_exit->at},
-                        {"asked", s.last_exit->asked}};
-    }
-    out.push_back(std::move(j));
-  }
+  for (const auto& [name, svc] : services_) out.push_back(ServiceJson(*svc));
   return out;
 }
 

@@ -44,6 +44,8 @@ class Supervisor {
   // listens there from its next start. Refused outside its configured range.
   void SetPort(const std::string& name, int port, const std::string& reason,
                std::function<void(Status)> done);
+  // One service as GET /v1/status and guardian.service.info() show it.
+  nlohmann::json ServiceJson(const Service& service) const;
   nlohmann::json StatusJson() const;
   // Stops the services that stop with guardiand and closes every handle.
   void Close(std::function<void()> closed);

@@ -57,18 +57,14 @@ class DbCorruptionDetector : public Detector {
         env_.loop,
         [r, path, status_file, dir, full, keep, now, backup_due] {
           r->check = CheckDatabase(path, full);
-          if (!status_file.empty()) {
-            std::string text;
-            if (ReadRegularFile(status_file, 1 << 20, &text).ok()) {
-              auto doc = nlohmann::json::parse(text, nullptr, false);
-              if (doc.is_object() && doc.contains("db") && doc["db"].is_object()) {
-                const auto& db = doc["db"];
-                if (!db.value("ok", true) && db.contains("last_error") &&
-                    db["last_error"].is_object()) {
-                  r->app_code = db["last_error"].value("code", "");
-                  r->app_message = db["last_error"].value("message", "");
-                }
-              }
+          nlohmann::json doc;
+          if (!status_file.empty() && ReadJsonObject(status_file, 1 << 20, &doc).ok() &&
+              doc.contains("db") && doc["db"].is_object()) {
+            const auto& db = doc["db"];
+            if (!db.value("ok", true) && db.contains("last_error") &&
+                db["last_error"].is_object()) {
+              r->app_code = db["last_error"].value("code", "");
+              r->app_message = db["last_error"].value("message", "");
             }
           }
           std::vector<BackupInfo> all = ListBackups(dir);

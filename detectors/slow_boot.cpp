@@ -48,12 +48,7 @@ class SlowBootDetector : public Detector {
     std::string path = env_.service->status_file;
     auto doc = std::make_shared<nlohmann::json>();
     QueueWork(
-        env_.loop,
-        [path, doc] {
-          std::string text;
-          if (ReadRegularFile(path, 1 << 20, &text).ok())
-            *doc = nlohmann::json::parse(text, nullptr, false);
-        },
+        env_.loop, [path, doc] { ReadJsonObject(path, 1 << 20, doc.get()); },
         [this, weak = weak_from_this(), doc, pid, done] {
           if (weak.expired()) return;
           int64_t now = SystemClock::Get()->WallMs();

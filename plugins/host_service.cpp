@@ -7,7 +7,6 @@
 
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <optional>
 
 #include "daemon/file_util.h"
@@ -51,14 +50,7 @@ int PushTrue(lua_State* L) {
 //   starts, failures, adopted, last_exit = {code, signal, at, asked}}
 int Info(lua_State* L) {
   Service* s = CheckService(L, "guardian.service.info");
-  nlohmann::json all = PlaybookRun::From(L)->services().supervisor->StatusJson();
-  for (const auto& j : all) {
-    if (j.value("name", "") == s->name()) {
-      PushJson(L, j);
-      return 1;
-    }
-  }
-  lua_pushnil(L);
+  PushJson(L, PlaybookRun::From(L)->services().supervisor->ServiceJson(*s));
   return 1;
 }
 
@@ -72,18 +64,12 @@ int AwaitJsonFile(lua_State* L, const char* call, const std::string& path, bool 
     QueueWork(
         run->loop(),
         [path, doc, why, missing_is_empty] {
-          std::string text;
-          Status s = ReadRegularFile(path, kMaxControlFile, &text);
+          Status s = ReadJsonObject(path, kMaxControlFile, doc.get());
           if (s.code() == Status::Code::kNotFound && missing_is_empty) {
             *doc = nlohmann::json::object();
-            return;
-          }
-          if (!s.ok()) {
+          } else if (!s.ok()) {
             *why = path + ": " + s.message();
-            return;
           }
-          *doc = nlohmann::json::parse(text, nullptr, false);
-          if (!doc->is_object()) *why = path + ": not a JSON object";
         },
         [resume, doc, why] {
           resume([doc, why](lua_State* L) {
@@ -223,94 +209,90 @@ int SetFlags(lua_State* L) {
   std::string flags_path = s->config().flags_file;
   std::string status_path = s->config().status_file;
   uv_loop_t* loop = run->loop();
-  return run->Await(
-      L, "guardian.service.set_flags",
-      [loop, flags_path, status_path, changes, wait_ms](PlaybookRun::Resume resume) {
-        auto seq = std::make_shared<int64_t>(0);
-        auto why = std::make_shared<std::string>();
-        auto cancelled = std::make_shared<bool>(false);
-        QueueWork(
-            loop,
-            [flags_path, changes, seq, why] {
-              nlohmann::json flags = nlohmann::json::object();
-              std::string text;
-              if (ReadRegularFile(flags_path, kMaxControlFile, &text).ok()) {
-                auto old = nlohmann::json::parse(text, nullptr, false);
-                if (old.is_object()) flags = old;
-              }
-              if (changes.is_object()) {
-                for (const auto& [k, v] : changes.items()) {
-                  if (v.is_null()) {
-                    flags.erase(k);
-                  } else {
-                    flags[k] = v;
-                  }
-                }
-              }
-              *seq = flags.value("seq", int64_t{0}) + 1;
-              flags["seq"] = *seq;
-              std::error_code ec;
-              std::filesystem::create_directories(std::filesystem::path(flags_path).parent_path(),
-                                                  ec);
-              Status st = WriteFileAtomic(flags_path, flags.dump(2) + "\n");
-              if (!st.ok()) *why = st.message();
-            },
-            [loop, status_path, wait_ms, seq, why, resume, cancelled] {
-              if (*cancelled) return;
-              if (!why->empty()) {
-                resume([why](lua_State* L) { return PushFail(L, *why); });
-                return;
-              }
-              auto push_seq = [seq](lua_State* L) {
-                lua_pushinteger(L, *seq);
-                return 1;
-              };
-              if (status_path.empty() || wait_ms <= 0) return resume(push_seq);
-              // Poll the service's status for the applied seq: the wait is short and bounded.
-              auto timer = std::make_shared<Timer>(loop);
-              int64_t deadline = static_cast<int64_t>(uv_now(loop)) + wait_ms;
-              auto poll = std::make_shared<std::function<void()>>();
-              *poll = [loop, status_path, seq, resume, timer, deadline, poll, cancelled, push_seq,
-                       wait_ms] {
-                auto applied = std::make_shared<int64_t>(-1);
-                QueueWork(
-                    loop,
-                    [status_path, applied] {
-                      std::string text;
-                      if (!ReadRegularFile(status_path, kMaxControlFile, &text).ok()) return;
-                      auto doc = nlohmann::json::parse(text, nullptr, false);
-                      if (!doc.is_object() || !doc.contains("flags") || !doc["flags"].is_object())
-                        return;
-                      *applied = doc["flags"].value("seq", int64_t{-1});
-                    },
-                    [loop, seq, resume, timer, deadline, poll, cancelled, push_seq, applied,
-                     wait_ms] {
-                      if (*cancelled) {
-                        *poll = nullptr;  // breaks the cycle through the closure
-                        return;
-                      }
-                      if (*applied >= *seq) {
-                        *poll = nullptr;
-                        return resume(push_seq);
-                      }
-                      if (static_cast<int64_t>(uv_now(loop)) >= deadline) {
-                        *poll = nullptr;
-                        int64_t want = *seq;
-                        return resume([want, wait_ms](lua_State* L) {
-                          return PushFail(L, "the service did not apply flags seq " +
-                                                 std::to_string(want) + " within " +
-                                                 std::to_string(wait_ms) + " ms");
-                        });
-                      }
-                      timer->Start(20, [poll] {
-                        if (*poll) (*poll)();
-                      });
+  return run->Await(L, "guardian.service.set_flags",
+                    [loop, flags_path, status_path, changes, wait_ms](PlaybookRun::Resume resume) {
+                      auto seq = std::make_shared<int64_t>(0);
+                      auto why = std::make_shared<std::string>();
+                      auto cancelled = std::make_shared<bool>(false);
+                      QueueWork(
+                          loop,
+                          [flags_path, changes, seq, why] {
+                            nlohmann::json flags;
+                            if (!ReadJsonObject(flags_path, kMaxControlFile, &flags).ok())
+                              flags = nlohmann::json::object();
+                            if (changes.is_object()) {
+                              for (const auto& [k, v] : changes.items()) {
+                                if (v.is_null()) {
+                                  flags.erase(k);
+                                } else {
+                                  flags[k] = v;
+                                }
+                              }
+                            }
+                            *seq = flags.value("seq", int64_t{0}) + 1;
+                            flags["seq"] = *seq;
+                            std::error_code ec;
+                            std::filesystem::create_directories(
+                                std::filesystem::path(flags_path).parent_path(), ec);
+                            Status st = WriteFileAtomic(flags_path, flags.dump(2) + "\n");
+                            if (!st.ok()) *why = st.message();
+                          },
+                          [loop, status_path, wait_ms, seq, why, resume, cancelled] {
+                            if (*cancelled) return;
+                            if (!why->empty()) {
+                              resume([why](lua_State* L) { return PushFail(L, *why); });
+                              return;
+                            }
+                            auto push_seq = [seq](lua_State* L) {
+                              lua_pushinteger(L, *seq);
+                              return 1;
+                            };
+                            if (status_path.empty() || wait_ms <= 0) return resume(push_seq);
+                            // Poll the service's status for the applied seq: the wait is short and
+                            // bounded.
+                            auto timer = std::make_shared<Timer>(loop);
+                            int64_t deadline = static_cast<int64_t>(uv_now(loop)) + wait_ms;
+                            auto poll = std::make_shared<std::function<void()>>();
+                            *poll = [loop, status_path, seq, resume, timer, deadline, poll,
+                                     cancelled, push_seq, wait_ms] {
+                              auto applied = std::make_shared<int64_t>(-1);
+                              QueueWork(
+                                  loop,
+                                  [status_path, applied] {
+                                    nlohmann::json doc;
+                                    if (!ReadJsonObject(status_path, kMaxControlFile, &doc).ok() ||
+                                        !doc.contains("flags") || !doc["flags"].is_object())
+                                      return;
+                                    *applied = doc["flags"].value("seq", int64_t{-1});
+                                  },
+                                  [loop, seq, resume, timer, deadline, poll, cancelled, push_seq,
+                                   applied, wait_ms] {
+                                    if (*cancelled) {
+                                      *poll = nullptr;  // breaks the cycle through the closure
+                                      return;
+                                    }
+                                    if (*applied >= *seq) {
+                                      *poll = nullptr;
+                                      return resume(push_seq);
+                                    }
+                                    if (static_cast<int64_t>(uv_now(loop)) >= deadline) {
+                                      *poll = nullptr;
+                                      int64_t want = *seq;
+                                      return resume([want, wait_ms](lua_State* L) {
+                                        return PushFail(L, "the service did not apply flags seq " +
+                                                               std::to_string(want) + " within " +
+                                                               std::to_string(wait_ms) + " ms");
+                                      });
+                                    }
+                                    timer->Start(20, [poll] {
+                                      if (*poll) (*poll)();
+                                    });
+                                  });
+                            };
+                            (*poll)();
+                          });
+                      return std::function<void()>([cancelled] { *cancelled = true; });
                     });
-              };
-              (*poll)();
-            });
-        return std::function<void()>([cancelled] { *cancelled = true; });
-      });
 }
 
 // guardian.service.set_port(port, reason) -> true, or nil, why: records in the port registry
@@ -507,11 +489,7 @@ int StopStale(lua_State* L) {
   }
   ServiceSnapshot snap = s->Snapshot();
   ProcStat st;
-  {
-    std::ifstream in("/proc/" + std::to_string(now.pid) + "/stat");
-    std::string text;
-    if (in && std::getline(in, text)) ParseProcStat(text, &st);
-  }
+  ReadProcStat(now.pid, &st);
   if (now.pid == snap.process.pid || (snap.process.pid > 0 && st.pgrp == snap.process.pid))
     return luaL_error(L, "guardian.service.stop_stale: pid %d is the service itself",
                       static_cast<int>(now.pid));

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "daemon/clock.h"
 #include "daemon/file_util.h"
 #include "daemon/sqlite_check.h"
 #include "daemon/work.h"
@@ -39,11 +40,7 @@ int PushBackup(lua_State* L, const BackupInfo& b, int64_t now) {
   return 1;
 }
 
-int64_t WallMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+int64_t WallMs() { return SystemClock::Get()->WallMs(); }
 
 // Runs `work` on the pool and resumes with what `push` pushes.
 template <typename Result>
