@@ -178,7 +178,7 @@ ServiceSnapshot Service::Snapshot() const {
 }
 
 void Service::Start(const RecordedProcess* recorded) {
-  if (closing_ || proc_) return;
+  if (closing_ || proc_ || preparing_) return;
   stop_asked_ = false;
   if (recorded && TryAdopt(*recorded)) return;
   Spawn();
@@ -222,15 +222,37 @@ bool Service::TryAdopt(const RecordedProcess& recorded) {
 }
 
 void Service::Spawn() {
-  if (closing_ || proc_) return;
+  if (closing_ || proc_ || preparing_) return;
   restart_timer_.Stop();
   next_start_mono_ = -1;
-  std::error_code ec;
-  fs::create_directories(fs::path(config_.output).parent_path(), ec);
-  if (!config_.status_file.empty())
-    fs::create_directories(fs::path(config_.status_file).parent_path(), ec);
-  int out = ::open(config_.output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  // The folders and the output file are disk work: done on the pool, the spawn on the loop.
+  preparing_ = true;
+  uint64_t generation = ++spawn_generation_;
+  auto out = std::make_shared<int>(-1);
+  std::string output = config_.output;
+  std::string status_dir =
+      config_.status_file.empty() ? "" : fs::path(config_.status_file).parent_path().string();
+  std::weak_ptr<bool> alive = alive_;
+  QueueWork(
+      loop_,
+      [out, output, status_dir] {
+        std::error_code ec;
+        fs::create_directories(fs::path(output).parent_path(), ec);
+        if (!status_dir.empty()) fs::create_directories(status_dir, ec);
+        *out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+      },
+      [this, alive, out, generation] {
+        if (alive.expired() || generation != spawn_generation_ || closing_ || proc_) {
+          if (*out >= 0) ::close(*out);  // a stop came first, or the service is gone
+          if (!alive.expired() && generation == spawn_generation_) preparing_ = false;
+          return;
+        }
+        preparing_ = false;
+        SpawnWith(*out);
+      });
+}
 
+void Service::SpawnWith(int out) {
   std::vector<std::string> env = {
       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
       "GUARDIAN_SERVICE=" + config_.name};
@@ -469,6 +491,10 @@ void Service::KillGroup(int sig) {
 void Service::Stop(const std::string& why, std::function<void()> done) {
   restart_timer_.Stop();
   next_start_mono_ = -1;
+  if (preparing_) {
+    ++spawn_generation_;  // the spawn being prepared will not happen
+    preparing_ = false;
+  }
   if (done) stop_waiters_.push_back(std::move(done));
   if (!proc_) {
     SetState(ServiceState::kStopped);

@@ -115,7 +115,9 @@ class Service {
  private:
   struct Proc;  // the uv_process_t or the pidfd poll of the running process
 
+  // Prepares the output file on the pool, then SpawnWith() on the loop.
   void Spawn();
+  void SpawnWith(int out_fd);
   bool TryAdopt(const RecordedProcess& recorded);
   void OnExit(int64_t code, int sig);
   void CheckReady();
@@ -165,6 +167,8 @@ class Service {
   std::vector<ReadyWaiter> ready_waiters_;
   std::function<void()> closed_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  bool preparing_ = false;         // Spawn's pool work is under way
+  uint64_t spawn_generation_ = 0;  // a Stop during preparation makes its spawn stale
   bool read_in_flight_ = false;
   bool read_again_ = false;
 };
