@@ -19,8 +19,14 @@ local SUFFIXES = {"", "-wal", "-shm"}
 
 -- Tells the owning app to reopen the database (the demo app does on SIGHUP) and waits until it
 -- reports the database healthy again, up to 3 s. Without a service there is nothing to tell.
+-- An app that is down or still starting (it may have crashed on the bad file) is waited for
+-- first: a signal needs a process, and its new boot may have read the file before the repair.
 local function reopen(ctx)
   if not ctx.params.service then return true end
+  if guardian.service.info().state ~= "ready" then
+    local ready, why = guardian.service.wait_ready(10000)
+    if not ready then return nil, why end
+  end
   local ok, err = guardian.service.signal("HUP")
   if not ok then return nil, err end
   for _ = 1, 60 do

@@ -66,6 +66,13 @@ std::string SelfExe() {
 }
 
 int Run(int argc, char** argv) {
+  // Blocked first thing: a SIGHUP that arrives while the app is still starting (its supervisor
+  // asking for a reopen) must wait for the signal thread, not kill the process. Blocked before
+  // any thread starts, so every thread inherits the mask and only the signal thread gets them.
+  sigset_t signals = HandledSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
   CLI::App cli{"demo-app: the service Guardian's demo stack supervises (docs/demo-stack.md)"};
   std::string config_path;
   std::string runtime_dir;
@@ -93,12 +100,6 @@ int Run(int argc, char** argv) {
       return 1;
     }
   }
-
-  // Blocked before any thread starts, so that every thread inherits the mask and only the
-  // signal thread ever receives them.
-  sigset_t signals = HandledSignals();
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
 
   Status status(cfg.runtime_dir + "/status.json", SelfExe());
   Log log(cfg.log_dir + "/app.log", status);
