@@ -39,7 +39,7 @@ TARGETS = {"port_conflict": 10_000, "slow_boot": 5_000, "db_corruption": 60_000}
 PLAN = {
     "port_conflict": ("app-port", ["stale", "foreign"], [], True),
     "slow_boot": ("app-boot", ["search_index"], ["--delay-ms", "20000"], True),
-    "db_corruption": ("app-db", ["pages", "header"], [], True),
+    "db_corruption": ("app-db", ["pages", "header", "stale-wal"], [], True),
 }
 
 

@@ -1,5 +1,5 @@
 """db_corruption on the real demo stack: the app's live database corrupted in place (pages in
-the middle overwritten, the header zeroed, the file cut short). Guardian sees it, keeps the
+the middle overwritten, the header zeroed, the file cut short, a stale -wal put back beside it). Guardian sees it, keeps the
 broken files aside, restores its newest verified backup, has the app reopen it, and the incident
 says what was restored and how old it was; the app serves the rows written before that backup
 again."""
@@ -58,7 +58,8 @@ class DbCorruptionTest(StackTestCase):
         # The app serves its data again: every row written before the backup.
         self.wait_for(lambda: self.app_get("/items") == before, TIMEOUT_S,
                       "the app to serve the restored rows")
-        self.assertTrue(self.app_get("/readyz")["ready"])
+        # Ready again (a stale -wal came back while the app was down: it is booting anew).
+        self.wait_for(lambda: self.app_get("/readyz")["ready"], TIMEOUT_S, "the app ready")
         return fault, inc
 
     def test_pages_overwritten_in_the_middle(self):
@@ -74,6 +75,15 @@ class DbCorruptionTest(StackTestCase):
     def test_file_cut_short(self):
         before = self.prepare()
         self.heal_and_check("truncate", before)
+
+    def test_stale_wal_left_beside_it(self):
+        before = self.prepare()
+        fault, inc = self.heal_and_check("stale-wal", before)
+        self.assertGreater(fault["wal_bytes"], 0)
+        # Replaying the old -wal made two b-trees claim the same pages: quick_check says so.
+        self.assertIn("reference to page", inc["evidence"] + " ".join(s["message"] for s in inc["steps"]))
+        # The restore removed the stale -wal with the file it belonged to.
+        self.assertNotIn("chaos_stale_wal", json.dumps(self.app_get("/status")))
 
 
 if __name__ == "__main__":
