@@ -16,6 +16,7 @@ CheckHealth::Transition CheckHealth::Observe(const Observation& obs, int64_t now
     }
     case Observation::Health::kFailing:
       if (streak_ == 0) onset_ms_ = now_wall_ms;
+      if (obs.began_at_ms > 0 && obs.began_at_ms < onset_ms_) onset_ms_ = obs.began_at_ms;
       ++streak_;
       if (!confirmed_ && streak_ >= debounce_) {
         confirmed_ = true;

@@ -27,6 +27,21 @@ TEST_CASE("debounce 3 needs three consecutive failures; onset is the first") {
   CHECK(h.Observe(Observation::Failing("d"), 4000) == T::kNone);
 }
 
+TEST_CASE("a failure whose detector knows an earlier beginning has its onset there") {
+  CheckHealth h(2);
+  Observation killed = Observation::Failing("OOM-killed");
+  killed.began_at_ms = 900;
+  CHECK(h.Observe(Observation::Failing("first"), 1000) == T::kNone);
+  CHECK(h.Observe(killed, 2000) == T::kConfirmed);
+  CHECK(h.onset_ms() == 900);
+  // A beginning later than the streak's first failure changes nothing.
+  CheckHealth later(1);
+  Observation late = Observation::Failing("x");
+  late.began_at_ms = 5000;
+  CHECK(later.Observe(late, 3000) == T::kConfirmed);
+  CHECK(later.onset_ms() == 3000);
+}
+
 TEST_CASE("an ok observation breaks the streak and restarts the onset") {
   CheckHealth h(2);
   CHECK(h.Observe(Observation::Failing("a"), 1000) == T::kNone);
