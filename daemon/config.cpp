@@ -105,9 +105,9 @@ constexpr std::string_view kLimitsKeys[] = {"instructions", "memory_mb", "phase_
 constexpr std::string_view kCheckKeys[] = {"id",     "mode",      "interval_ms", "debounce",
                                            "jitter", "target_ms", "playbook",    "retries",
                                            "budget", "params"};
-constexpr std::string_view kServiceKeys[] = {"name",        "argv",          "cwd",         "env",
-                                             "status_file", "flags_file",    "output",      "port",
-                                             "restart",     "stop_grace_ms", "stop_on_exit"};
+constexpr std::string_view kServiceKeys[] = {
+    "name", "argv",    "cwd",           "env",          "status_file", "flags_file",     "output",
+    "port", "restart", "stop_grace_ms", "stop_on_exit", "cgroup",      "memory_limit_mb"};
 constexpr std::string_view kServicePortKeys[] = {"preferred", "range"};
 constexpr std::string_view kServiceRestartKeys[] = {"backoff_base_ms", "backoff_max_ms",
                                                     "healthy_after_ms"};
@@ -826,6 +826,13 @@ class Loader {
     IntField(*d, "stop_grace_ms", 0, 600'000, &s.stop_grace_ms);
     if (const Entry* e = Find(*d, "stop_on_exit")) {
       if (auto b = Bool(e->value)) s.stop_on_exit = *b;
+    }
+    if (const Entry* e = Find(*d, "cgroup")) {
+      if (auto p = Path(e->value)) s.cgroup = *p;
+    }
+    IntField(*d, "memory_limit_mb", 1, 1 << 30, &s.memory_limit_mb);
+    if (const Entry* e = Find(*d, "memory_limit_mb"); e && s.cgroup.empty()) {
+      Error(e->value, "needs 'cgroup': the memory cgroup folder the limit is set on");
     }
 
     if (errors_.size() != errors_before) return std::nullopt;

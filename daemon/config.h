@@ -76,6 +76,11 @@ struct ServiceConfig {
   int64_t healthy_after_ms = 10'000;  // ready this long before the restart backoff resets
   int64_t stop_grace_ms = 5'000;      // SIGTERM, then SIGKILL after this
   bool stop_on_exit = true;           // guardiand stopping cleanly stops the service too
+  // A memory cgroup folder (v1 or v2) the service is moved into as it starts, created when
+  // missing; its OOM kills count for out_of_memory. memory_limit_mb (0: left as it is) is
+  // written to it first.
+  std::string cgroup;
+  int64_t memory_limit_mb = 0;
   int line = 0;
 
   bool operator==(const ServiceConfig&) const = default;

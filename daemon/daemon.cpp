@@ -522,7 +522,8 @@ void Daemon::Stop() {
 }
 
 void Daemon::OnServiceEvent(const Service& service, const ServiceEvent& event) {
-  bool bad = event.kind == "exited" || event.kind == "stale_record" || event.kind == "not_ready";
+  bool bad = event.kind == "exited" || event.kind == "stale_record" || event.kind == "not_ready" ||
+             event.kind == "cgroup_failed";
   if (bad) {
     spdlog::warn("service {}: {}", service.name(), event.detail);
   } else {

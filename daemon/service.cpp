@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "daemon/cgroup.h"
 #include "daemon/file_util.h"
 #include "daemon/work.h"
 
@@ -229,30 +230,37 @@ void Service::Spawn() {
   preparing_ = true;
   uint64_t generation = ++spawn_generation_;
   auto out = std::make_shared<int>(-1);
+  auto cgroup_problem = std::make_shared<Status>();
   std::string output = config_.output;
   std::string status_dir =
       config_.status_file.empty() ? "" : fs::path(config_.status_file).parent_path().string();
+  std::string cgroup = config_.cgroup;
+  int64_t limit_mb = config_.memory_limit_mb;
   std::weak_ptr<bool> alive = alive_;
   QueueWork(
       loop_,
-      [out, output, status_dir] {
+      [out, output, status_dir, cgroup, limit_mb, cgroup_problem] {
         std::error_code ec;
         fs::create_directories(fs::path(output).parent_path(), ec);
         if (!status_dir.empty()) fs::create_directories(status_dir, ec);
         *out = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (!cgroup.empty()) *cgroup_problem = PrepareMemoryCgroup(cgroup, limit_mb);
       },
-      [this, alive, out, generation] {
+      [this, alive, out, generation, cgroup_problem] {
         if (alive.expired() || generation != spawn_generation_ || closing_ || proc_) {
           if (*out >= 0) ::close(*out);  // a stop came first, or the service is gone
           if (!alive.expired() && generation == spawn_generation_) preparing_ = false;
           return;
         }
         preparing_ = false;
-        SpawnWith(*out);
+        // A cgroup that cannot be had is reported, not fatal: the service runs unconfined.
+        if (!cgroup_problem->ok())
+          Emit("cgroup_failed", "runs outside its cgroup: " + cgroup_problem->message(), 0);
+        SpawnWith(*out, cgroup_problem->ok());
       });
 }
 
-void Service::SpawnWith(int out) {
+void Service::SpawnWith(int out, bool join_cgroup) {
   std::vector<std::string> env = {
       "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
       "GUARDIAN_SERVICE=" + config_.name};
@@ -323,14 +331,24 @@ void Service::SpawnWith(int out) {
                         {"started_at", started_at_}};
   std::string path = identity_file();
   std::string text = rec.dump() + "\n";
+  // Into its memory cgroup at once (uv_spawn has no hook before exec, so the first moments of
+  // its life are charged to guardiand's cgroup).
+  std::string cgroup = join_cgroup ? config_.cgroup : "";
+  pid_t pid = identity_.pid;
+  auto joined = std::make_shared<Status>();
+  std::weak_ptr<bool> alive = alive_;
   QueueWork(
       loop_,
-      [path, text] {
+      [path, text, cgroup, pid, joined] {
         std::error_code ec;
         fs::create_directories(fs::path(path).parent_path(), ec);
         WriteFileAtomic(path, text, 0640);
+        if (!cgroup.empty()) *joined = JoinCgroup(cgroup, pid);
       },
-      [] {});
+      [this, alive, joined, pid] {
+        if (!alive.expired() && !joined->ok())
+          Emit("cgroup_failed", "runs outside its cgroup: " + joined->message(), pid);
+      });
   for (auto& w : std::exchange(restart_waiters_, {})) w(Status::OK());
 
   if (!config_.status_file.empty() && !status_watch_) {

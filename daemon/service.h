@@ -115,9 +115,9 @@ class Service {
  private:
   struct Proc;  // the uv_process_t or the pidfd poll of the running process
 
-  // Prepares the output file on the pool, then SpawnWith() on the loop.
+  // Prepares the output file (and cgroup) on the pool, then SpawnWith() on the loop.
   void Spawn();
-  void SpawnWith(int out_fd);
+  void SpawnWith(int out_fd, bool join_cgroup);
   bool TryAdopt(const RecordedProcess& recorded);
   void OnExit(int64_t code, int sig);
   void CheckReady();

@@ -1107,6 +1107,8 @@ TEST_CASE("services: a bad entry is reported at its field") {
       4, 53, "must be >= backoff_base_ms");
   ExpectOneError(Load("services:\n  - name: app\n    argv: [x]\n    comand: [y]\n"), 4, 5,
                  "unknown key 'comand'");
+  ExpectOneError(Load("services:\n  - name: app\n    argv: [x]\n    memory_limit_mb: 64\n"), 4, 22,
+                 "needs 'cgroup'");
 }
 
 TEST_CASE("services: duplicate names, and a check naming a service that does not exist") {
