@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "daemon/file_util.h"
+#include "daemon/memory_probe.h"
 #include "daemon/port_owner.h"
 #include "daemon/port_survey.h"
 #include "daemon/supervisor.h"
@@ -93,6 +94,52 @@ int StatusDoc(lua_State* L) {
 int Flags(lua_State* L) {
   Service* s = CheckService(L, "guardian.service.flags");
   return AwaitJsonFile(L, "guardian.service.flags", s->config().flags_file, true);
+}
+
+// guardian.service.memory() -> {pid, rss_bytes, mem_total_bytes, mem_available_bytes,
+//   psi_some_avg10, psi_full_avg10, cgroup, oom_kills}: the service's RSS (its process and every
+// descendant; absent when it has no process) and the system's memory, read now on the pool;
+// oom_kills only with a cgroup. What a ladder checks after each step.
+int MemoryFn(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.memory");
+  PlaybookRun* run = PlaybookRun::From(L);
+  pid_t pid = s->Snapshot().process.pid;
+  std::string cgroup = s->config().cgroup;
+  return run->Await(L, "guardian.service.memory", [run, pid, cgroup](PlaybookRun::Resume resume) {
+    auto doc = std::make_shared<nlohmann::json>(nlohmann::json::object());
+    QueueWork(
+        run->loop(),
+        [doc, pid, cgroup] {
+          nlohmann::json& d = *doc;
+          uint64_t rss = 0;
+          if (pid > 0 && ReadTreeRss(pid, &rss).ok()) {
+            d["pid"] = pid;
+            d["rss_bytes"] = rss;
+          }
+          MemInfo mem;
+          if (ReadMemInfo(&mem).ok()) {
+            d["mem_total_bytes"] = mem.total_bytes;
+            d["mem_available_bytes"] = mem.available_bytes;
+          }
+          Psi psi;
+          if (ReadPsi("/proc/pressure/memory", &psi).ok()) {
+            d["psi_some_avg10"] = psi.some_avg10;
+            d["psi_full_avg10"] = psi.full_avg10;
+          }
+          uint64_t kills = 0;
+          if (!cgroup.empty()) {
+            d["cgroup"] = cgroup;
+            if (ReadOomKills(cgroup, &kills).ok()) d["oom_kills"] = kills;
+          }
+        },
+        [resume, doc] {
+          resume([doc](lua_State* L) {
+            PushJson(L, *doc);
+            return 1;
+          });
+        });
+    return std::function<void()>();
+  });
 }
 
 // The dry-run gate for calls that act: records the call and answers true on the next turn.
@@ -529,7 +576,8 @@ void Install(lua_State* L) {
       {"info", Info},          {"status", StatusDoc},     {"flags", Flags},
       {"set_flags", SetFlags}, {"restart", Restart},      {"wait_ready", WaitReady},
       {"signal", SignalFn},    {"set_port", SetPort},     {"port_owners", PortOwners},
-      {"free_port", FreePort}, {"stop_stale", StopStale}, {nullptr, nullptr}};
+      {"free_port", FreePort}, {"stop_stale", StopStale}, {"memory", MemoryFn},
+      {nullptr, nullptr}};
   luaL_newlib(L, fns);
   lua_setfield(L, -2, "service");
 }

@@ -88,6 +88,19 @@ TEST_CASE("service.info and service.status describe the check's own service") {
   CHECK(msg == "svc ready " + pid + " ready " + pid);
 }
 
+TEST_CASE("service.memory reads the service's RSS and the system's memory now") {
+  ServiceRunFixture f;
+  auto run = f.Run(f.Playbook(R"(remediate = function(ctx)
+    local m = guardian.service.memory()
+    return m.pid .. " " .. tostring(m.rss_bytes > 1024 * 1024) .. " " ..
+      tostring(m.mem_available_bytes <= m.mem_total_bytes) .. " " .. tostring(m.oom_kills)
+  end)"));
+  auto [s, msg] = f.Phase(*run, "remediate");
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  // A python interpreter holds more than 1 MiB; no cgroup configured, so no OOM count.
+  CHECK(msg == std::to_string(f.Pid()) + " true true nil");
+}
+
 TEST_CASE("service.set_flags merges, bumps seq and waits until the service applied it") {
   ServiceRunFixture f;
   auto run = f.Run(f.Playbook(R"(remediate = function(ctx)

@@ -49,10 +49,12 @@ std::string Memory::Allocate(int64_t mb, bool leak, bool* over_cap) {
     *over_cap = true;
     return "low-memory mode: cache capped at " + std::to_string(cap_ >> 20) + " MiB";
   };
+  uint64_t shed_generation = 0;
   {
     std::lock_guard lock(mu_);
     if (!leak && low_memory_ && (cache_.size() + static_cast<uint64_t>(mb)) * kBlock > cap_)
       return refused();
+    shed_generation = shed_generation_;
   }
   // Touching gigabytes takes a while: do it without the lock, then add the blocks.
   std::vector<void*> got;
@@ -70,6 +72,12 @@ std::string Memory::Allocate(int64_t mb, bool leak, bool* over_cap) {
     FreeAll(&got);  // low-memory mode began while we were allocating
     return refused();
   }
+  if (!leak && shed_generation != shed_generation_) {
+    // Caches were shed while these blocks were filled: they are dropped too, as asked.
+    FreeAll(&got);
+    Report();
+    return "caches shed while allocating: dropped what was allocated";
+  }
   std::vector<void*>& list = leak ? leak_ : cache_;
   list.insert(list.end(), got.begin(), got.end());
   Report();
@@ -78,6 +86,7 @@ std::string Memory::Allocate(int64_t mb, bool leak, bool* over_cap) {
 
 uint64_t Memory::ShedCaches() {
   std::lock_guard lock(mu_);
+  ++shed_generation_;
   uint64_t freed = FreeAll(&cache_);
   Report();
   return freed;
@@ -93,7 +102,10 @@ uint64_t Memory::ReleaseLeaks() {
 void Memory::SetLowMemory(bool on) {
   std::lock_guard lock(mu_);
   low_memory_ = on;
-  if (on) FreeAll(&cache_);
+  if (on) {
+    ++shed_generation_;
+    FreeAll(&cache_);
+  }
   Report();
 }
 

@@ -42,6 +42,7 @@ class Memory {
   std::vector<void*> cache_;
   std::vector<void*> leak_;
   bool low_memory_ = false;
+  uint64_t shed_generation_ = 0;  // bumped by each shed: cache allocations in flight drop theirs
 };
 
 // VmRSS of this process in bytes, from /proc/self/status (0 when unreadable).
