@@ -19,6 +19,7 @@ local P = {
 
 local MIB = 1024 * 1024
 local SETTLE_MS = 1500  -- how long a step gets to show its effect
+local HOLD_MS = 300     -- and how long the figures must then stay good (growth may be ongoing)
 local READY_MS = 10000
 
 local function mib(bytes) return string.format("%.0f MiB", (bytes or 0) / MIB) end
@@ -43,14 +44,20 @@ local function problems(ctx, m)
   return over, short, table.concat(why, ", ")
 end
 
--- Polls the figures until nothing is wrong or `ms` pass; returns true, or false and what is wrong.
-local function settle(ctx, ms)
-  local waited = 0
+-- Polls the figures until nothing has been wrong for `hold` ms, or `ms` pass; returns true and
+-- the figures, or false and what is wrong.
+local function settle(ctx, ms, hold)
+  local waited, good_since = 0, nil
   while true do
     local m = guardian.service.memory()
     local over, short, why = problems(ctx, m)
-    if not over and not short then return true, m end
-    if waited >= ms then return false, why end
+    if over or short then
+      good_since = nil
+    else
+      good_since = good_since or waited
+      if waited - good_since >= (hold or HOLD_MS) then return true, m end
+    end
+    if waited >= ms then return false, why ~= "" and why or "not settled" end
     guardian.sleep(100)
     waited = waited + 100
   end
@@ -118,7 +125,7 @@ end
 function P.verify(ctx)
   local info = guardian.service.info()
   if info.state ~= "ready" then error(info.name .. " is " .. info.state .. ", not ready") end
-  local ok, m = settle(ctx, 0)
+  local ok, m = settle(ctx, 0, 0)
   if not ok then error("still out of memory: " .. m) end
   return info.name .. " ready; RSS " .. mib(m.rss_bytes)
 end
