@@ -142,6 +142,8 @@ GUARDIAN_REGISTER_DETECTOR(
             {"active_logs", ParamType::kStringList, false,
              "playbook: names of logs still being written (rotated, not compressed in place; "
              "default: every *.log)"},
+            {"keep_logs", ParamType::kInt, false,
+             "playbook: rotated logs kept when even compressing has no room (default 2)"},
             {"snapshot_dir", ParamType::kPath, false, "playbook: where old snapshots are pruned"},
             {"keep_snapshots", ParamType::kInt, false,
              "playbook: newest snapshots kept (default 3)"},
