@@ -34,12 +34,17 @@ from common import BenchError, Daemon, machine_info, p95, wait_for, yaml_str  # 
 
 INJECT = os.path.join(ROOT, "chaos", "inject")
 SEED = os.path.join(ROOT, "chaos", "stack", "seed")
-TARGETS = {"port_conflict": 10_000, "slow_boot": 5_000, "db_corruption": 60_000}
+TARGETS = {"port_conflict": 10_000, "slow_boot": 5_000, "db_corruption": 60_000,
+           "out_of_memory": 30_000, "disk_full": 45_000}
 # mode -> (check id, kinds, inject args, undo between runs)
 PLAN = {
     "port_conflict": ("app-port", ["stale", "foreign"], [], True),
     "slow_boot": ("app-boot", ["search_index"], ["--delay-ms", "20000"], True),
     "db_corruption": ("app-db", ["pages", "header", "stale-wal"], [], True),
+    # cache before leak: a leak's heal leaves the app in low-memory mode, where caches are capped
+    "out_of_memory": ("app-mem", ["cache", "leak"], ["--mb", "192"], True),
+    # needs root: the stack lives on a 32 MiB tmpfs mounted for the run
+    "disk_full": ("app-disk", ["mixed", "logs"], [], True),
 }
 
 
@@ -89,6 +94,22 @@ checks:
     mode: db_corruption
     interval_ms: 1000
     params: {{ service: app, path: {yaml_str(os.path.join(stack, "data", "app.db"))}, backup_interval_ms: 1000 }}
+  - id: app-mem
+    mode: out_of_memory
+    interval_ms: 250
+    params: {{ service: app, rss_limit_mb: 128 }}
+  - id: app-disk
+    mode: disk_full
+    interval_ms: 500
+    params:
+      service: app
+      path: {yaml_str(os.path.join(stack, "data"))}
+      paths: [{yaml_str(os.path.join(stack, "logs"))}, {yaml_str(os.path.join(stack, "snapshots"))}]
+      min_free_percent: 10
+      log_dir: {yaml_str(os.path.join(stack, "logs"))}
+      snapshot_dir: {yaml_str(os.path.join(stack, "snapshots"))}
+      keep_snapshots: 5
+      tmp_dirs: [{yaml_str(os.path.join(stack, "tmp"))}]
 """
 
 
@@ -158,7 +179,8 @@ def run_mode(d, work, mode, runs, samples):
 # The figure each mode's goal is judged on. A slow boot is not a failure until its deadline
 # passes, so for slow_boot the time from the injector's restart to the deadline is part of the
 # fault, not of the recovery: the incident's own MTTR (from the deadline crossing) is judged.
-JUDGED = {"port_conflict": "mttr_ms", "slow_boot": "incident_mttr_ms", "db_corruption": "mttr_ms"}
+JUDGED = {"port_conflict": "mttr_ms", "slow_boot": "incident_mttr_ms", "db_corruption": "mttr_ms",
+          "out_of_memory": "mttr_ms", "disk_full": "mttr_ms"}
 
 
 def table(samples, modes):
@@ -197,6 +219,15 @@ def main():
             raise SystemExit(f"bench/modes.py: no plan for mode '{m}'")
     work = tempfile.mkdtemp(prefix="guardian-bench-modes-")
     stack = os.path.join(work, "stack")
+    mounted = False
+    if "disk_full" in modes:
+        # A real size-limited filesystem for the whole stack, as the disk_full test uses.
+        os.makedirs(stack)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", stack],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError(f"disk_full needs a tmpfs mounted (root): {r.stderr.strip()}")
+        mounted = True
     subprocess.run([SEED, stack], check=True)
     info = machine_info()
     d = Daemon(args.bin_dir, work, "guardian",
@@ -212,6 +243,8 @@ def main():
             subprocess.run([sys.executable, INJECT, mode, "--state-dir", work, "--undo"],
                            capture_output=True)
         d.stop()
+        if mounted:
+            subprocess.run(["umount", "-l", stack], check=False)
         info["loadavg"]["end"] = os.getloadavg()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

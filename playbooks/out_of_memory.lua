@@ -18,8 +18,8 @@ local P = {
 }
 
 local MIB = 1024 * 1024
-local SETTLE_MS = 1500  -- how long a step gets to show its effect
-local HOLD_MS = 300     -- and how long the figures must then stay good (growth may be ongoing)
+local SETTLE_MS = 1500  -- how long a service that does not report its memory gets to shed
+local HOLD_MS = 300     -- how long the figures must stay good after a step (growth may go on)
 local READY_MS = 10000
 
 local function mib(bytes) return string.format("%.0f MiB", (bytes or 0) / MIB) end
@@ -44,22 +44,30 @@ local function problems(ctx, m)
   return over, short, table.concat(why, ", ")
 end
 
--- Polls the figures until nothing has been wrong for `hold` ms, or `ms` pass; returns true and
--- the figures, or false and what is wrong.
-local function settle(ctx, ms, hold)
-  local waited, good_since = 0, nil
+-- Once the service has acted on a step, the figures say at once whether it was enough; they
+-- must then stay good for HOLD_MS (a leak may still be growing). Returns true and the figures,
+-- or false and what is wrong.
+local function settled(ctx, hold)
+  local waited = 0
   while true do
     local m = guardian.service.memory()
     local over, short, why = problems(ctx, m)
-    if over or short then
-      good_since = nil
-    else
-      good_since = good_since or waited
-      if waited - good_since >= (hold or HOLD_MS) then return true, m end
-    end
-    if waited >= ms then return false, why ~= "" and why or "not settled" end
-    guardian.sleep(100)
-    waited = waited + 100
+    if over or short then return false, why end
+    if waited >= (hold or HOLD_MS) then return true, m end
+    guardian.sleep(50)
+    waited = waited + 50
+  end
+end
+
+-- Waits until the service's status report says it shed its caches (the demo app reports
+-- memory.cache_bytes), or SETTLE_MS for a service that does not report its memory.
+local function wait_shed()
+  local waited = 0
+  while waited < SETTLE_MS do
+    local st = guardian.service.status()
+    if st and st.memory and st.memory.cache_bytes == 0 then return end
+    guardian.sleep(50)
+    waited = waited + 50
   end
 end
 
@@ -98,11 +106,12 @@ function P.remediate(ctx)
   local before = m.rss_bytes
 
   assert(guardian.service.signal("USR1"))
-  local ok, after = settle(ctx, SETTLE_MS)
+  wait_shed()
+  local ok, after = settled(ctx)
   if ok then return "shed caches: RSS " .. mib(before) .. " -> " .. mib(after.rss_bytes) end
 
-  low_memory_on()
-  ok, after = settle(ctx, SETTLE_MS)
+  low_memory_on()  -- returns once the service applied it
+  ok, after = settled(ctx)
   if ok then
     return "shedding was not enough (" .. why .. "); low-memory mode on: RSS " .. mib(before) ..
            " -> " .. mib(after.rss_bytes)
@@ -116,7 +125,7 @@ function P.remediate(ctx)
   local restarted, err = guardian.service.restart({wait_ready_ms = READY_MS,
                                                     reason = "out of memory: " .. after})
   if not restarted then error("restart failed: " .. err) end
-  ok, after = settle(ctx, SETTLE_MS)
+  ok, after = settled(ctx)
   if not ok then error("still out of memory after a restart in low-memory mode: " .. after) end
   return "caches shed and low-memory mode were not enough (" .. why .. "); restarted in " ..
          "low-memory mode: RSS " .. mib(before) .. " -> " .. mib(after.rss_bytes)
@@ -125,7 +134,7 @@ end
 function P.verify(ctx)
   local info = guardian.service.info()
   if info.state ~= "ready" then error(info.name .. " is " .. info.state .. ", not ready") end
-  local ok, m = settle(ctx, 0, 0)
+  local ok, m = settled(ctx, 0)
   if not ok then error("still out of memory: " .. m) end
   return info.name .. " ready; RSS " .. mib(m.rss_bytes)
 end

@@ -54,7 +54,8 @@ std::string Memory::Allocate(int64_t mb, bool leak, bool* over_cap) {
     std::lock_guard lock(mu_);
     if (!leak && low_memory_ && (cache_.size() + static_cast<uint64_t>(mb)) * kBlock > cap_)
       return refused();
-    shed_generation = shed_generation_;
+    shed_generation = shed_generation_.load();
+    if (!leak) ++cache_fills_;
   }
   // Touching gigabytes takes a while: do it without the lock, then add the blocks.
   std::vector<void*> got;
@@ -66,13 +67,27 @@ std::string Memory::Allocate(int64_t mb, bool leak, bool* over_cap) {
       break;
     }
     got.push_back(p);
+    if (!leak && shed_generation_.load() != shed_generation) break;  // shed: stop filling now
+    if (got.size() % 16 == 0) {
+      // Report as it grows, as a service exporting its memory would: a watcher sees the
+      // growth while it happens, not only once the request is done.
+      std::lock_guard lock(mu_);
+      if (!leak && shed_generation_.load() != shed_generation) break;
+      uint64_t extra = got.size() * kBlock;
+      status_.SetMemory(cache_.size() * kBlock + (leak ? 0 : extra),
+                        leak_.size() * kBlock + (leak ? extra : 0), low_memory_);
+    }
   }
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  if (!leak) {
+    --cache_fills_;
+    fills_done_.notify_all();  // a shed waiting for this fill to drop its blocks
+  }
   if (!leak && low_memory_ && (cache_.size() + got.size()) * kBlock > cap_) {
     FreeAll(&got);  // low-memory mode began while we were allocating
     return refused();
   }
-  if (!leak && shed_generation != shed_generation_) {
+  if (!leak && shed_generation != shed_generation_.load()) {
     // Caches were shed while these blocks were filled: they are dropped too, as asked.
     FreeAll(&got);
     Report();
@@ -85,9 +100,12 @@ std::string Memory::Allocate(int64_t mb, bool leak, bool* over_cap) {
 }
 
 uint64_t Memory::ShedCaches() {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   ++shed_generation_;
   uint64_t freed = FreeAll(&cache_);
+  // Fills in flight stop at their next block and drop what they took: wait for that, so the
+  // report below (and whoever reads it) sees no cache left.
+  fills_done_.wait(lock, [this] { return cache_fills_ == 0; });
   Report();
   return freed;
 }
@@ -100,12 +118,13 @@ uint64_t Memory::ReleaseLeaks() {
 }
 
 void Memory::SetLowMemory(bool on) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   low_memory_ = on;
   if (on) {
     ++shed_generation_;
     FreeAll(&cache_);
   }
+  fills_done_.wait(lock, [this] { return cache_fills_ == 0; });
   Report();
 }
 

@@ -3,6 +3,8 @@
 // hook; only a restart or /control/release frees them). Every block is 1 MiB of mmap'ed memory
 // with each page written, so RSS follows the numbers reported here.
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -42,7 +44,10 @@ class Memory {
   std::vector<void*> cache_;
   std::vector<void*> leak_;
   bool low_memory_ = false;
-  uint64_t shed_generation_ = 0;  // bumped by each shed: cache allocations in flight drop theirs
+  // Bumped by each shed (under mu_): a cache allocation in flight stops and drops its blocks.
+  std::atomic<uint64_t> shed_generation_{0};
+  int cache_fills_ = 0;  // cache allocations in flight (under mu_)
+  std::condition_variable fills_done_;
 };
 
 // VmRSS of this process in bytes, from /proc/self/status (0 when unreadable).
