@@ -1,0 +1,331 @@
+#include "daemon/http_client.h"
+
+#include <curl/curl.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+
+namespace guardian {
+namespace {
+
+void GlobalInit() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// Counts the handles Close() is waiting for and calls `closed` after the last one.
+struct CloseLatch {
+  int pending = 0;
+  std::function<void()> closed;
+  void Done() {
+    if (--pending == 0 && closed) closed();
+  }
+};
+
+struct Transfer {
+  uint64_t id = 0;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  std::string body;
+  size_t max_body = 0;
+  bool too_large = false;
+  std::function<void(HttpResponse)> done;
+  char error[CURL_ERROR_SIZE] = {0};
+
+  ~Transfer() {
+    if (easy) curl_easy_cleanup(easy);
+    if (headers) curl_slist_free_all(headers);
+  }
+};
+
+size_t OnBody(char* data, size_t size, size_t n, void* userp) {
+  auto* t = static_cast<Transfer*>(userp);
+  size_t bytes = size * n;
+  if (t->body.size() + bytes > t->max_body) {
+    t->too_large = true;
+    return 0;  // curl fails the transfer with CURLE_WRITE_ERROR
+  }
+  t->body.append(data, bytes);
+  return bytes;
+}
+
+std::string KindOf(CURLcode rc, long os_errno, bool too_large) {
+  switch (rc) {
+    case CURLE_OK:
+      return "";
+    case CURLE_OPERATION_TIMEDOUT:
+      return "timeout";
+    case CURLE_COULDNT_RESOLVE_HOST:
+      return "dns";
+    case CURLE_COULDNT_CONNECT:
+      if (os_errno == ENETUNREACH || os_errno == EHOSTUNREACH) return "unreachable";
+      if (os_errno == ETIMEDOUT) return "timeout";
+      return "refused";
+    case CURLE_WRITE_ERROR:
+      return too_large ? "too_large" : "error";
+    default:
+      return "error";
+  }
+}
+
+}  // namespace
+
+struct HttpClient::Impl {
+  // One per socket curl asks to watch; freed in its close callback.
+  struct SocketPoll {
+    uv_poll_t poll;
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    Impl* impl = nullptr;  // null once closing: a late event is ignored
+    std::shared_ptr<CloseLatch> latch;
+  };
+  struct TimerHandle {
+    uv_timer_t timer;
+    Impl* impl = nullptr;
+    std::shared_ptr<CloseLatch> latch;
+  };
+
+  uv_loop_t* loop;
+  CURLM* multi = nullptr;
+  TimerHandle* timer = nullptr;
+  std::map<uint64_t, std::unique_ptr<Transfer>> transfers;
+  std::set<SocketPoll*> polls;
+  uint64_t next_id = 1;
+  bool closing = false;
+  std::shared_ptr<CloseLatch> close_latch;  // set by Close()
+
+  explicit Impl(uv_loop_t* l) : loop(l) {
+    GlobalInit();
+    multi = curl_multi_init();
+    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::OnSocket);
+    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::OnTimer);
+    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+    timer = new TimerHandle;
+    timer->impl = this;
+    timer->timer.data = timer;
+    uv_timer_init(loop, &timer->timer);
+  }
+
+  static void ClosePoll(SocketPoll* sp, std::shared_ptr<CloseLatch> latch) {
+    sp->impl = nullptr;
+    sp->latch = std::move(latch);
+    uv_poll_stop(&sp->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&sp->poll), [](uv_handle_t* h) {
+      auto* p = static_cast<SocketPoll*>(h->data);
+      if (p->latch) p->latch->Done();
+      delete p;
+    });
+  }
+
+  // curl: watch `s` for `what`, or stop watching it.
+  static int OnSocket(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
+    auto* self = static_cast<Impl*>(userp);
+    auto* sp = static_cast<SocketPoll*>(socketp);
+    if (what == CURL_POLL_REMOVE) {
+      if (sp) {
+        self->polls.erase(sp);
+        if (self->close_latch) {
+          ++self->close_latch->pending;  // closing: Close() waits for this one too
+        } else {
+          curl_multi_assign(self->multi, s, nullptr);
+        }
+        ClosePoll(sp, self->close_latch);
+      }
+      return 0;
+    }
+    if (self->closing) return 0;
+    if (!sp) {
+      sp = new SocketPoll;
+      sp->fd = s;
+      sp->impl = self;
+      sp->poll.data = sp;
+      if (uv_poll_init_socket(self->loop, &sp->poll, s) != 0) {
+        delete sp;
+        return -1;  // curl fails that transfer
+      }
+      curl_multi_assign(self->multi, s, sp);
+      self->polls.insert(sp);
+    }
+    int events = 0;
+    if (what & CURL_POLL_IN) events |= UV_READABLE;
+    if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+    uv_poll_start(&sp->poll, events, [](uv_poll_t* h, int status, int ev) {
+      auto* p = static_cast<SocketPoll*>(h->data);
+      if (!p->impl) return;
+      int flags = 0;
+      if (status < 0) {
+        flags = CURL_CSELECT_ERR;
+      } else {
+        if (ev & UV_READABLE) flags |= CURL_CSELECT_IN;
+        if (ev & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+      }
+      p->impl->Drive(p->fd, flags);  // may close `p`: not touched after this
+    });
+    return 0;
+  }
+
+  // curl: wake me in `ms` (0: as soon as possible, never from inside this callback; -1: never).
+  static int OnTimer(CURLM*, long ms, void* userp) {
+    auto* self = static_cast<Impl*>(userp);
+    if (ms < 0) {
+      uv_timer_stop(&self->timer->timer);
+      return 0;
+    }
+    uv_timer_start(
+        &self->timer->timer,
+        [](uv_timer_t* t) {
+          auto* th = static_cast<TimerHandle*>(t->data);
+          if (th->impl) th->impl->Drive(CURL_SOCKET_TIMEOUT, 0);
+        },
+        static_cast<uint64_t>(ms), 0);
+    return 0;
+  }
+
+  void Drive(curl_socket_t s, int flags) {
+    if (closing) return;
+    int running = 0;
+    curl_multi_socket_action(multi, s, flags, &running);
+    Finish();
+  }
+
+  // Hands every finished transfer its response. Collected first: a callback may start or
+  // cancel requests, or close the client.
+  void Finish() {
+    std::vector<std::pair<std::function<void(HttpResponse)>, HttpResponse>> ready;
+    int left = 0;
+    while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+      if (m->msg != CURLMSG_DONE) continue;
+      char* priv = nullptr;
+      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+      auto* t = reinterpret_cast<Transfer*>(priv);
+      HttpResponse r;
+      long os_errno = 0;
+      curl_easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &os_errno);
+      r.error_kind = KindOf(m->data.result, os_errno, t->too_large);
+      if (!r.error_kind.empty())
+        r.error = t->error[0] ? t->error : curl_easy_strerror(m->data.result);
+      curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r.code);
+      curl_off_t us = 0;
+      curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &us);
+      r.total_ms = us / 1000;
+      curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &us);
+      r.connect_ms = us / 1000;
+      curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &us);
+      r.first_byte_ms = us / 1000;
+      r.body = std::move(t->body);
+      auto done = std::move(t->done);
+      curl_multi_remove_handle(multi, t->easy);
+      transfers.erase(t->id);  // frees the easy handle
+      ready.emplace_back(std::move(done), std::move(r));
+    }
+    for (auto& [done, r] : ready) done(std::move(r));
+  }
+};
+
+HttpClient::HttpClient(uv_loop_t* loop) : impl_(std::make_unique<Impl>(loop)) {}
+
+HttpClient::~HttpClient() {
+  if (impl_->multi) {
+    std::fprintf(stderr, "HttpClient destroyed without Close()\n");
+    std::abort();
+  }
+}
+
+uint64_t HttpClient::Start(const HttpRequest& req, std::function<void(HttpResponse)> done) {
+  Impl& im = *impl_;
+  auto fail = [&](const std::string& why) {
+    HttpResponse r;
+    r.error_kind = "error";
+    r.error = why;
+    done(std::move(r));
+    return uint64_t{0};
+  };
+  if (im.closing) return fail("the HTTP client is closed");
+  auto t = std::make_unique<Transfer>();
+  t->id = im.next_id++;
+  t->easy = curl_easy_init();
+  if (!t->easy) return fail("curl_easy_init failed");
+  t->max_body = req.max_body_bytes;
+  t->done = std::move(done);
+  CURL* e = t->easy;
+  curl_easy_setopt(e, CURLOPT_URL, req.url.c_str());
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");  // no file://, no gopher://
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout_ms));
+  curl_easy_setopt(
+      e, CURLOPT_CONNECTTIMEOUT_MS,
+      static_cast<long>(req.connect_timeout_ms > 0 ? req.connect_timeout_ms : req.timeout_ms));
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &OnBody);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  for (const auto& h : req.headers) t->headers = curl_slist_append(t->headers, h.c_str());
+  if (t->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+  if (!req.body.empty()) {
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
+    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req.body.c_str());
+  }
+  if (req.method != "GET" && !(req.method == "POST" && !req.body.empty()))
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+  if (req.method == "HEAD") curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  uint64_t id = t->id;
+  Transfer* raw = t.get();
+  im.transfers[id] = std::move(t);
+  if (curl_multi_add_handle(im.multi, raw->easy) != CURLM_OK) {
+    auto cb = std::move(raw->done);
+    im.transfers.erase(id);
+    HttpResponse r;
+    r.error_kind = "error";
+    r.error = "curl_multi_add_handle failed";
+    cb(std::move(r));
+    return 0;
+  }
+  return id;  // the timer callback curl just asked for starts it on the next loop turn
+}
+
+void HttpClient::Cancel(uint64_t id) {
+  auto it = impl_->transfers.find(id);
+  if (it == impl_->transfers.end()) return;
+  curl_multi_remove_handle(impl_->multi, it->second->easy);
+  impl_->transfers.erase(it);
+}
+
+size_t HttpClient::in_flight() const { return impl_->transfers.size(); }
+
+void HttpClient::Close(std::function<void()> closed) {
+  Impl& im = *impl_;
+  if (im.closing) return;
+  im.closing = true;
+  auto latch = std::make_shared<CloseLatch>();
+  latch->pending = 1;  // held until every close below has been asked for
+  latch->closed = std::move(closed);
+  im.close_latch = latch;
+  for (auto& [id, t] : im.transfers) curl_multi_remove_handle(im.multi, t->easy);
+  im.transfers.clear();
+  curl_multi_cleanup(im.multi);  // may still tell OnSocket to drop sockets: latched there
+  im.multi = nullptr;
+  for (auto* sp : im.polls) {
+    ++latch->pending;
+    Impl::ClosePoll(sp, latch);
+  }
+  im.polls.clear();
+  ++latch->pending;
+  im.timer->impl = nullptr;
+  im.timer->latch = latch;
+  uv_timer_stop(&im.timer->timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&im.timer->timer), [](uv_handle_t* h) {
+    auto* th = static_cast<Impl::TimerHandle*>(h->data);
+    auto l = th->latch;
+    delete th;
+    l->Done();
+  });
+  im.timer = nullptr;
+  im.close_latch.reset();
+  latch->Done();  // close callbacks run later, on the loop: `closed` comes after the last
+}
+
+}  // namespace guardian
