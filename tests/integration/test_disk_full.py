@@ -83,10 +83,10 @@ class DiskFullTest(StackTestCase):
     def test_full_disk_freed_cheapest_first_into_the_reserve(self):
         before, own = self.prepare()
         fault = self.inject("disk_full", "--kind", "mixed")
-        self.assertLess(fault["free_after"], 64 << 10)
-        self.assertEqual(self.snapshot()[0], 507)  # the app really cannot write
+        self.assertLess(fault["free_after"], 64 << 10)  # really full (statvfs says so)
         inc = self.wait_incident("app-disk", timeout=LONG_TIMEOUT_S)
         self.assertTrue(inc["within_target"], inc)
+        self.assertIn("under 10%", inc["evidence"])
         remediate = [s for s in inc["steps"] if s["phase"] == "remediate"][-1]["message"]
         self.assertIn("moved 2 temp files", remediate)  # the cheapest step came first
         self.assertIn("old snapshots", remediate)
