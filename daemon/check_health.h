@@ -3,8 +3,9 @@
 // reads) so tests drive it observation by observation.
 //
 // N consecutive failing observations confirm a failure; the onset is the time of the first of
-// them, or the earlier time a failing observation says the failure began. An ok observation clears the streak. Unknown observations (the probe itself could not
-// decide, e.g. a timeout of the prober) neither confirm nor clear.
+// them, or the earlier time a failing observation says the failure began. An ok observation clears
+// the streak. Unknown observations (the probe itself could not decide, e.g. a timeout of the
+// prober) neither confirm nor clear.
 
 #include <cstdint>
 

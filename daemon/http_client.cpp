@@ -8,6 +8,8 @@
 #include <mutex>
 #include <set>
 
+#include "daemon/loop_handles.h"
+
 namespace guardian {
 namespace {
 
@@ -15,15 +17,6 @@ void GlobalInit() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
-
-// Counts the handles Close() is waiting for and calls `closed` after the last one.
-struct CloseLatch {
-  int pending = 0;
-  std::function<void()> closed;
-  void Done() {
-    if (--pending == 0 && closed) closed();
-  }
-};
 
 struct Transfer {
   uint64_t id = 0;
@@ -74,24 +67,11 @@ std::string KindOf(CURLcode rc, long os_errno, bool too_large) {
 }  // namespace
 
 struct HttpClient::Impl {
-  // One per socket curl asks to watch; freed in its close callback.
-  struct SocketPoll {
-    uv_poll_t poll;
-    curl_socket_t fd = CURL_SOCKET_BAD;
-    Impl* impl = nullptr;  // null once closing: a late event is ignored
-    std::shared_ptr<CloseLatch> latch;
-  };
-  struct TimerHandle {
-    uv_timer_t timer;
-    Impl* impl = nullptr;
-    std::shared_ptr<CloseLatch> latch;
-  };
-
   uv_loop_t* loop;
   CURLM* multi = nullptr;
-  TimerHandle* timer = nullptr;
+  WakeTimer* timer = nullptr;
   std::map<uint64_t, std::unique_ptr<Transfer>> transfers;
-  std::set<SocketPoll*> polls;
+  std::set<SocketWatch*> watches;
   uint64_t next_id = 1;
   bool closing = false;
   std::shared_ptr<CloseLatch> close_latch;  // set by Close()
@@ -103,58 +83,32 @@ struct HttpClient::Impl {
     curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
     curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::OnTimer);
     curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
-    timer = new TimerHandle;
-    timer->impl = this;
-    timer->timer.data = timer;
-    uv_timer_init(loop, &timer->timer);
-  }
-
-  static void ClosePoll(SocketPoll* sp, std::shared_ptr<CloseLatch> latch) {
-    sp->impl = nullptr;
-    sp->latch = std::move(latch);
-    uv_poll_stop(&sp->poll);
-    uv_close(reinterpret_cast<uv_handle_t*>(&sp->poll), [](uv_handle_t* h) {
-      auto* p = static_cast<SocketPoll*>(h->data);
-      if (p->latch) p->latch->Done();
-      delete p;
-    });
+    timer = WakeTimer::Open(loop);
   }
 
   // curl: watch `s` for `what`, or stop watching it.
   static int OnSocket(CURL*, curl_socket_t s, int what, void* userp, void* socketp) {
     auto* self = static_cast<Impl*>(userp);
-    auto* sp = static_cast<SocketPoll*>(socketp);
+    auto* w = static_cast<SocketWatch*>(socketp);
     if (what == CURL_POLL_REMOVE) {
-      if (sp) {
-        self->polls.erase(sp);
-        if (self->close_latch) {
-          ++self->close_latch->pending;  // closing: Close() waits for this one too
-        } else {
-          curl_multi_assign(self->multi, s, nullptr);
-        }
-        ClosePoll(sp, self->close_latch);
+      if (w) {
+        self->watches.erase(w);
+        if (!self->close_latch) curl_multi_assign(self->multi, s, nullptr);
+        w->Close(self->close_latch);  // while closing, Close() waits for it too
       }
       return 0;
     }
     if (self->closing) return 0;
-    if (!sp) {
-      sp = new SocketPoll;
-      sp->fd = s;
-      sp->impl = self;
-      sp->poll.data = sp;
-      if (uv_poll_init_socket(self->loop, &sp->poll, s) != 0) {
-        delete sp;
-        return -1;  // curl fails that transfer
-      }
-      curl_multi_assign(self->multi, s, sp);
-      self->polls.insert(sp);
+    if (!w) {
+      w = SocketWatch::Open(self->loop, s);
+      if (!w) return -1;  // curl fails that transfer
+      curl_multi_assign(self->multi, s, w);
+      self->watches.insert(w);
     }
     int events = 0;
     if (what & CURL_POLL_IN) events |= UV_READABLE;
     if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-    uv_poll_start(&sp->poll, events, [](uv_poll_t* h, int status, int ev) {
-      auto* p = static_cast<SocketPoll*>(h->data);
-      if (!p->impl) return;
+    w->Start(events, [self, s](int status, int ev) {
       int flags = 0;
       if (status < 0) {
         flags = CURL_CSELECT_ERR;
@@ -162,7 +116,7 @@ struct HttpClient::Impl {
         if (ev & UV_READABLE) flags |= CURL_CSELECT_IN;
         if (ev & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
       }
-      p->impl->Drive(p->fd, flags);  // may close `p`: not touched after this
+      self->Drive(s, flags);
     });
     return 0;
   }
@@ -171,16 +125,11 @@ struct HttpClient::Impl {
   static int OnTimer(CURLM*, long ms, void* userp) {
     auto* self = static_cast<Impl*>(userp);
     if (ms < 0) {
-      uv_timer_stop(&self->timer->timer);
-      return 0;
+      self->timer->Stop();
+    } else {
+      self->timer->Start(static_cast<uint64_t>(ms),
+                         [self] { self->Drive(CURL_SOCKET_TIMEOUT, 0); });
     }
-    uv_timer_start(
-        &self->timer->timer,
-        [](uv_timer_t* t) {
-          auto* th = static_cast<TimerHandle*>(t->data);
-          if (th->impl) th->impl->Drive(CURL_SOCKET_TIMEOUT, 0);
-        },
-        static_cast<uint64_t>(ms), 0);
     return 0;
   }
 
@@ -308,21 +257,9 @@ void HttpClient::Close(std::function<void()> closed) {
   im.transfers.clear();
   curl_multi_cleanup(im.multi);  // may still tell OnSocket to drop sockets: latched there
   im.multi = nullptr;
-  for (auto* sp : im.polls) {
-    ++latch->pending;
-    Impl::ClosePoll(sp, latch);
-  }
-  im.polls.clear();
-  ++latch->pending;
-  im.timer->impl = nullptr;
-  im.timer->latch = latch;
-  uv_timer_stop(&im.timer->timer);
-  uv_close(reinterpret_cast<uv_handle_t*>(&im.timer->timer), [](uv_handle_t* h) {
-    auto* th = static_cast<Impl::TimerHandle*>(h->data);
-    auto l = th->latch;
-    delete th;
-    l->Done();
-  });
+  for (auto* w : im.watches) w->Close(latch);
+  im.watches.clear();
+  im.timer->Close(latch);
   im.timer = nullptr;
   im.close_latch.reset();
   latch->Done();  // close callbacks run later, on the loop: `closed` comes after the last

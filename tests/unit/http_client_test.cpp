@@ -15,6 +15,8 @@
 #include <string>
 #include <thread>
 
+#include "tests/unit/test_loop.h"
+
 namespace guardian {
 namespace {
 
@@ -85,21 +87,7 @@ int ClosedPort() {
   return ntohs(a.sin_port);
 }
 
-struct Loop {
-  uv_loop_t loop{};
-  HttpClient* client = nullptr;
-  Loop() { uv_loop_init(&loop); }
-  ~Loop() { CHECK(uv_loop_close(&loop) == 0); }  // every handle was closed
-  void RunUntil(const std::function<bool()>& done) {
-    while (!done()) uv_run(&loop, UV_RUN_ONCE);
-  }
-  void Close(HttpClient& c) {
-    bool closed = false;
-    c.Close([&] { closed = true; });
-    RunUntil([&] { return closed; });
-    uv_run(&loop, UV_RUN_DEFAULT);
-  }
-};
+using Loop = TestLoop;
 
 HttpResponse Fetch(Loop& l, HttpClient& c, HttpRequest req) {
   HttpResponse out;

@@ -1,0 +1,54 @@
+#pragma once
+// Handles for the loop-driven wrappers of libraries that open their own sockets (libcurl,
+// c-ares): the library says which socket to watch and when to wake it, and these carry that to
+// libuv. Each is heap-allocated, frees itself in its own close callback, and can count itself in
+// its owner's CloseLatch so the owner's Close() reports "closed" only after the last one.
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "daemon/close_latch.h"
+
+namespace guardian {
+
+// SocketWatch: a uv_poll on a socket the library opened and owns.
+class SocketWatch {
+ public:
+  // nullptr when libuv refuses the socket.
+  static SocketWatch* Open(uv_loop_t* loop, int fd);
+  // (Re)starts watching for UV_READABLE | UV_WRITABLE; `ready(status, events)` on each event.
+  // `ready` may Close() this watch; it is not touched afterwards.
+  void Start(int events, std::function<void(int status, int events)> ready);
+  // Stops and closes; with `latch`, counted in it. The object is gone once libuv closed it.
+  void Close(std::shared_ptr<CloseLatch> latch);
+  int fd() const { return fd_; }
+
+ private:
+  SocketWatch() = default;
+  uv_poll_t poll_;
+  int fd_ = -1;
+  bool closing_ = false;
+  std::function<void(int, int)> ready_;
+  std::shared_ptr<CloseLatch> latch_;
+};
+
+// WakeTimer: a one-shot uv_timer a library asks for ("wake me in N ms").
+class WakeTimer {
+ public:
+  static WakeTimer* Open(uv_loop_t* loop);
+  void Start(uint64_t ms, std::function<void()> fire);
+  void Stop();
+  void Close(std::shared_ptr<CloseLatch> latch);
+
+ private:
+  WakeTimer() = default;
+  uv_timer_t timer_;
+  bool closing_ = false;
+  std::function<void()> fire_;
+  std::shared_ptr<CloseLatch> latch_;
+};
+
+}  // namespace guardian
