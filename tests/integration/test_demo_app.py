@@ -20,6 +20,7 @@ import unittest
 import harness
 
 DEMO_APP = os.path.join(harness.BIN, "demo-app")
+UPSTREAM = os.path.join(harness.SOURCE, "chaos", "stack", "upstream")
 POLL_S = harness.POLL_S
 TIMEOUT_S = harness.TIMEOUT_S
 MIB = 1 << 20
@@ -541,6 +542,91 @@ class DemoAppTest(unittest.TestCase):
                     self.assertIn(needle, r.stderr)
         self.assertFalse(os.path.exists(self.path("run", "status.json")))
 
+    # --- upstreams (chaos/stack/upstream) --------------------------------------------------
+
+    def upstream(self, *args):
+        """Starts `chaos/stack/upstream ARGS --port 0` and returns its port."""
+        p = subprocess.Popen([UPSTREAM] + list(args) + ["--port", "0"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        p.out = p.stdout  # closed with the others at cleanup
+        self.procs.append(p)
+        return json.loads(p.stdout.readline())["listening"]
+
+    def control(self, port, mode, **extra):
+        body = dict(mode=mode, **extra)
+        r = self.http("POST", "/control/mode", body=body, port=port)
+        self.assertEqual(r.status, 200, r.text)
+
+    def test_quotes_follow_the_active_upstream_its_timeout_and_the_token_file(self):
+        primary = self.upstream("api", "--name", "primary")
+        backup = self.upstream("api", "--name", "backup")
+        token = self.path("run", "token.json")
+        os.makedirs(self.path("run"), exist_ok=True)
+        harness.write_atomic(token, json.dumps({"access_token": "t-1"}))
+        self.write_config(upstreams={"primary": "http://127.0.0.1:%d" % primary,
+                                     "backup": "http://127.0.0.1:%d" % backup,
+                                     "timeout_ms": 30000, "token_file": "run/token.json"})
+        p = self.start()
+        q = self.expect("GET", "/quote?item=7", 200)
+        self.assertEqual((q["item"], q["served_by"], q["upstream"]), (7, "primary", "primary"))
+        self.expect("GET", "/quote?item=x", 400)
+        # The primary fails: the app answers 502 and says so in status.json, counted.
+        self.control(primary, "fail", status=503)
+        self.expect("GET", "/quote?item=7", 502)
+        self.expect("GET", "/quote?item=8", 502)
+        st = self.wait_status(p, lambda s: s["upstreams"]["primary"]["consecutive_failures"] == 2,
+                              "two primary failures reported")
+        self.assertEqual(st["upstreams"]["primary"]["last_error"]["kind"], "status 503")
+        # The flags route it to the backup, and lower the timeout.
+        self.write_flags({"seq": 1, "active_upstream": "backup", "upstream_timeout_ms": 300})
+        self.wait_status(p, lambda s: s["flags"]["seq"] == 1, "flags applied")
+        self.assertEqual(self.expect("GET", "/quote?item=7", 200)["served_by"], "backup")
+        # A hanging backup costs the lowered timeout, then 504.
+        self.control(backup, "hang")
+        t0 = time.monotonic()
+        self.expect("GET", "/quote?item=7", 504)
+        self.assertLess(time.monotonic() - t0, 5)  # 300 ms, not the config's 30 s
+        self.control(backup, "ok")
+        st = self.wait_status(p, lambda s: s["upstreams"]["timeout_ms"] == 300, "timeout seen")
+        self.assertEqual(st["upstreams"]["backup"]["last_error"]["kind"], "timeout")
+        # Offline mode and a degraded feature pause quotes without calling anyone.
+        self.write_flags({"seq": 2, "offline_mode": True})
+        self.wait_status(p, lambda s: s["flags"]["seq"] == 2, "flags applied")
+        self.assertIn("offline", self.expect("GET", "/quote?item=7", 503)["error"])
+        self.stop(p)
+
+    def test_refused_credentials_are_reported_as_auth_not_as_the_upstream(self):
+        clients = self.path("clients.json")
+        with open(clients, "w") as f:
+            json.dump({"clients": {"app": {"secret": "s1"}}}, f)
+        auth = self.upstream("auth", "--clients", clients)
+        api = self.upstream("api", "--name", "primary", "--auth-url", "http://127.0.0.1:%d" % auth)
+        token = self.http("POST", "/oauth/token", port=auth,
+                          body={"grant_type": "client_credentials", "client_id": "app",
+                                "client_secret": "s1"}).json["access_token"]
+        os.makedirs(self.path("run"), exist_ok=True)
+        harness.write_atomic(self.path("run", "token.json"), json.dumps({"access_token": token}))
+        self.write_config(upstreams={"primary": "http://127.0.0.1:%d" % api,
+                                     "token_file": "run/token.json"})
+        p = self.start()
+        self.expect("GET", "/quote?item=1", 200)
+        self.assertTrue(self.status_file()["auth"]["ok"])
+        # The token expires: the API refuses it; that is the app's credentials, not the API.
+        self.http("POST", "/control/expire", port=auth)
+        self.assertIn("credentials", self.expect("GET", "/quote?item=1", 502)["error"])
+        st = self.wait_status(p, lambda s: not s["auth"]["ok"], "auth refused reported")
+        self.assertEqual(st["auth"]["last_refused"]["status"], 401)
+        self.assertEqual(st["upstreams"]["primary"]["consecutive_failures"], 0)
+        # A fresh token in the token file (as a refresh would write it) is used at once.
+        token = self.http("POST", "/oauth/token", port=auth,
+                          body={"grant_type": "client_credentials", "client_id": "app",
+                                "client_secret": "s1"}).json["access_token"]
+        harness.write_atomic(self.path("run", "token.json"), json.dumps({"access_token": token}))
+        self.expect("GET", "/quote?item=1", 200)
+        self.wait_status(p, lambda s: s["auth"]["ok"], "auth ok again")
+        self.assertNotIn(token, harness.read_or_none(self.path("run", "status.json")))
+        self.assertNotIn(token, self.app_log())
+        self.stop(p)
 
 if __name__ == "__main__":
     unittest.main()

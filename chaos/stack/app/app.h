@@ -19,6 +19,7 @@
 namespace demoapp {
 
 class HttpServer;
+class Upstreams;
 
 // Who asked the process to end, and with which exit code. Sleeps in boot chunks and in the
 // maintenance thread wait here, so that a stop never waits for them.
@@ -63,6 +64,7 @@ struct App {
   SearchIndex* index = nullptr;
   Snapshots* snapshots = nullptr;
   HttpServer* http = nullptr;
+  Upstreams* upstreams = nullptr;
   Lifecycle life;
 };
 

@@ -200,6 +200,17 @@ void ReadAll(const Reader& r, const YAML::Node& root, AppConfig* cfg) {
 
   YAML::Node features = r.Section(root, "features", "features");
   r.Bool(features, "offline_mode", "features.offline_mode", &cfg->offline_mode);
+
+  YAML::Node up = r.Section(root, "upstreams", "upstreams");
+  r.String(up, "primary", "upstreams.primary", &cfg->upstream_primary);
+  r.String(up, "backup", "upstreams.backup", &cfg->upstream_backup);
+  r.Int(up, "timeout_ms", "upstreams.timeout_ms", 1, 600000, &cfg->upstream_timeout_ms);
+  std::string token;
+  r.String(up, "token_file", "upstreams.token_file", &token);
+  if (!token.empty()) {
+    cfg->token_file = token;
+    r.Path(up, "token_file", "upstreams.token_file", base, &cfg->token_file);
+  }
 }
 
 }  // namespace

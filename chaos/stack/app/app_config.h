@@ -38,6 +38,12 @@ struct AppConfig {
   int64_t warm_mb = 16;
   int64_t low_memory_max_mb = 1;
   bool offline_mode = false;
+
+  // upstreams: the quote API (primary and backup base URLs), its timeout and the token file.
+  std::string upstream_primary;
+  std::string upstream_backup;
+  int64_t upstream_timeout_ms = 30000;
+  std::string token_file;  // absolute; empty: calls carry no token
 };
 
 // The chunk names the app knows, in their default order.

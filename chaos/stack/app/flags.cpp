@@ -31,6 +31,7 @@ nlohmann::json FlagsToJson(const Flags& f) {
           {"offline_mode", f.offline_mode},
           {"degraded_features", f.degraded_features},
           {"active_upstream", f.active_upstream},
+          {"upstream_timeout_ms", f.upstream_timeout_ms},
           {"skip_chunks", f.skip_chunks},
           {"low_memory", f.low_memory}};
 }
@@ -96,6 +97,14 @@ bool ParseFlags(const std::string& text, const std::string& path, const Flags& d
       problem = "active_upstream: expected \"primary\" or \"backup\"";
     } else {
       f.active_upstream = v.get<std::string>();
+    }
+  }
+  if (problem.empty() && doc.contains("upstream_timeout_ms")) {
+    const nlohmann::json& v = doc["upstream_timeout_ms"];
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 600000) {
+      problem = "upstream_timeout_ms: expected an integer from 0 to 600000";
+    } else {
+      f.upstream_timeout_ms = v.get<int64_t>();
     }
   }
   if (problem.empty() && Bool(doc, "offline_mode", &f.offline_mode, &problem) &&

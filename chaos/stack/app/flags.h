@@ -21,6 +21,7 @@ struct Flags {
   bool offline_mode = false;
   std::vector<std::string> degraded_features;
   std::string active_upstream = "primary";
+  int64_t upstream_timeout_ms = 0;       // 0: the config's upstreams.timeout_ms
   std::vector<std::string> skip_chunks;  // applies at the next boot
   bool low_memory = false;
 

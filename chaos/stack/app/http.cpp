@@ -13,6 +13,7 @@
 
 #include "chaos/stack/app/app.h"
 #include "chaos/stack/app/boot.h"
+#include "chaos/stack/app/upstream.h"
 #include "chaos/stack/app/util.h"
 
 namespace demoapp {
@@ -145,6 +146,21 @@ Reply Search(Ctx& ctx) {
   return {MHD_HTTP_OK, {{"q", q}, {"ids", ids}}};
 }
 
+// The upstream API's quote for an item, through the active upstream (flags).
+Reply Quote(Ctx& ctx) {
+  Flags flags = ctx.app.flags->Get();
+  if (flags.offline_mode) return Error(MHD_HTTP_SERVICE_UNAVAILABLE, "offline mode: quotes paused");
+  if (flags.degraded("quotes"))
+    return Error(MHD_HTTP_SERVICE_UNAVAILABLE, "feature degraded: quotes");
+  if (!ctx.app.upstreams->configured()) return Error(MHD_HTTP_NOT_FOUND, "no upstreams configured");
+  const char* item = MHD_lookup_connection_value(ctx.conn, MHD_GET_ARGUMENT_KIND, "item");
+  char* end = nullptr;
+  long long n = item ? std::strtoll(item, &end, 10) : 0;
+  if (!item || !*item || *end) return Error(MHD_HTTP_BAD_REQUEST, "item: expected an integer");
+  UpstreamReply r = ctx.app.upstreams->Quote(n, flags);
+  return {r.http_status, r.body};
+}
+
 Reply ShedCaches(Ctx& ctx) {
   uint64_t freed = ctx.app.memory->ShedCaches();
   ctx.app.log->Info("control: shed caches, freed " + std::to_string(freed) + " bytes");
@@ -231,6 +247,7 @@ const Route kRoutes[] = {
     {"GET", "/search", Search},
     {"POST", "/control/shed-caches", ShedCaches},
     {"POST", "/control/allocate", Allocate},
+    {"GET", "/quote", Quote},
     {"POST", "/control/release", Release},
     {"POST", "/control/reopen-db", ReopenDb},
     {"POST", "/control/snapshot", Snapshot},

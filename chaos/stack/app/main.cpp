@@ -20,6 +20,7 @@
 #include "chaos/stack/app/boot.h"
 #include "chaos/stack/app/http.h"
 #include "chaos/stack/app/maintenance.h"
+#include "chaos/stack/app/upstream.h"
 #include "chaos/stack/app/util.h"
 
 namespace demoapp {
@@ -114,6 +115,10 @@ int Run(int argc, char** argv) {
   Database db(cfg.db_path, cfg.busy_timeout_ms, cfg.seed_rows, log, status);
   SearchIndex index;
   Snapshots snapshots(cfg.snapshot_dir, db, log, status);
+  UpstreamGlobalInit();
+  Upstreams upstreams(UpstreamConfig{cfg.upstream_primary, cfg.upstream_backup,
+                                     cfg.upstream_timeout_ms, cfg.token_file},
+                      status);
 
   Flags defaults;
   defaults.offline_mode = cfg.offline_mode;
@@ -142,6 +147,7 @@ int Run(int argc, char** argv) {
   app.flags = &flags;
   app.index = &index;
   app.snapshots = &snapshots;
+  app.upstreams = &upstreams;
   app.http = &http;
 
   std::atomic<bool> quit_signals{false};

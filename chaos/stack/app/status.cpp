@@ -118,6 +118,44 @@ void Status::DiskError(const std::string& what, const std::string& message) {
   ErrorWriteLocked("disk " + what + " " + message);
 }
 
+void Status::UpstreamCall(const std::string& name, int64_t timeout_ms, bool ok, int64_t ms,
+                          const std::string& kind, const std::string& message) {
+  std::lock_guard lock(mu_);
+  UpstreamStats& u = name == "backup" ? backup_ : primary_;
+  ++u.requests;
+  u.last_ms = ms;
+  upstream_timeout_ms_ = timeout_ms;
+  if (ok) {
+    bool recovered = u.consecutive_failures > 0;
+    u.consecutive_failures = 0;
+    if (recovered) {
+      WriteLocked();  // a watcher waits for this
+    } else {
+      dirty_ = true;  // counters only: the next Tick writes them
+    }
+    return;
+  }
+  ++u.failures;
+  ++u.consecutive_failures;
+  u.last_error = {{"kind", kind}, {"message", message.substr(0, 200)}, {"at", NowMs()}};
+  ErrorWriteLocked("upstream " + name + " " + kind);
+}
+
+void Status::AuthRefused(int http_status) {
+  std::lock_guard lock(mu_);
+  ++auth_refused_;
+  auth_ok_ = false;
+  auth_last_refused_ = {{"status", http_status}, {"at", NowMs()}};
+  ErrorWriteLocked("auth " + std::to_string(http_status));
+}
+
+void Status::AuthAccepted() {
+  std::lock_guard lock(mu_);
+  if (auth_ok_) return;
+  auth_ok_ = true;
+  WriteLocked();
+}
+
 void Status::ErrorWriteLocked(const std::string& key) {
   if (key == last_error_key_ && NowMs() - last_write_ < 100) {
     dirty_ = true;  // Tick() writes it once the 100 ms have passed
@@ -153,6 +191,14 @@ bool Status::chunk_skipped(const std::string& name) const {
 nlohmann::json Status::ToJson() const {
   std::lock_guard lock(mu_);
   return ToJsonLocked();
+}
+
+static nlohmann::json UpstreamJson(const Status::UpstreamStats& u) {
+  return {{"requests", u.requests},
+          {"failures", u.failures},
+          {"consecutive_failures", u.consecutive_failures},
+          {"last_ms", u.last_ms},
+          {"last_error", u.last_error}};
 }
 
 nlohmann::json Status::ToJsonLocked() const {
@@ -196,6 +242,12 @@ nlohmann::json Status::ToJsonLocked() const {
         {"errors", db_errors_},
         {"last_error", db_last_error_}}},
       {"disk", {{"enospc", enospc_}, {"last_error", disk_last_error_}}},
+      {"upstreams",
+       {{"timeout_ms", upstream_timeout_ms_},
+        {"primary", UpstreamJson(primary_)},
+        {"backup", UpstreamJson(backup_)}}},
+      {"auth",
+       {{"ok", auth_ok_}, {"refused", auth_refused_}, {"last_refused", auth_last_refused_}}},
       {"bind", bind_},
   };
 }

@@ -43,6 +43,21 @@ class Status {
   // An ENOSPC (or SQLITE_FULL); `what`: log, snapshot or db.
   void DiskError(const std::string& what, const std::string& message);
 
+  struct UpstreamStats {
+    int64_t requests = 0;
+    int64_t failures = 0;
+    int64_t consecutive_failures = 0;
+    int64_t last_ms = 0;
+    nlohmann::json last_error;  // null or {kind, message, at}
+  };
+  // A call to the upstream `name` ("primary" or "backup") made with `timeout_ms`: ok, or failed
+  // with `kind` (timeout, unreachable, "status 503", ...).
+  void UpstreamCall(const std::string& name, int64_t timeout_ms, bool ok, int64_t ms,
+                    const std::string& kind, const std::string& message);
+  // The upstream refused the app's credentials (401/403), or accepted them.
+  void AuthRefused(int http_status);
+  void AuthAccepted();
+
   // Writes a document held back by the rate limit. Called every ~100 ms.
   void Tick();
 
@@ -74,6 +89,12 @@ class Status {
 
   Flags flags_;
   std::string flags_error_;
+
+  UpstreamStats primary_, backup_;
+  int64_t upstream_timeout_ms_ = 0;
+  int64_t auth_refused_ = 0;
+  bool auth_ok_ = true;
+  nlohmann::json auth_last_refused_;  // null or {status, at}
 
   uint64_t cache_bytes_ = 0;
   uint64_t leak_bytes_ = 0;
