@@ -80,6 +80,12 @@ class MissingConfigDetector : public Detector {
   }
 
   void Probe(std::function<void(Observation)> done) override {
+    for (const auto& k : keys_) {
+      if (!KeyTypeValid(k))
+        return done(Observation::Unknown("required_keys: '" + k +
+                                         "' names no known type (int, number, bool, string, "
+                                         "list, map)"));
+    }
     auto obs = std::make_shared<Observation>();
     std::string path = path_;
     std::vector<std::string> keys = keys_;
@@ -131,12 +137,16 @@ GUARDIAN_REGISTER_DETECTOR(
         {
             {"path", ParamType::kPath, true, "the watched YAML config file"},
             {"required_keys", ParamType::kStringList, false,
-             "dotted keys that must be present, e.g. server.port"},
+             "dotted keys that must be present, e.g. server.port, or present with a type, "
+             "e.g. server.port:int (int, number, bool, string, list, map)"},
             {"defaults_file", ParamType::kPath, false, "YAML written when no good copy exists"},
             {"settle_ms", ParamType::kInt, false,
              "delay after a file event before probing (default 30)"},
             {"keep_versions", ParamType::kInt, false, "last-known-good copies kept (default 10)"},
             {"allow_paths", ParamType::kPathList, false, "extra folders the playbook may write"},
+            {"service", ParamType::kString, false,
+             "the supervised service that reads the file: the playbook has it reload the "
+             "restored file (SIGHUP) and waits for its status file to say so"},
         },
         [](const DetectorEnv& env) -> std::shared_ptr<Detector> {
           return std::make_shared<MissingConfigDetector>(env);
