@@ -35,6 +35,22 @@ sigset_t HandledSignals() {
   return set;
 }
 
+// Re-reads app.yaml as a daemon does on SIGHUP: a bad file is reported and the running config
+// kept; a good one is applied where that can be done live (the upstreams), and reported.
+void ReloadConfig(App& app) {
+  AppConfig cfg;
+  std::string error;
+  if (!LoadConfig(app.config.path, &cfg, &error)) {
+    app.log->Error("config reload: kept the running config: " + error);
+    app.status->ConfigLoaded(false, error);
+    return;
+  }
+  app.upstreams->Reconfigure(UpstreamConfig{cfg.upstream_primary, cfg.upstream_backup,
+                                            cfg.upstream_timeout_ms, cfg.token_file});
+  app.log->Info("config reload: " + app.config.path + " applied (upstreams; the rest at restart)");
+  app.status->ConfigLoaded(true, "");
+}
+
 void SignalLoop(App& app, const std::atomic<bool>& quit) {
   sigset_t set = HandledSignals();
   for (;;) {
@@ -50,7 +66,9 @@ void SignalLoop(App& app, const std::atomic<bool>& quit) {
       app.log->Info("SIGUSR1: shed caches, freed " + std::to_string(freed) + " bytes");
     } else if (sig == SIGHUP) {
       app.log->Reopen();
-      app.log->Info("SIGHUP: log reopened, re-reading flags, reopening the database");
+      app.log->Info(
+          "SIGHUP: log reopened, re-reading the config and flags, reopening the database");
+      ReloadConfig(app);
       app.flags->Load();
       if (app.db->opened()) {
         int64_t rows = 0;

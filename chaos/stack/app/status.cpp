@@ -141,6 +141,18 @@ void Status::UpstreamCall(const std::string& name, int64_t timeout_ms, bool ok, 
   ErrorWriteLocked("upstream " + name + " " + kind);
 }
 
+void Status::ConfigLoaded(bool ok, const std::string& error) {
+  std::lock_guard lock(mu_);
+  ++config_reloads_;
+  if (ok) {
+    config_loaded_at_ = NowMs();
+    config_error_ = nullptr;
+  } else {
+    config_error_ = {{"message", error}, {"at", NowMs()}};
+  }
+  WriteLocked();
+}
+
 void Status::AuthRefused(int http_status) {
   std::lock_guard lock(mu_);
   ++auth_refused_;
@@ -246,6 +258,10 @@ nlohmann::json Status::ToJsonLocked() const {
        {{"timeout_ms", upstream_timeout_ms_},
         {"primary", UpstreamJson(primary_)},
         {"backup", UpstreamJson(backup_)}}},
+      {"config",
+       {{"loaded_at", config_loaded_at_ ? json(config_loaded_at_) : json(started_at_)},
+        {"reloads", config_reloads_},
+        {"error", config_error_}}},
       {"auth",
        {{"ok", auth_ok_}, {"refused", auth_refused_}, {"last_refused", auth_last_refused_}}},
       {"bind", bind_},

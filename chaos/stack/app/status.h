@@ -58,6 +58,9 @@ class Status {
   void AuthRefused(int http_status);
   void AuthAccepted();
 
+  // The config file was (re)loaded: applied, or refused with `error` (the running one kept).
+  void ConfigLoaded(bool ok, const std::string& error);
+
   // Writes a document held back by the rate limit. Called every ~100 ms.
   void Tick();
 
@@ -93,6 +96,9 @@ class Status {
   UpstreamStats primary_, backup_;
   int64_t upstream_timeout_ms_ = 0;
   int64_t auth_refused_ = 0;
+  int64_t config_loaded_at_ = 0;
+  int64_t config_reloads_ = 0;
+  nlohmann::json config_error_;  // null, or why the last reload was refused
   bool auth_ok_ = true;
   nlohmann::json auth_last_refused_;  // null or {status, at}
 

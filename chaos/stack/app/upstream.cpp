@@ -40,15 +40,28 @@ void UpstreamGlobalInit() { curl_global_init(CURL_GLOBAL_DEFAULT); }
 Upstreams::Upstreams(UpstreamConfig config, Status& status)
     : config_(std::move(config)), status_(status) {}
 
+bool Upstreams::configured() const { return !Config().primary.empty(); }
+
+void Upstreams::Reconfigure(UpstreamConfig config) {
+  std::lock_guard lock(mu_);
+  config_ = std::move(config);
+}
+
+UpstreamConfig Upstreams::Config() const {
+  std::lock_guard lock(mu_);
+  return config_;
+}
+
 UpstreamReply Upstreams::Quote(int64_t item, const Flags& flags) {
+  const UpstreamConfig cfg = Config();  // one config for the whole call
   std::string name = flags.active_upstream == "backup" ? "backup" : "primary";
-  std::string base = name == "backup" ? config_.backup : config_.primary;
-  int64_t timeout = flags.upstream_timeout_ms > 0 ? flags.upstream_timeout_ms : config_.timeout_ms;
+  std::string base = name == "backup" ? cfg.backup : cfg.primary;
+  int64_t timeout = flags.upstream_timeout_ms > 0 ? flags.upstream_timeout_ms : cfg.timeout_ms;
   if (base.empty()) {
     return {503, {{"error", "no " + name + " upstream configured"}}};
   }
   std::string url = base + "/v1/quote?item=" + std::to_string(item);
-  std::string token = ReadToken(config_.token_file);
+  std::string token = ReadToken(cfg.token_file);
   std::string body;
   CURL* c = curl_easy_init();
   curl_slist* headers = nullptr;

@@ -7,6 +7,7 @@
 // error answer, counted.
 
 #include <cstdint>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -30,11 +31,15 @@ struct UpstreamReply {
 class Upstreams {
  public:
   Upstreams(UpstreamConfig config, Status& status);
-  bool configured() const { return !config_.primary.empty(); }
+  bool configured() const;
+  // A reloaded config's upstreams, used from the next call on.
+  void Reconfigure(UpstreamConfig config);
   // GET <active>/v1/quote?item=N with the current token.
   UpstreamReply Quote(int64_t item, const Flags& flags);
 
  private:
+  UpstreamConfig Config() const;
+  mutable std::mutex mu_;
   UpstreamConfig config_;
   Status& status_;
 };
