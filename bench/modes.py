@@ -35,7 +35,7 @@ from common import BenchError, Daemon, machine_info, p95, wait_for, yaml_str  # 
 INJECT = os.path.join(ROOT, "chaos", "inject")
 SEED = os.path.join(ROOT, "chaos", "stack", "seed")
 TARGETS = {"port_conflict": 10_000, "slow_boot": 5_000, "db_corruption": 60_000,
-           "out_of_memory": 30_000, "disk_full": 45_000}
+           "out_of_memory": 30_000, "disk_full": 45_000, "missing_config": 10_000}
 # mode -> (check id, kinds, inject args, undo between runs)
 PLAN = {
     "port_conflict": ("app-port", ["stale", "foreign"], [], True),
@@ -45,6 +45,7 @@ PLAN = {
     "out_of_memory": ("app-mem", ["cache", "leak"], ["--mb", "192"], True),
     # needs root: the stack lives on a 32 MiB tmpfs mounted for the run
     "disk_full": ("app-disk", ["mixed", "logs"], [], True),
+    "missing_config": ("app-config", ["delete", "wrong-type"], [], False),
 }
 
 
@@ -94,6 +95,12 @@ checks:
     mode: db_corruption
     interval_ms: 1000
     params: {{ service: app, path: {yaml_str(os.path.join(stack, "data", "app.db"))}, backup_interval_ms: 1000 }}
+  - id: app-config
+    mode: missing_config
+    params:
+      service: app
+      path: {yaml_str(os.path.join(stack, "app", "app.yaml"))}
+      required_keys: [server.port:int, database.path:string]
   - id: app-mem
     mode: out_of_memory
     interval_ms: 250
@@ -180,7 +187,7 @@ def run_mode(d, work, mode, runs, samples):
 # passes, so for slow_boot the time from the injector's restart to the deadline is part of the
 # fault, not of the recovery: the incident's own MTTR (from the deadline crossing) is judged.
 JUDGED = {"port_conflict": "mttr_ms", "slow_boot": "incident_mttr_ms", "db_corruption": "mttr_ms",
-          "out_of_memory": "mttr_ms", "disk_full": "mttr_ms"}
+          "out_of_memory": "mttr_ms", "disk_full": "mttr_ms", "missing_config": "mttr_ms"}
 
 
 def table(samples, modes):
