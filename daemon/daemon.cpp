@@ -169,6 +169,8 @@ int Daemon::Run() {
       &loop_, config_->state_dir, SystemClock::Get(),
       [this](const Service& s, const ServiceEvent& e) { OnServiceEvent(s, e); });
   engine_->set_supervisor(supervisor_.get());
+  http_client_ = std::make_unique<HttpClient>(&loop_);
+  engine_->set_http(http_client_.get());
   supervisor_->Apply(config_);
   engine_->Apply(config_);
   engine_->Recover(std::move(unfinished), std::move(holds));
@@ -239,6 +241,7 @@ int Daemon::Run() {
   // Only now: callbacks of pool work queued before the stop may still have reached the engine.
   engine_.reset();
   supervisor_.reset();
+  http_client_.reset();
   http_.clear();
   api_.reset();
 
@@ -543,6 +546,7 @@ void Daemon::CloseAll() {
   playbook_watchers_.clear();
   for (auto* sig : {&sigterm_, &sigint_, &sighup_})
     uv_close(reinterpret_cast<uv_handle_t*>(sig), nullptr);
+  if (http_client_) http_client_->Close([] {});
   store_->Close(nullptr);
 }
 

@@ -19,6 +19,7 @@
 #include "daemon/engine.h"
 #include "daemon/fs_watch.h"
 #include "daemon/guardian_metrics.h"
+#include "daemon/http_client.h"
 #include "daemon/http_server.h"
 #include "daemon/loop_lag.h"
 #include "daemon/notify.h"
@@ -85,6 +86,7 @@ class Daemon {
   std::unique_ptr<PlaybookLibrary> playbooks_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Supervisor> supervisor_;
+  std::unique_ptr<HttpClient> http_client_;  // probes and playbooks; closed in CloseAll
   std::unique_ptr<LoopLag> lag_;
   std::unique_ptr<Timer> status_timer_;
   std::unique_ptr<Timer> playbook_rescan_;

@@ -74,6 +74,7 @@ void Engine::Apply(std::shared_ptr<const Config> config) {
     DetectorEnv env;
     env.loop = loop_;
     env.supervisor = supervisor_;
+    env.http = http_;
     env.check = c;
     if (const ServiceConfig* svc = config->FindService(ParamString(c.params, "service")))
       env.service = *svc;
@@ -279,6 +280,7 @@ void Engine::Open(CheckRuntime* check, const Observation& obs,
 RunServices Engine::ServicesFor(const std::string& check_id, RunServices::LogFn log) {
   RunServices services;
   services.supervisor = supervisor_;
+  services.http = http_;
   services.probe = [this, check_id](std::function<void(Observation)> done) {
     CheckRuntime* ch = FindCheck(check_id);
     if (!ch) {

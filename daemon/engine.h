@@ -32,6 +32,7 @@ namespace guardian {
 
 class PlaybookRun;
 class Supervisor;
+class HttpClient;
 
 class Engine {
  public:
@@ -74,6 +75,8 @@ class Engine {
   void set_metrics(GuardianMetrics* metrics) { metrics_ = metrics; }
   // The services detectors watch and playbooks restart; set before the first Apply.
   void set_supervisor(Supervisor* supervisor) { supervisor_ = supervisor; }
+  // The HTTP client detectors and playbooks share (probes on the loop).
+  void set_http(HttpClient* http) { http_ = http; }
 
   // Status snapshot for the status file.
   nlohmann::json StatusJson() const;
@@ -132,6 +135,7 @@ class Engine {
   std::function<void()> shutdown_done_;
   GuardianMetrics* metrics_ = nullptr;
   Supervisor* supervisor_ = nullptr;
+  HttpClient* http_ = nullptr;
 };
 
 }  // namespace guardian

@@ -25,7 +25,7 @@ struct Transfer {
   std::string body;
   size_t max_body = 0;
   bool too_large = false;
-  std::function<void(HttpResponse)> done;
+  std::function<void(HttpResult)> done;
   char error[CURL_ERROR_SIZE] = {0};
 
   ~Transfer() {
@@ -143,14 +143,14 @@ struct HttpClient::Impl {
   // Hands every finished transfer its response. Collected first: a callback may start or
   // cancel requests, or close the client.
   void Finish() {
-    std::vector<std::pair<std::function<void(HttpResponse)>, HttpResponse>> ready;
+    std::vector<std::pair<std::function<void(HttpResult)>, HttpResult>> ready;
     int left = 0;
     while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
       if (m->msg != CURLMSG_DONE) continue;
       char* priv = nullptr;
       curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
       auto* t = reinterpret_cast<Transfer*>(priv);
-      HttpResponse r;
+      HttpResult r;
       long os_errno = 0;
       curl_easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &os_errno);
       r.error_kind = KindOf(m->data.result, os_errno, t->too_large);
@@ -183,10 +183,10 @@ HttpClient::~HttpClient() {
   }
 }
 
-uint64_t HttpClient::Start(const HttpRequest& req, std::function<void(HttpResponse)> done) {
+uint64_t HttpClient::Start(const HttpCall& req, std::function<void(HttpResult)> done) {
   Impl& im = *impl_;
   auto fail = [&](const std::string& why) {
-    HttpResponse r;
+    HttpResult r;
     r.error_kind = "error";
     r.error = why;
     done(std::move(r));
@@ -227,7 +227,7 @@ uint64_t HttpClient::Start(const HttpRequest& req, std::function<void(HttpRespon
   if (curl_multi_add_handle(im.multi, raw->easy) != CURLM_OK) {
     auto cb = std::move(raw->done);
     im.transfers.erase(id);
-    HttpResponse r;
+    HttpResult r;
     r.error_kind = "error";
     r.error = "curl_multi_add_handle failed";
     cb(std::move(r));

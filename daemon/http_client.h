@@ -18,7 +18,7 @@
 
 namespace guardian {
 
-struct HttpRequest {
+struct HttpCall {
   std::string method = "GET";
   std::string url;                   // http:// or https:// only
   std::vector<std::string> headers;  // "Name: value"
@@ -28,7 +28,7 @@ struct HttpRequest {
   size_t max_body_bytes = 1 << 20;   // a longer answer fails as "too_large"
 };
 
-struct HttpResponse {
+struct HttpResult {
   // "" on an HTTP answer (whatever its code); else why none came: "refused", "timeout", "dns",
   // "unreachable", "too_large" or "error".
   std::string error_kind;
@@ -50,7 +50,7 @@ class HttpClient {
 
   // Starts a request; `done` runs once on the loop thread, unless the request is cancelled.
   // Returns an id for Cancel(), or 0 (with `done` already called) when it cannot start.
-  uint64_t Start(const HttpRequest& req, std::function<void(HttpResponse)> done);
+  uint64_t Start(const HttpCall& req, std::function<void(HttpResult)> done);
   void Cancel(uint64_t id);
   size_t in_flight() const;
 

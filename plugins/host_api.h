@@ -21,12 +21,15 @@
 namespace guardian {
 
 class Supervisor;
+class HttpClient;
 
 // What a run may reach of the daemon, provided by the incident engine.
 struct RunServices {
   // The services guardiand runs (guardian.service acts on the check's params.service only);
   // null when there are none (tests).
   Supervisor* supervisor = nullptr;
+  // The HTTP client guardian.http uses; null when there is none (tests).
+  HttpClient* http = nullptr;
   // Re-runs the check's detector; `done` gets the observation on the loop thread.
   std::function<void(std::function<void(Observation)>)> probe;
   // Per-check persisted values (guardian.state.get/set).

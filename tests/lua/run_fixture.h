@@ -29,6 +29,9 @@ struct RunFixture {
   // For guardian.service tests: the supervisor runs get, and the check's params.service.
   Supervisor* supervisor = nullptr;
   std::string service;
+  // For guardian.http tests: the client runs use, and params the check declares.
+  HttpClient* http = nullptr;
+  Params extra_params;
 
   RunFixture() {
     char tmpl[] = "/tmp/guardian-run-test-XXXXXX";
@@ -67,8 +70,10 @@ struct RunFixture {
     c.mode = "missing_config";
     c.params["path"] = app + "/app.yaml";
     if (!service.empty()) c.params["service"] = service;
+    for (const auto& [k, v] : extra_params) c.params[k] = v;
     RunServices services;
     services.supervisor = supervisor;
+    services.http = http;
     services.probe = [this](std::function<void(Observation)> done) {
       ++probes;
       done(Observation::Failing("still broken"));

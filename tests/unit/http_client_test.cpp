@@ -15,64 +15,11 @@
 #include <string>
 #include <thread>
 
+#include "tests/unit/test_http_server.h"
 #include "tests/unit/test_loop.h"
 
 namespace guardian {
 namespace {
-
-std::atomic<bool> g_release{false};
-
-MHD_Result Handle(void*, MHD_Connection* c, const char* url, const char* method, const char*,
-                  const char*, size_t* upload_size, void** state) {
-  if (*state == nullptr) {  // the first call is for the headers only
-    static int marker;
-    *state = &marker;
-    return MHD_YES;
-  }
-  if (*upload_size > 0) {
-    *upload_size = 0;
-    return MHD_YES;
-  }
-  std::string path = url;
-  std::string body = std::string(method) + " " + path;
-  unsigned code = MHD_HTTP_OK;
-  if (path == "/hang") {
-    // Until the test lets go (or 3 s), as a server that accepts and never answers.
-    for (int i = 0; i < 300 && !g_release; ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  } else if (path == "/big") {
-    body.assign(64 << 10, 'x');
-  } else if (path == "/missing") {
-    code = MHD_HTTP_NOT_FOUND;
-  } else if (path == "/auth") {
-    const char* h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    code = h && std::string(h) == "Bearer t0k" ? MHD_HTTP_OK : MHD_HTTP_UNAUTHORIZED;
-  }
-  MHD_Response* r =
-      MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
-  MHD_Result ret = MHD_queue_response(c, code, r);
-  MHD_destroy_response(r);
-  return ret;
-}
-
-struct Server {
-  MHD_Daemon* d = nullptr;
-  int port = 0;
-  Server() {
-    g_release = false;
-    d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD, 0,
-                         nullptr, nullptr, &Handle, nullptr, MHD_OPTION_END);
-    REQUIRE(d != nullptr);
-    port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
-  }
-  ~Server() {
-    g_release = true;
-    MHD_stop_daemon(d);
-  }
-  std::string Url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port) + path;
-  }
-};
 
 // A loopback port with nothing listening: bound, then closed.
 int ClosedPort() {
@@ -89,10 +36,10 @@ int ClosedPort() {
 
 using Loop = TestLoop;
 
-HttpResponse Fetch(Loop& l, HttpClient& c, HttpRequest req) {
-  HttpResponse out;
+HttpResult Fetch(Loop& l, HttpClient& c, HttpCall req) {
+  HttpResult out;
   bool got = false;
-  c.Start(req, [&](HttpResponse r) {
+  c.Start(req, [&](HttpResult r) {
     out = std::move(r);
     got = true;
   });
@@ -103,12 +50,12 @@ HttpResponse Fetch(Loop& l, HttpClient& c, HttpRequest req) {
 }  // namespace
 
 TEST_CASE("answers of every code come back with their body and timings") {
-  Server srv;
+  TestHttpServer srv;
   Loop l;
   HttpClient c(&l.loop);
-  HttpRequest req;
+  HttpCall req;
   req.url = srv.Url("/hello");
-  HttpResponse r = Fetch(l, c, req);
+  HttpResult r = Fetch(l, c, req);
   CHECK(r.ok());
   CHECK(r.code == 200);
   CHECK(r.body == "GET /hello");
@@ -121,7 +68,7 @@ TEST_CASE("answers of every code come back with their body and timings") {
   CHECK(Fetch(l, c, req).code == 401);
   req.headers = {"Authorization: Bearer t0k"};
   CHECK(Fetch(l, c, req).code == 200);
-  req = HttpRequest{};
+  req = HttpCall{};
   req.method = "POST";
   req.url = srv.Url("/token");
   req.body = "grant_type=refresh_token";
@@ -131,12 +78,12 @@ TEST_CASE("answers of every code come back with their body and timings") {
 }
 
 TEST_CASE("a refused port, a hanging server and a body too large fail with their kind") {
-  Server srv;
+  TestHttpServer srv;
   Loop l;
   HttpClient c(&l.loop);
-  HttpRequest req;
+  HttpCall req;
   req.url = "http://127.0.0.1:" + std::to_string(ClosedPort()) + "/";
-  HttpResponse r = Fetch(l, c, req);
+  HttpResult r = Fetch(l, c, req);
   CHECK(r.error_kind == "refused");
   CHECK(r.code == 0);
   req.url = srv.Url("/hang");
@@ -144,7 +91,7 @@ TEST_CASE("a refused port, a hanging server and a body too large fail with their
   r = Fetch(l, c, req);
   CHECK(r.error_kind == "timeout");
   CHECK(r.total_ms >= 150);
-  req = HttpRequest{};
+  req = HttpCall{};
   req.url = srv.Url("/big");
   req.max_body_bytes = 1024;
   CHECK(Fetch(l, c, req).error_kind == "too_large");
@@ -155,7 +102,7 @@ TEST_CASE("a refused port, a hanging server and a body too large fail with their
 }
 
 TEST_CASE("the loop keeps turning while a request hangs, and many requests run at once") {
-  Server srv;
+  TestHttpServer srv;
   Loop l;
   HttpClient c(&l.loop);
   uv_timer_t ticker;
@@ -164,19 +111,19 @@ TEST_CASE("the loop keeps turning while a request hangs, and many requests run a
   ticker.data = &ticks;
   uv_timer_start(
       &ticker, [](uv_timer_t* t) { ++*static_cast<int*>(t->data); }, 10, 10);
-  HttpRequest hang;
+  HttpCall hang;
   hang.url = srv.Url("/hang");
   hang.timeout_ms = 400;
   bool hung_done = false;
-  c.Start(hang, [&](HttpResponse r) {
+  c.Start(hang, [&](HttpResult r) {
     CHECK(r.error_kind == "timeout");
     hung_done = true;
   });
   int answered = 0;
   for (int i = 0; i < 20; ++i) {
-    HttpRequest req;
+    HttpCall req;
     req.url = srv.Url("/n" + std::to_string(i));
-    c.Start(req, [&, i](HttpResponse r) {
+    c.Start(req, [&, i](HttpResult r) {
       CHECK(r.body == "GET /n" + std::to_string(i));
       ++answered;
     });
@@ -192,16 +139,16 @@ TEST_CASE("the loop keeps turning while a request hangs, and many requests run a
 }
 
 TEST_CASE("a cancelled request never calls back; Close cancels what is in flight") {
-  Server srv;
+  TestHttpServer srv;
   Loop l;
   HttpClient c(&l.loop);
-  HttpRequest hang;
+  HttpCall hang;
   hang.url = srv.Url("/hang");
   hang.timeout_ms = 2000;
   bool called = false;
-  uint64_t id = c.Start(hang, [&](HttpResponse) { called = true; });
+  uint64_t id = c.Start(hang, [&](HttpResult) { called = true; });
   CHECK(id != 0);
-  c.Start(hang, [&](HttpResponse) { called = true; });
+  c.Start(hang, [&](HttpResult) { called = true; });
   // Let both connect, then cancel one and close the client with the other in flight.
   uv_run(&l.loop, UV_RUN_NOWAIT);
   c.Cancel(id);
@@ -210,7 +157,7 @@ TEST_CASE("a cancelled request never calls back; Close cancels what is in flight
   l.Close(c);
   CHECK_FALSE(called);
   bool refused = false;
-  c.Start(hang, [&](HttpResponse r) { refused = r.error_kind == "error"; });
+  c.Start(hang, [&](HttpResult r) { refused = r.error_kind == "error"; });
   CHECK(refused);  // a closed client answers at once
 }
 
