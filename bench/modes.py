@@ -35,7 +35,8 @@ from common import BenchError, Daemon, machine_info, p95, wait_for, yaml_str  # 
 INJECT = os.path.join(ROOT, "chaos", "inject")
 SEED = os.path.join(ROOT, "chaos", "stack", "seed")
 TARGETS = {"port_conflict": 10_000, "slow_boot": 5_000, "db_corruption": 60_000,
-           "out_of_memory": 30_000, "disk_full": 45_000, "missing_config": 10_000}
+           "out_of_memory": 30_000, "disk_full": 45_000, "missing_config": 10_000,
+           "api_timeout": 15_000}
 # mode -> (check id, kinds, inject args, undo between runs)
 PLAN = {
     "port_conflict": ("app-port", ["stale", "foreign"], [], True),
@@ -46,6 +47,8 @@ PLAN = {
     # needs root: the stack lives on a 32 MiB tmpfs mounted for the run
     "disk_full": ("app-disk", ["mixed", "logs"], [], True),
     "missing_config": ("app-config", ["delete", "wrong-type"], [], False),
+    # each run opens the circuit (judged) and, after the undo, closes it again
+    "api_timeout": ("app-api", ["hang", "fail"], [], True),
 }
 
 
@@ -66,8 +69,10 @@ def free_base(n):
     raise BenchError("no free port range")
 
 
-def config_text(stack, bin_dir, port):
+def config_text(stack, bin_dir, port, api_ports):
     run = os.path.join(stack, "run")
+    p1, p2 = api_ports
+    upstream = os.path.join(ROOT, "chaos", "stack", "upstream")
     return f"""state_dir: @STATE@
 playbook_dirs: [{yaml_str(os.path.join(ROOT, "playbooks"))}]
 log_level: warn
@@ -82,6 +87,12 @@ services:
     flags_file: {yaml_str(os.path.join(run, "flags.json"))}
     port: {{ preferred: {port}, range: [{port}, {port + 5}] }}
     restart: {{ backoff_base_ms: 200, backoff_max_ms: 5000, healthy_after_ms: 2000 }}
+  - name: primary
+    argv: [{yaml_str(upstream)}, api, --port, "{p1}", --name, primary]
+    port: {{ preferred: {p1} }}
+  - name: backup
+    argv: [{yaml_str(upstream)}, api, --port, "{p2}", --name, backup]
+    port: {{ preferred: {p2} }}
 checks:
   - id: app-port
     mode: port_conflict
@@ -101,6 +112,16 @@ checks:
       service: app
       path: {yaml_str(os.path.join(stack, "app", "app.yaml"))}
       required_keys: [server.port:int, database.path:string]
+  - id: app-api
+    mode: api_timeout
+    interval_ms: 250
+    params:
+      service: app
+      primary: http://127.0.0.1:{p1}
+      backup: http://127.0.0.1:{p2}
+      probe_path: /v1/quote?item=1
+      latency_limit_ms: 500
+      failures: 3
   - id: app-mem
     mode: out_of_memory
     interval_ms: 250
@@ -179,15 +200,16 @@ def run_mode(d, work, mode, runs, samples):
                             "incident_mttr_ms": inc["mttr_ms"], "incident": inc["id"]})
             if undo:
                 inject(work, mode, "--undo")
-                if mode == "port_conflict" and kind == "foreign":
-                    wait_resolved(d, check, inc["id"])  # the move back home
+                if (mode == "port_conflict" and kind == "foreign") or mode == "api_timeout":
+                    wait_resolved(d, check, inc["id"])  # the move back home, the circuit closed
 
 
 # The figure each mode's goal is judged on. A slow boot is not a failure until its deadline
 # passes, so for slow_boot the time from the injector's restart to the deadline is part of the
 # fault, not of the recovery: the incident's own MTTR (from the deadline crossing) is judged.
 JUDGED = {"port_conflict": "mttr_ms", "slow_boot": "incident_mttr_ms", "db_corruption": "mttr_ms",
-          "out_of_memory": "mttr_ms", "disk_full": "mttr_ms", "missing_config": "mttr_ms"}
+          "out_of_memory": "mttr_ms", "disk_full": "mttr_ms", "missing_config": "mttr_ms",
+          "api_timeout": "mttr_ms"}
 
 
 def table(samples, modes):
@@ -236,9 +258,16 @@ def main():
             raise BenchError(f"disk_full needs a tmpfs mounted (root): {r.stderr.strip()}")
         mounted = True
     subprocess.run([SEED, stack], check=True)
+    base = free_base(2)
+    api_ports = (base, base + 1)
+    app_yaml = os.path.join(stack, "app", "app.yaml")
+    with open(app_yaml) as f:
+        text = f.read().replace(":9101", ":%d" % api_ports[0]).replace(":9102", ":%d" % api_ports[1])
+    with open(app_yaml, "w") as f:
+        f.write(text)
     info = machine_info()
     d = Daemon(args.bin_dir, work, "guardian",
-               config_text(stack, os.path.abspath(args.bin_dir), free_base(6)))
+               config_text(stack, os.path.abspath(args.bin_dir), free_base(6), api_ports))
     samples = []
     try:
         d.start()

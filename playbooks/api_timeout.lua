@@ -1,7 +1,7 @@
 -- api_timeout: the upstream API a service calls is too slow or failing (a circuit breaker, whose
 -- state is the service's flags: active_upstream "backup" means open).
 --   backup    record the routing and the timeout as they were
---   remediate breaker closed and the primary failing: when the backup answers well, open the
+--   remediate breaker closed (the detector saw the primary fail): when the backup answers well, open the
 --             breaker: route the service to the backup and lower its upstream timeout
 --             (30 s -> 10 s on the first attempt, 5 s on the next). Breaker open and the primary
 --             answering well again (half-open probes): close it, route back, restore the
@@ -43,8 +43,8 @@ end
 
 function P.remediate(ctx)
   local active = guardian.service.flags().active_upstream or "primary"
-  local primary_good, primary = probe(ctx, ctx.params.primary)
   if active == "backup" then
+    local primary_good, primary = probe(ctx, ctx.params.primary)
     if primary_good then
       route({active_upstream = "primary", upstream_timeout_ms = 0})
       return "circuit closed: the primary " .. primary .. "; routed back to it, timeout restored"
@@ -53,15 +53,16 @@ function P.remediate(ctx)
     if backup_good then return "circuit stays open: the primary " .. primary .. "; the backup " .. backup end
     error("the primary " .. primary .. " and the backup " .. backup .. ": nowhere to route")
   end
-  if primary_good then return "the primary " .. primary .. " again; nothing to do" end
+  -- The detector has just seen the primary fail (probing it again would wait out a hung one):
+  -- what is left to know is whether the backup can take over.
   local backup_good, backup = probe(ctx, ctx.params.backup)
   if not backup_good then
-    error("the primary " .. primary .. ", and the backup " .. backup .. " too: not routing to it")
+    error("the primary fails and the backup " .. backup .. " too: not routing to it")
   end
   local timeout = TIMEOUTS_MS[math.min(ctx.attempt, #TIMEOUTS_MS)]
   route({active_upstream = "backup", upstream_timeout_ms = timeout})
-  return "circuit open: the primary " .. primary .. "; routed to the backup (it " .. backup ..
-         "), upstream timeout lowered to " .. (timeout // 1000) .. " s; the primary is retried at every probe"
+  return "circuit open: routed to the backup (it " .. backup .. "), upstream timeout lowered to " ..
+         (timeout // 1000) .. " s; the primary is retried at every probe"
 end
 
 function P.verify(ctx)
