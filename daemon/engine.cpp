@@ -758,6 +758,7 @@ nlohmann::json Engine::StatusJson() const {
          {"mode", c->config().mode},
          {"state", state},
          {"evidence", c->last_observation().evidence},
+         {"gauges", c->last_observation().gauges},
          {"held", c->held()},
          {"hold_reason", c->hold_reason()},
          {"incident",

@@ -18,6 +18,10 @@ GuardianMetrics::GuardianMetrics() {
               {});
   r_.AddGauge("guardian_check_state", "1 for the check's current state (ok, failing, unknown).",
               {"check", "mode", "state"});
+  r_.AddGauge("guardian_check_gauge",
+              "A figure the check's detector exports about what it watches (its name label), "
+              "e.g. breaker_open for api_timeout.",
+              {"check", "mode", "name"});
   r_.AddGauge("guardian_check_held", "1 while the check is held (no playbook acts on it).",
               {"check", "mode"});
   r_.AddGauge("guardian_check_budget_spent",
@@ -97,7 +101,7 @@ std::string GuardianMetrics::Render(const nlohmann::json& status) {
   r_.Set("guardian_observe_mode", {}, status.value("mode", "") == "observe" ? 1 : 0);
   r_.Set("guardian_incidents_open", {}, status.value("open_incidents", 0));
   r_.Set("guardian_running_playbooks", {}, status.value("running_playbooks", 0));
-  for (const char* g : {"guardian_check_state", "guardian_check_held",
+  for (const char* g : {"guardian_check_state", "guardian_check_held", "guardian_check_gauge",
                         "guardian_check_budget_spent", "guardian_check_budget_remaining"}) {
     r_.ResetGauge(g);
   }
@@ -112,6 +116,11 @@ std::string GuardianMetrics::Render(const nlohmann::json& status) {
       r_.Inc(f, {mode}, 0);  // present from the start, so rate() sees the first incident
     }
     r_.Set("guardian_check_held", {id, mode}, c.value("held", false) ? 1 : 0);
+    if (c.contains("gauges") && c["gauges"].is_object()) {
+      for (const auto& [name, value] : c["gauges"].items())
+        if (value.is_number())
+          r_.Set("guardian_check_gauge", {id, mode, name}, value.get<double>());
+    }
     r_.Set("guardian_check_budget_spent", {id, mode}, c.value("budget_spent", 0));
     r_.Set("guardian_check_budget_remaining", {id, mode}, c.value("budget_remaining", 0));
   }

@@ -2,6 +2,7 @@
 // Observation: what one probe saw. Failing observations carry evidence a human can act on.
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace guardian {
@@ -14,10 +15,19 @@ struct Observation {
   // (the exit time of an OOM-killed process) and it is earlier than this probe; 0: not known.
   // MTTD and MTTR are then counted from it, not from the probe that noticed.
   int64_t began_at_ms = 0;
+  // Figures the detector exports about what it watches, shown with the check in status and as
+  // guardian_check_gauge{name=...} in metrics (e.g. a circuit breaker's breaker_open 0 or 1).
+  std::map<std::string, double> gauges;
 
-  static Observation Ok(std::string why = {}) { return {Health::kOk, std::move(why)}; }
-  static Observation Failing(std::string why) { return {Health::kFailing, std::move(why)}; }
-  static Observation Unknown(std::string why) { return {Health::kUnknown, std::move(why)}; }
+  static Observation Ok(std::string why = {}) { return Make(Health::kOk, std::move(why)); }
+  static Observation Failing(std::string why) { return Make(Health::kFailing, std::move(why)); }
+  static Observation Unknown(std::string why) { return Make(Health::kUnknown, std::move(why)); }
+  static Observation Make(Health h, std::string why) {
+    Observation o;
+    o.health = h;
+    o.evidence = std::move(why);
+    return o;
+  }
   bool ok() const { return health == Health::kOk; }
   bool failing() const { return health == Health::kFailing; }
 };

@@ -92,6 +92,15 @@ class ApiTimeoutDetector : public Detector {
   }
 
   Observation Judge(const AppView& app, const HttpResult& r) {
+    Observation o = JudgeBreaker(app, r);
+    o.gauges = {{"breaker_open", app.active == "backup" ? 1 : 0},
+                {"primary_failures_in_a_row", static_cast<double>(bad_streak_)},
+                {"primary_good_in_a_row", static_cast<double>(good_streak_)},
+                {"primary_probe_ms", static_cast<double>(r.total_ms)}};
+    return o;
+  }
+
+  Observation JudgeBreaker(const AppView& app, const HttpResult& r) {
     bool answered = r.ok() && r.code < 500;
     bool slow = answered && r.total_ms > limit_ms_;
     bool good = answered && !slow;

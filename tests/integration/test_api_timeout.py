@@ -62,6 +62,10 @@ class ApiTimeoutTest(StackTestCase):
         self.baseline = max([i["id"] for i in self.incidents("app-api")] or [0])
         self.assertEqual(self.app_get("/quote?item=3")["served_by"], "primary")
 
+    def check_gauges(self):
+        st = self.api("GET", "/v1/status", expect=200).json
+        return [c for c in st["checks"] if c["id"] == "app-api"][0]["gauges"]
+
     def flags(self):
         with open(os.path.join(self.stack, "run", "flags.json")) as f:
             return json.load(f)
@@ -76,6 +80,12 @@ class ApiTimeoutTest(StackTestCase):
         self.assertEqual(self.flags()["active_upstream"], "backup")
         self.assertEqual(self.flags()["upstream_timeout_ms"], 10000)
         self.assertEqual(self.app_get("/quote?item=3")["served_by"], "backup")
+        # The breaker's state is in status and metrics.
+        self.wait_for(lambda: self.check_gauges().get("breaker_open") == 1, TIMEOUT_S,
+                      "breaker_open 1 in status")
+        metrics = self.api("GET", "/metrics", expect=200).text
+        self.assertIn('guardian_check_gauge{check="app-api",mode="api_timeout",'
+                      'name="breaker_open"} 1', metrics)
         # The primary recovers: the half-open probes see it, and the circuit closes.
         self.inject("api_timeout", "--undo")
         closed = self.wait_incident("app-api", timeout=LONG_TIMEOUT_S, after=opened["id"])
@@ -84,6 +94,8 @@ class ApiTimeoutTest(StackTestCase):
         self.assertEqual(self.flags()["active_upstream"], "primary")
         self.assertEqual(self.flags()["upstream_timeout_ms"], 0)
         self.assertEqual(self.app_get("/quote?item=3")["served_by"], "primary")
+        self.wait_for(lambda: self.check_gauges().get("breaker_open") == 0, TIMEOUT_S,
+                      "breaker_open 0 in status")
         return opened
 
     def test_hanging_primary(self):
