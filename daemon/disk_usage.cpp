@@ -9,22 +9,15 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 
-#include "daemon/memory_probe.h"
+#include "daemon/format.h"
 
 namespace guardian {
 namespace {
 
 Status Errno(const std::string& what, const std::string& path, int err = errno) {
   return Status::IOError(what + " " + path + ": " + std::strerror(err));
-}
-
-std::string Pct(double v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, v < 10 ? "%.1f%%" : "%.0f%%", v);
-  return buf;
 }
 
 // Writes all of `n` bytes; false with errno set.
@@ -65,21 +58,24 @@ Status ReadDiskUsage(const std::string& path, DiskUsage* out) {
 
 std::vector<std::string> JudgeDisk(const DiskUsage& u, const DiskLimits& l) {
   std::vector<std::string> out;
-  std::string free = "free " + FormatBytes(u.free_bytes) + " (" + Pct(u.free_percent()) + ")";
+  std::string free =
+      "free " + FormatBytes(u.free_bytes) + " (" + FormatPercent(u.free_percent()) + ")";
   if (l.min_free_percent > 0 && u.free_percent() < l.min_free_percent)
-    out.push_back(free + " under " + Pct(l.min_free_percent));
+    out.push_back(free + " under " + FormatPercent(l.min_free_percent));
   else if (l.min_free_bytes > 0 && u.free_bytes < l.min_free_bytes)
     out.push_back(free + " under " + FormatBytes(l.min_free_bytes));
   if (l.min_free_inodes_percent > 0 && u.total_inodes > 0 &&
       u.free_inodes_percent() < l.min_free_inodes_percent)
     out.push_back("free inodes " + std::to_string(u.free_inodes) + " (" +
-                  Pct(u.free_inodes_percent()) + ") under " + Pct(l.min_free_inodes_percent));
+                  FormatPercent(u.free_inodes_percent()) + ") under " +
+                  FormatPercent(l.min_free_inodes_percent));
   return out;
 }
 
 std::string DescribeDisk(const DiskUsage& u) {
   return FormatBytes(u.free_bytes) + " free of " + FormatBytes(u.total_bytes) + " (" +
-         Pct(u.free_percent()) + "), " + Pct(u.free_inodes_percent()) + " inodes free";
+         FormatPercent(u.free_percent()) + "), " + FormatPercent(u.free_inodes_percent()) +
+         " inodes free";
 }
 
 Status ListFiles(const std::string& dir, std::vector<FileEntry>* out) {

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "daemon/file_util.h"
+#include "daemon/format.h"
 #include "daemon/proc_identity.h"
 
 namespace guardian {
@@ -32,24 +33,7 @@ int64_t FieldAfter(const std::string& text, const std::string& key) {
   return -1;
 }
 
-std::string Percent(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, v < 10 ? "%.1f%%" : "%.0f%%", v);
-  return buf;
-}
-
 }  // namespace
-
-std::string FormatBytes(uint64_t bytes) {
-  char buf[32];
-  double mib = static_cast<double>(bytes) / (1 << 20);
-  if (mib >= 1024) {
-    std::snprintf(buf, sizeof buf, "%.1f GiB", mib / 1024);
-  } else {
-    std::snprintf(buf, sizeof buf, "%.0f MiB", mib);
-  }
-  return buf;
-}
 
 Status ParseMemInfo(const std::string& text, MemInfo* out) {
   int64_t total = FieldAfter(text, "MemTotal:");
@@ -168,25 +152,25 @@ MemoryVerdict JudgeMemory(const MemorySample& s, const MemoryLimits& l) {
   if (s.have_meminfo && s.mem.total_bytes > 0) {
     double pct =
         100.0 * static_cast<double>(s.mem.available_bytes) / static_cast<double>(s.mem.total_bytes);
-    figures.push_back("MemAvailable " + FormatBytes(s.mem.available_bytes) + " (" + Percent(pct) +
-                      ")");
+    figures.push_back("MemAvailable " + FormatBytes(s.mem.available_bytes) + " (" +
+                      FormatPercent(pct) + ")");
     bool low_bytes = l.min_available_bytes > 0 && s.mem.available_bytes < l.min_available_bytes;
     bool low_pct = l.min_available_percent > 0 && pct < l.min_available_percent;
     if (low_bytes || low_pct) {
       v.system_short = true;
-      v.reasons.push_back(
-          "MemAvailable " + FormatBytes(s.mem.available_bytes) + " (" + Percent(pct) +
-          ") is under " +
-          (low_bytes ? FormatBytes(l.min_available_bytes) : Percent(l.min_available_percent)));
+      v.reasons.push_back("MemAvailable " + FormatBytes(s.mem.available_bytes) + " (" +
+                          FormatPercent(pct) + ") is under " +
+                          (low_bytes ? FormatBytes(l.min_available_bytes)
+                                     : FormatPercent(l.min_available_percent)));
     }
   }
   if (s.have_psi) {
-    figures.push_back("PSI some " + Percent(s.psi.some_avg10) + " full " +
-                      Percent(s.psi.full_avg10));
+    figures.push_back("PSI some " + FormatPercent(s.psi.some_avg10) + " full " +
+                      FormatPercent(s.psi.full_avg10));
     if (l.psi_some_avg10 > 0 && s.psi.some_avg10 > l.psi_some_avg10) {
       v.system_short = true;
-      v.reasons.push_back("tasks stalled on memory " + Percent(s.psi.some_avg10) +
-                          " of the last 10 s (limit " + Percent(l.psi_some_avg10) + ")");
+      v.reasons.push_back("tasks stalled on memory " + FormatPercent(s.psi.some_avg10) +
+                          " of the last 10 s (limit " + FormatPercent(l.psi_some_avg10) + ")");
     }
   }
   if (s.psi_triggered) {

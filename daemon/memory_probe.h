@@ -69,7 +69,4 @@ struct MemoryVerdict {
 
 MemoryVerdict JudgeMemory(const MemorySample& sample, const MemoryLimits& limits);
 
-// "312 MiB", "2.1 GiB".
-std::string FormatBytes(uint64_t bytes);
-
 }  // namespace guardian
