@@ -109,6 +109,8 @@ class Service {
   const std::string& name() const { return config_.name; }
   ServiceSnapshot Snapshot() const;
   ServiceState state() const { return state_; }
+  // Started but not ready yet, including the preparation before the process exists.
+  bool coming_up() const { return state_ == ServiceState::kStarting || preparing_; }
   void set_port(int port) { port_ = port; }
   int port() const { return port_; }
 

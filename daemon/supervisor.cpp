@@ -41,6 +41,18 @@ Supervisor::~Supervisor() {
   }
 }
 
+std::string Supervisor::ComingUpAt(int port) {
+  if (config_ == nullptr || port <= 0) return "";
+  for (const auto& s : config_->services) {
+    auto it = ports_.find(s.name);
+    int p = it != ports_.end() ? it->second.port : s.port_preferred;
+    if (p != port) continue;
+    Service* svc = Find(s.name);
+    if (svc == nullptr || svc->coming_up()) return s.name;
+  }
+  return "";
+}
+
 Service* Supervisor::Find(const std::string& name) {
   auto it = services_.find(name);
   return it == services_.end() ? nullptr : it->second.get();

@@ -44,6 +44,9 @@ class Supervisor {
   // listens there from its next start. Refused outside its configured range.
   void SetPort(const std::string& name, int port, const std::string& reason,
                std::function<void(Status)> done);
+  // The configured service that listens on `port` while it is not up yet (its start is being
+  // prepared, it is starting, or the config naming it is still being applied); "" otherwise.
+  std::string ComingUpAt(int port);
   // One service as GET /v1/status and guardian.service.info() show it.
   nlohmann::json ServiceJson(const Service& service) const;
   nlohmann::json StatusJson() const;

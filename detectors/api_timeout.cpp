@@ -110,6 +110,12 @@ class ApiTimeoutDetector : public Detector {
         : slow    ? "answered in " + std::to_string(r.total_ms) + " ms, over " +
                      std::to_string(limit_ms_) + " ms"
                : "answered " + std::to_string(r.code);
+    // A refusal from a server Guardian is still starting says nothing about the API yet.
+    if (!good && app.active != "backup") {
+      if (std::string svc = ServiceStartingAt(env_, primary_); !svc.empty())
+        return Observation::Unknown("primary " + primary_ + path_ + " " + probe +
+                                    "; its service '" + svc + "' is still starting");
+    }
     bad_streak_ = good ? 0 : bad_streak_ + 1;
     good_streak_ = good ? good_streak_ + 1 : 0;
     std::string primary = "primary " + primary_ + path_ + " " + probe;

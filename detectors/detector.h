@@ -77,6 +77,11 @@ class FsWatch;
 Status WatchServiceStatus(const DetectorEnv& env, std::function<void()> wake,
                           std::unique_ptr<FsWatch>* watch);
 
+// The name of the supervised service that listens on `url`'s loopback port while that service
+// is still starting (or "" when there is none): a probe refused by an endpoint whose server is
+// on its way up says nothing yet, so detectors answer Unknown instead of opening an incident.
+std::string ServiceStartingAt(const DetectorEnv& env, const std::string& url);
+
 #define GUARDIAN_REGISTER_DETECTOR(ident, ...)            \
   [[maybe_unused]] static const bool ident##_registered = \
       ::guardian::DetectorRegistry::Get().Register(__VA_ARGS__)

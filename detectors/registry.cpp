@@ -1,7 +1,10 @@
+#include <curl/curl.h>
+
 #include <cstdio>
 #include <cstdlib>
 
 #include "daemon/fs_watch.h"
+#include "daemon/supervisor.h"
 #include "detectors/detector.h"
 
 namespace guardian {
@@ -36,6 +39,34 @@ Status WatchServiceStatus(const DetectorEnv& env, std::function<void()> wake,
   Status s = (*watch)->StartForFile(env.service->status_file, std::move(wake));
   if (!s.ok()) return Status::IOError(s.message() + " (polling only)");
   return Status::OK();
+}
+
+namespace {
+
+// The port of an http(s) URL on a loopback host, or 0.
+int LoopbackPort(const std::string& url) {
+  CURLU* u = curl_url();
+  if (u == nullptr) return 0;
+  int port = 0;
+  char* host = nullptr;
+  char* port_text = nullptr;
+  if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_PORT, &port_text, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+    std::string h = host;
+    if (h == "127.0.0.1" || h == "localhost" || h == "[::1]") port = std::atoi(port_text);
+  }
+  curl_free(host);
+  curl_free(port_text);
+  curl_url_cleanup(u);
+  return port;
+}
+
+}  // namespace
+
+std::string ServiceStartingAt(const DetectorEnv& env, const std::string& url) {
+  if (env.supervisor == nullptr) return "";
+  return env.supervisor->ComingUpAt(LoopbackPort(url));
 }
 
 ParamSchemaLookup DetectorRegistry::SchemaLookup() const {

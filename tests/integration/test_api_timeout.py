@@ -23,12 +23,16 @@ def free_port():
 
 
 class ApiTimeoutTest(StackTestCase):
-    def upstream_service(self, name, port):
-        return {"name": name, "argv": [sys.executable, UPSTREAM, "api", "--port", str(port),
-                                       "--name", name],
-                "cwd": self.stack, "port": {"preferred": port}}
+    def upstream_service(self, name, port, start_delay_s=0):
+        argv = [sys.executable, UPSTREAM, "api", "--port", str(port), "--name", name]
+        if start_delay_s:
+            # A server slow to come up: sleeps before it becomes the upstream (argv, no shell).
+            argv = [sys.executable, "-c",
+                    "import os, sys, time; time.sleep(%g); os.execv(sys.argv[1], sys.argv[1:])"
+                    % start_delay_s] + argv
+        return {"name": name, "argv": argv, "cwd": self.stack, "port": {"preferred": port}}
 
-    def start(self):
+    def start(self, primary_delay_s=0):
         self.p1, self.p2 = free_port(), free_port()
         # The seeded app.yaml names the demo's ports (9101, 9102): this test's go there instead.
         path = os.path.join(self.stack, "app", "app.yaml")
@@ -43,7 +47,8 @@ class ApiTimeoutTest(StackTestCase):
                             "probe_path": "/v1/quote?item=1", "latency_limit_ms": 500,
                             "failures": 3, "close_after": 2}}
         self.write_config([check], services=[self.app_service(),
-                                             self.upstream_service("primary", self.p1),
+                                             self.upstream_service("primary", self.p1,
+                                                                   primary_delay_s),
                                              self.upstream_service("backup", self.p2)],
                           port_registry=os.path.join(self.stack, "run", "ports.json"))
         self.start_daemon()
@@ -97,6 +102,13 @@ class ApiTimeoutTest(StackTestCase):
         self.wait_for(lambda: self.check_gauges().get("breaker_open") == 0, TIMEOUT_S,
                       "breaker_open 0 in status")
         return opened
+
+    def test_primary_still_starting_is_not_an_incident(self):
+        # Refusals from a primary that guardiand itself is still starting are Unknown, not
+        # failures: no circuit opens at start-up.
+        self.start(primary_delay_s=3)
+        self.assertEqual(self.incidents("app-api"), [])
+        self.assertEqual(self.check_gauges().get("breaker_open"), 0)
 
     def test_hanging_primary(self):
         opened = self.open_and_close("hang")
