@@ -529,6 +529,10 @@ class DemoAppTest(unittest.TestCase):
              ["line 6", "boot.chunks[1].name", "unknown chunk 'warp'"]),
             ("server: [1,\n", ["line 2"]),
             ("database:\n  seed_rows: -1\n", ["line 2", "database.seed_rows", "out of range"]),
+            ("model:\n  name: llama3.2:1b\n", ["line 2", "model.url", "missing"]),
+            ("model:\n  url: 127.0.0.1:11434\n", ["line 2", "model.url", "http://"]),
+            ("model:\n  url: http://127.0.0.1:11434\n  timeout_ms: 0\n",
+             ["line 3", "model.timeout_ms", "out of range"]),
         ]
         for text, needles in cases:
             with self.subTest(config=text):
@@ -627,6 +631,111 @@ class DemoAppTest(unittest.TestCase):
         self.assertNotIn(token, harness.read_or_none(self.path("run", "status.json")))
         self.assertNotIn(token, self.app_log())
         self.stop(p)
+
+    # --- the model server (chaos/stack/upstream model) ---------------------------------------
+
+    def model_server(self):
+        """Starts the Ollama stand-in on a free loopback port: (process, base URL)."""
+        port = self.upstream("model", "--models", "llama3.2:1b")
+        return self.procs[-1], "http://127.0.0.1:%d" % port
+
+    def model_status(self):
+        return self.status_file()["model"]
+
+    def test_generate_answers_and_model_server_errors_are_counted(self):
+        server, url = self.model_server()
+        port = int(url.rsplit(":", 1)[1])
+        self.write_config(model={"url": url + "/", "name": "llama3.2:1b", "timeout_ms": 10000})
+        p = self.start()
+        self.assertEqual(self.model_status(), {
+            "url": url, "name": "llama3.2:1b", "timeout_ms": 10000, "requests": 0,
+            "failures": 0, "consecutive_failures": 0, "last_ms": 0, "last_error": None})
+        r = self.expect("POST", "/generate", 200, body={"prompt": "say ok"})
+        self.assertEqual((r["response"], r["model"]), ("ok", "llama3.2:1b"))
+        self.assertIsInstance(r["ms"], int)
+        for bad in ("not json", [1], {}, {"prompt": 7}):
+            with self.subTest(body=bad):
+                self.assertIn("error", self.expect("POST", "/generate", 400, body=bad))
+        self.expect("GET", "/generate", 405)
+        # The model server fails: 502 with Ollama's message, written to status.json before
+        # the answer (a watchdog's inotify wakes on the failure itself, not on a timer).
+        self.control(port, "error")
+        r = self.expect("POST", "/generate", 502, body={"prompt": "say ok"})
+        self.assertIn("llama runner process has terminated", r["error"])
+        st = self.model_status()
+        self.assertEqual((st["consecutive_failures"], st["last_error"]["kind"]), (1, "status 500"))
+        self.assertIn("llama runner process has terminated", st["last_error"]["message"])
+        self.expect("POST", "/generate", 502, body={"prompt": "say ok"})
+        st = self.wait_status(p, lambda s: s["model"]["consecutive_failures"] == 2,
+                              "two model failures reported")["model"]
+        self.assertEqual((st["requests"], st["failures"]), (3, 2))
+        # Back to ok: the first success is written at once too, and resets the run.
+        self.control(port, "ok")
+        self.expect("POST", "/generate", 200, body={"prompt": "say ok"})
+        st = self.model_status()
+        self.assertEqual((st["requests"], st["failures"], st["consecutive_failures"]), (4, 2, 0))
+        self.assertEqual(self.http("GET", "/control/state", port=port).json["by_path"],
+                         {"/api/generate": 4})
+        self.stop(p)
+
+    def test_generate_times_out_on_a_hung_model_server_and_a_stopped_one_is_unreachable(self):
+        server, url = self.model_server()
+        port = int(url.rsplit(":", 1)[1])
+        self.write_config(model={"url": url, "timeout_ms": 300})
+        p = self.start()
+        self.assertEqual(self.model_status()["name"], "llama3.2:1b")  # the default name
+        self.control(port, "hang")
+        t0 = time.monotonic()
+        r = self.expect("POST", "/generate", 504, body={"prompt": "say ok"})
+        self.assertLess(time.monotonic() - t0, 5)  # the config's 300 ms
+        self.assertEqual(r["model"], "llama3.2:1b")
+        st = self.model_status()
+        self.assertEqual((st["consecutive_failures"], st["last_error"]["kind"]), (1, "timeout"))
+        self.assertGreaterEqual(st["last_ms"], 250)  # curl's timer and ours differ slightly
+        self.control(port, "ok")
+        server.send_signal(signal.SIGTERM)
+        self.assertEqual(server.wait(timeout=TIMEOUT_S), 0)
+        r = self.expect("POST", "/generate", 502, body={"prompt": "say ok"})
+        self.assertIn("model server", r["error"])
+        st = self.model_status()
+        self.assertEqual((st["consecutive_failures"], st["last_error"]["kind"]),
+                         (2, "unreachable"))
+        self.assertIn("connect", st["last_error"]["message"].lower())  # curl's own words
+        self.stop(p)
+
+    def test_generate_paused_by_flags_and_model_section_applied_on_sighup(self):
+        self.write_config()
+        p = self.start()
+        self.assertEqual(self.expect("POST", "/generate", 503, body={"prompt": "x"})["error"],
+                         "no model server configured")
+        self.assertEqual(self.model_status(), {
+            "url": None, "name": None, "timeout_ms": 0, "requests": 0, "failures": 0,
+            "consecutive_failures": 0, "last_ms": 0, "last_error": None})
+        # A model section added to app.yaml applies on SIGHUP, without a restart.
+        server, url = self.model_server()
+        port = int(url.rsplit(":", 1)[1])
+        self.write_config(model={"url": url, "name": "llama3.2:1b", "timeout_ms": 5000})
+        p.send_signal(signal.SIGHUP)
+        self.wait_status(p, lambda s: s["model"]["url"] == url, "model.url after SIGHUP")
+        self.assertEqual(self.model_status()["timeout_ms"], 5000)
+        self.expect("POST", "/generate", 200, body={"prompt": "say ok"})
+        # A degraded feature and offline mode answer 503 without calling the model server.
+        self.write_flags({"seq": 1, "degraded_features": ["model"]})
+        self.wait_status(p, lambda s: s["flags"]["seq"] == 1, "flags applied")
+        self.assertEqual(self.expect("POST", "/generate", 503, body={"prompt": "x"})["error"],
+                         "feature degraded: model")
+        self.write_flags({"seq": 2, "offline_mode": True})
+        self.wait_status(p, lambda s: s["flags"]["seq"] == 2, "flags applied")
+        self.assertEqual(self.expect("POST", "/generate", 503, body={"prompt": "x"})["error"],
+                         "offline mode: model paused")
+        self.assertEqual(self.http("GET", "/control/state", port=port).json["by_path"],
+                         {"/api/generate": 1})
+        self.assertEqual(self.expect("GET", "/status", 200)["model"]["requests"], 1)
+        self.write_flags({"seq": 3})
+        self.wait_status(p, lambda s: s["flags"]["seq"] == 3, "flags applied")
+        self.expect("POST", "/generate", 200, body={"prompt": "say ok"})
+        self.stop(p)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -19,6 +19,7 @@
 namespace demoapp {
 
 class HttpServer;
+class ModelClient;
 class Upstreams;
 
 // Who asked the process to end, and with which exit code. Sleeps in boot chunks and in the
@@ -65,6 +66,7 @@ struct App {
   Snapshots* snapshots = nullptr;
   HttpServer* http = nullptr;
   Upstreams* upstreams = nullptr;
+  ModelClient* model = nullptr;
   Lifecycle life;
 };
 

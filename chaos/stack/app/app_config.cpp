@@ -211,6 +211,26 @@ void ReadAll(const Reader& r, const YAML::Node& root, AppConfig* cfg) {
     cfg->token_file = token;
     r.Path(up, "token_file", "upstreams.token_file", base, &cfg->token_file);
   }
+
+  YAML::Node model = r.Section(root, "model", "model");
+  if (model.IsMap()) {  // absent: no model server, POST /generate answers 503
+    // A model section without a URL is a mistake, not "no model server".
+    if (!Reader::Get(model, "url")) r.Fail(model, "model.url", "missing");
+    r.String(model, "url", "model.url", &cfg->model_url);
+    std::string url = cfg->model_url;
+    // The app appends /api/generate; a trailing slash would make it //api/generate.
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    auto with_host = [&](const std::string& scheme) {
+      return url.rfind(scheme, 0) == 0 && url.size() > scheme.size();
+    };
+    if (!with_host("http://") && !with_host("https://")) {
+      r.Fail(model["url"], "model.url",
+             "expected an http:// or https:// URL, got \"" + cfg->model_url + "\"");
+    }
+    cfg->model_url = url;
+    r.String(model, "name", "model.name", &cfg->model_name);
+    r.Int(model, "timeout_ms", "model.timeout_ms", 1, 600000, &cfg->model_timeout_ms);
+  }
 }
 
 }  // namespace

@@ -44,6 +44,11 @@ struct AppConfig {
   std::string upstream_backup;
   int64_t upstream_timeout_ms = 30000;
   std::string token_file;  // absolute; empty: calls carry no token
+
+  // model: the model server (an Ollama API) for POST /generate; empty url: none configured.
+  std::string model_url;  // without a trailing slash
+  std::string model_name = "llama3.2:1b";
+  int64_t model_timeout_ms = 10000;
 };
 
 // The chunk names the app knows, in their default order.

@@ -13,6 +13,7 @@
 
 #include "chaos/stack/app/app.h"
 #include "chaos/stack/app/boot.h"
+#include "chaos/stack/app/model.h"
 #include "chaos/stack/app/upstream.h"
 #include "chaos/stack/app/util.h"
 
@@ -161,6 +162,24 @@ Reply Quote(Ctx& ctx) {
   return {r.http_status, r.body};
 }
 
+// One non-streaming generation from the model server, for {"prompt": "..."}.
+Reply Generate(Ctx& ctx) {
+  Flags flags = ctx.app.flags->Get();
+  if (flags.offline_mode) return Error(MHD_HTTP_SERVICE_UNAVAILABLE, "offline mode: model paused");
+  if (flags.degraded("model"))
+    return Error(MHD_HTTP_SERVICE_UNAVAILABLE, "feature degraded: model");
+  if (!ctx.app.model->configured())
+    return Error(MHD_HTTP_SERVICE_UNAVAILABLE, "no model server configured");
+  json doc;
+  Reply error;
+  if (!ParseObject(ctx.body, &doc, &error)) return error;
+  if (!doc.contains("prompt") || !doc["prompt"].is_string()) {
+    return Error(MHD_HTTP_BAD_REQUEST, "prompt: expected a string");
+  }
+  ModelReply r = ctx.app.model->Generate(doc["prompt"].get<std::string>());
+  return {r.http_status, r.body};
+}
+
 Reply ShedCaches(Ctx& ctx) {
   uint64_t freed = ctx.app.memory->ShedCaches();
   ctx.app.log->Info("control: shed caches, freed " + std::to_string(freed) + " bytes");
@@ -248,6 +267,7 @@ const Route kRoutes[] = {
     {"POST", "/control/shed-caches", ShedCaches},
     {"POST", "/control/allocate", Allocate},
     {"GET", "/quote", Quote},
+    {"POST", "/generate", Generate},
     {"POST", "/control/release", Release},
     {"POST", "/control/reopen-db", ReopenDb},
     {"POST", "/control/snapshot", Snapshot},

@@ -20,6 +20,7 @@
 #include "chaos/stack/app/boot.h"
 #include "chaos/stack/app/http.h"
 #include "chaos/stack/app/maintenance.h"
+#include "chaos/stack/app/model.h"
 #include "chaos/stack/app/upstream.h"
 #include "chaos/stack/app/util.h"
 
@@ -36,7 +37,8 @@ sigset_t HandledSignals() {
 }
 
 // Re-reads app.yaml as a daemon does on SIGHUP: a bad file is reported and the running config
-// kept; a good one is applied where that can be done live (the upstreams), and reported.
+// kept; a good one is applied where that can be done live (the upstreams, the model server), and
+// reported.
 void ReloadConfig(App& app) {
   AppConfig cfg;
   std::string error;
@@ -47,7 +49,9 @@ void ReloadConfig(App& app) {
   }
   app.upstreams->Reconfigure(UpstreamConfig{cfg.upstream_primary, cfg.upstream_backup,
                                             cfg.upstream_timeout_ms, cfg.token_file});
-  app.log->Info("config reload: " + app.config.path + " applied (upstreams; the rest at restart)");
+  app.model->Reconfigure(ModelConfig{cfg.model_url, cfg.model_name, cfg.model_timeout_ms});
+  app.log->Info("config reload: " + app.config.path +
+                " applied (upstreams, model; the rest at restart)");
   app.status->ConfigLoaded(true, "");
 }
 
@@ -137,6 +141,7 @@ int Run(int argc, char** argv) {
   Upstreams upstreams(UpstreamConfig{cfg.upstream_primary, cfg.upstream_backup,
                                      cfg.upstream_timeout_ms, cfg.token_file},
                       status);
+  ModelClient model(ModelConfig{cfg.model_url, cfg.model_name, cfg.model_timeout_ms}, status);
 
   Flags defaults;
   defaults.offline_mode = cfg.offline_mode;
@@ -166,6 +171,7 @@ int Run(int argc, char** argv) {
   app.index = &index;
   app.snapshots = &snapshots;
   app.upstreams = &upstreams;
+  app.model = &model;
   app.http = &http;
 
   std::atomic<bool> quit_signals{false};

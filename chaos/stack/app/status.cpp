@@ -141,6 +141,38 @@ void Status::UpstreamCall(const std::string& name, int64_t timeout_ms, bool ok, 
   ErrorWriteLocked("upstream " + name + " " + kind);
 }
 
+void Status::SetModelConfig(const std::string& url, const std::string& name, int64_t timeout_ms) {
+  // Unconfigured reads as nulls and 0, whatever the defaults.
+  std::string n = url.empty() ? "" : name;
+  int64_t t = url.empty() ? 0 : timeout_ms;
+  std::lock_guard lock(mu_);
+  if (url == model_url_ && n == model_name_ && t == model_timeout_ms_) return;
+  model_url_ = url;
+  model_name_ = n;
+  model_timeout_ms_ = t;
+  WriteLocked();
+}
+
+void Status::ModelCall(bool ok, int64_t ms, const std::string& kind, const std::string& message) {
+  std::lock_guard lock(mu_);
+  ++model_.requests;
+  model_.last_ms = ms;
+  if (ok) {
+    bool recovered = model_.consecutive_failures > 0;
+    model_.consecutive_failures = 0;
+    if (recovered) {
+      WriteLocked();  // a watcher waits for this
+    } else {
+      dirty_ = true;  // counters only: the next Tick writes them
+    }
+    return;
+  }
+  ++model_.failures;
+  ++model_.consecutive_failures;
+  model_.last_error = {{"kind", kind}, {"message", message.substr(0, 200)}, {"at", NowMs()}};
+  ErrorWriteLocked("model " + kind);
+}
+
 void Status::ConfigLoaded(bool ok, const std::string& error) {
   std::lock_guard lock(mu_);
   ++config_reloads_;
@@ -231,6 +263,10 @@ nlohmann::json Status::ToJsonLocked() const {
   json flags = FlagsToJson(flags_);
   flags["error"] = flags_error_.empty() ? json(nullptr) : json(flags_error_);
   bool degraded = any_skipped || !flags_.degraded_features.empty() || flags_.low_memory;
+  json model = UpstreamJson(model_);
+  model["url"] = model_url_.empty() ? json(nullptr) : json(model_url_);
+  model["name"] = model_name_.empty() ? json(nullptr) : json(model_name_);
+  model["timeout_ms"] = model_timeout_ms_;
   return {
       {"pid", pid_},
       {"exe", exe_},
@@ -258,6 +294,7 @@ nlohmann::json Status::ToJsonLocked() const {
        {{"timeout_ms", upstream_timeout_ms_},
         {"primary", UpstreamJson(primary_)},
         {"backup", UpstreamJson(backup_)}}},
+      {"model", model},
       {"config",
        {{"loaded_at", config_loaded_at_ ? json(config_loaded_at_) : json(started_at_)},
         {"reloads", config_reloads_},

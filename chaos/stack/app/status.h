@@ -58,6 +58,12 @@ class Status {
   void AuthRefused(int http_status);
   void AuthAccepted();
 
+  // The model server in use (empty url: none configured), at start and on each reload.
+  void SetModelConfig(const std::string& url, const std::string& name, int64_t timeout_ms);
+  // A call to the model server: ok, or failed with `kind` (timeout, unreachable, "status 500",
+  // bad answer).
+  void ModelCall(bool ok, int64_t ms, const std::string& kind, const std::string& message);
+
   // The config file was (re)loaded: applied, or refused with `error` (the running one kept).
   void ConfigLoaded(bool ok, const std::string& error);
 
@@ -101,6 +107,10 @@ class Status {
   nlohmann::json config_error_;  // null, or why the last reload was refused
   bool auth_ok_ = true;
   nlohmann::json auth_last_refused_;  // null or {status, at}
+
+  std::string model_url_, model_name_;
+  int64_t model_timeout_ms_ = 0;
+  UpstreamStats model_;  // the same counters as an upstream's
 
   uint64_t cache_bytes_ = 0;
   uint64_t leak_bytes_ = 0;

@@ -4,22 +4,15 @@
 
 #include <curl/curl.h>
 
-#include <chrono>
 #include <fstream>
 #include <sstream>
 
+#include "chaos/stack/app/curl_call.h"
 #include "chaos/stack/app/flags.h"
 #include "chaos/stack/app/status.h"
 
 namespace demoapp {
 namespace {
-
-size_t Append(char* data, size_t size, size_t n, void* out) {
-  auto* s = static_cast<std::string*>(out);
-  if (s->size() + size * n > (1 << 20)) return 0;  // an answer this large is an error
-  s->append(data, size * n);
-  return size * n;
-}
 
 // The token in the token file, re-read on each call (it is replaced when refreshed).
 std::string ReadToken(const std::string& path) {
@@ -62,32 +55,19 @@ UpstreamReply Upstreams::Quote(int64_t item, const Flags& flags) {
   }
   std::string url = base + "/v1/quote?item=" + std::to_string(item);
   std::string token = ReadToken(cfg.token_file);
-  std::string body;
-  CURL* c = curl_easy_init();
-  curl_slist* headers = nullptr;
-  if (!token.empty())
-    headers = curl_slist_append(headers, ("Authorization: Bearer " + token).c_str());
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout));
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &Append);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-  if (headers) curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-  auto start = std::chrono::steady_clock::now();
-  CURLcode rc = curl_easy_perform(c);
-  int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::steady_clock::now() - start)
-                   .count();
-  long code = 0;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(c);
+  std::vector<std::string> headers;
+  if (!token.empty()) headers.push_back("Authorization: Bearer " + token);
+  CurlAnswer a = CurlCall(url, headers, nullptr, timeout);
+  const CURLcode rc = a.rc;
+  const long code = a.code;
+  const int64_t ms = a.ms;
+  const std::string& body = a.body;
 
   if (rc != CURLE_OK) {
     std::string kind = rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "unreachable";
-    status_.UpstreamCall(name, timeout, false, ms, kind, curl_easy_strerror(rc));
+    status_.UpstreamCall(name, timeout, false, ms, kind, a.error);
     return {rc == CURLE_OPERATION_TIMEDOUT ? 504u : 502u,
-            {{"error", name + " upstream: " + curl_easy_strerror(rc)}, {"upstream", name}}};
+            {{"error", name + " upstream: " + a.error}, {"upstream", name}}};
   }
   if (code == 401 || code == 403) {
     // Not the upstream's fault: the app's credentials were refused.
