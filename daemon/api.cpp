@@ -79,6 +79,8 @@ int HttpStatusFor(const Status& s) {
       return 404;
     case Status::Code::kBusy:
       return 409;
+    case Status::Code::kPermissionDenied:
+      return 403;
     case Status::Code::kAborted:
       return 503;
     default:

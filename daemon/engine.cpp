@@ -216,15 +216,18 @@ void Engine::OnObservation(CheckRuntime* check, const Observation& obs) {
     // A full window without actions is the cool-down; lifting sooner would let a fault that
     // defeats its playbook loop through incidents.
     bool cooled_down = clock_->WallMs() - check->hold_since() >= check->config().budget.window_ms;
-    bool lift = IsAutoHold(check->hold_reason()) && (obs.ok() || cooled_down);
+    bool lift =
+        IsAutoHold(check->hold_reason()) && (obs.ok() || cooled_down || !obs.new_input.empty());
     if (!lift) return;
-    spdlog::info("check {}: hold lifted ({})", check->config().id,
-                 obs.ok() ? "check is healthy again" : "a budget window has passed since the hold");
+    std::string why = obs.ok()                 ? "check is healthy again"
+                      : !obs.new_input.empty() ? "new input: " + obs.new_input
+                                               : "a budget window has passed since the hold";
+    spdlog::info("check {}: hold lifted ({})", check->config().id, why);
     check->Release();
     check->health().Reset();
     std::string id = check->config().id;
     store_->Submit([id](Store& s) { return s.ClearHold(id); });
-    Audit("guardiand", "release", id, obs.ok() ? "healthy again" : "budget window passed");
+    Audit("guardiand", "release", id, why);
     if (!obs.ok()) t = check->health().Observe(obs, clock_->WallMs());
   }
   if (t == CheckHealth::Transition::kConfirmed) Open(check, obs);

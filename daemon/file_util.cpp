@@ -82,6 +82,14 @@ Status WriteFileAtomic(const std::string& path, const std::string& content, int 
   };
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0) return Status::IOError("cannot create " + tmp + ": " + std::strerror(errno));
+  // A temp file left by an earlier crash keeps its old mode through O_CREAT: set it (a 0600
+  // secret must never be readable in between).
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0) {
+    int err = errno;
+    ::close(fd);
+    errno = err;
+    return fail("cannot chmod");
+  }
   size_t done = 0;
   while (done < content.size()) {
     ssize_t n = ::write(fd, content.data() + done, content.size() - done);

@@ -18,6 +18,11 @@ struct Observation {
   // Figures the detector exports about what it watches, shown with the check in status and as
   // guardian_check_gauge{name=...} in metrics (e.g. a circuit breaker's breaker_open 0 or 1).
   std::map<std::string, double> gauges;
+  // Set (to what changed) when something the playbook acts with has changed since the detector
+  // last looked, e.g. an operator put new credentials in a key file: an escalated check's
+  // automatic hold lifts at once, so the playbook tries again with it instead of waiting out the
+  // cool-down. Detectors report each change once, so this cannot loop.
+  std::string new_input;
 
   static Observation Ok(std::string why = {}) { return Make(Health::kOk, std::move(why)); }
   static Observation Failing(std::string why) { return Make(Health::kFailing, std::move(why)); }

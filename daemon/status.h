@@ -17,7 +17,8 @@ class Status {
     kCorruption,
     kTimeout,
     kAborted,
-    kBusy
+    kBusy,
+    kPermissionDenied
   };
 
   Status() = default;
@@ -31,6 +32,9 @@ class Status {
   static Status Timeout(std::string msg) { return Status(Code::kTimeout, std::move(msg)); }
   static Status Aborted(std::string msg) { return Status(Code::kAborted, std::move(msg)); }
   static Status Busy(std::string msg) { return Status(Code::kBusy, std::move(msg)); }
+  static Status PermissionDenied(std::string msg) {
+    return Status(Code::kPermissionDenied, std::move(msg));
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -68,6 +72,9 @@ inline std::string Status::ToString() const {
       break;
     case Code::kBusy:
       name = "busy";
+      break;
+    case Code::kPermissionDenied:
+      name = "permission denied";
       break;
   }
   return std::string(name) + ": " + message_;

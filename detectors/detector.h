@@ -82,6 +82,15 @@ Status WatchServiceStatus(const DetectorEnv& env, std::function<void()> wake,
 // on its way up says nothing yet, so detectors answer Unknown instead of opening an incident.
 std::string ServiceStartingAt(const DetectorEnv& env, const std::string& url);
 
+// The file in a check's state folder that says its playbook degraded a feature of its service
+// (playbooks write it beside the flags change, and remove it when they re-enable the feature).
+inline constexpr const char* kDegradedMarker = "degraded-feature";
+
+// Whether the check's playbook degraded `feature`: the marker exists and the service's flags
+// still list it in degraded_features. Blocking reads: call it on the thread pool.
+bool FeatureDegradedByCheck(const std::string& check_state_dir, const std::string& flags_file,
+                            const std::string& feature);
+
 #define GUARDIAN_REGISTER_DETECTOR(ident, ...)            \
   [[maybe_unused]] static const bool ident##_registered = \
       ::guardian::DetectorRegistry::Get().Register(__VA_ARGS__)

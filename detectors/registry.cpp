@@ -1,8 +1,11 @@
 #include <curl/curl.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
+#include "daemon/file_util.h"
 #include "daemon/fs_watch.h"
 #include "daemon/supervisor.h"
 #include "detectors/detector.h"
@@ -63,6 +66,21 @@ int LoopbackPort(const std::string& url) {
 }
 
 }  // namespace
+
+bool FeatureDegradedByCheck(const std::string& check_state_dir, const std::string& flags_file,
+                            const std::string& feature) {
+  struct stat st {};
+  std::string marker = check_state_dir + "/" + kDegradedMarker;
+  nlohmann::json doc;
+  if (flags_file.empty() || ::stat(marker.c_str(), &st) != 0 ||
+      !ReadJsonObject(flags_file, 1 << 20, &doc).ok())
+    return false;
+  const auto& list = doc.value("degraded_features", nlohmann::json::array());
+  if (!list.is_array()) return false;
+  for (const auto& f : list)
+    if (f.is_string() && f.get<std::string>() == feature) return true;
+  return false;
+}
 
 std::string ServiceStartingAt(const DetectorEnv& env, const std::string& url) {
   if (env.supervisor == nullptr) return "";

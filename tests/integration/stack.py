@@ -20,6 +20,13 @@ INJECT = os.path.join(SOURCE, "chaos", "inject")
 SEED = os.path.join(SOURCE, "chaos", "stack", "seed")
 
 
+def free_port():
+    """A loopback port nobody listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def free_port_range(n):
     """A base port with n free ports after it (checked by binding each)."""
     for _ in range(50):

@@ -6,20 +6,13 @@ circuit again once the primary answers well, each as an incident within the mode
 
 import json
 import os
-import socket
 import sys
 import unittest
 
 from harness import LONG_TIMEOUT_S, SOURCE, TIMEOUT_S
-from stack import StackTestCase
+from stack import StackTestCase, free_port
 
 UPSTREAM = os.path.join(SOURCE, "chaos", "stack", "upstream")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ApiTimeoutTest(StackTestCase):
