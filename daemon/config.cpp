@@ -1091,23 +1091,27 @@ class Loader {
     return c;
   }
 
-  // A check that acts on a service must name one Guardian supervises.
+  // A check that acts on a service (params.service, and params.server for a second one such as
+  // a model server) must name one Guardian supervises.
   void CheckServiceParam(const Entry* params, const Config& config, const Params& values) {
-    auto it = values.find("service");
-    if (!params || it == values.end()) return;
-    const auto* name = std::get_if<std::string>(&it->second);
-    if (!name || config.FindService(*name)) return;
-    std::vector<std::string_view> names;
-    for (const auto& s : config.services) names.push_back(s.name);
-    Item at = params->value;
-    for (const auto& pair : params->value.node) {
-      YAML::Node key = pair.first;
-      if (key.IsScalar() && key.Scalar() == "service") {
-        at = ValueItem(key, pair.second, Child(params->value.path, "service"));
+    for (const char* param : {"service", "server"}) {
+      auto it = values.find(param);
+      if (!params || it == values.end()) continue;
+      const auto* name = std::get_if<std::string>(&it->second);
+      if (!name || config.FindService(*name)) continue;
+      std::vector<std::string_view> names;
+      for (const auto& s : config.services) names.push_back(s.name);
+      Item at = params->value;
+      for (const auto& pair : params->value.node) {
+        YAML::Node key = pair.first;
+        if (key.IsScalar() && key.Scalar() == param) {
+          at = ValueItem(key, pair.second, Child(params->value.path, param));
+        }
       }
+      Error(at,
+            "no service named '" + *name + "'" + Suggest(*name, names) +
+                (names.empty() ? "; add it under services:" : "; services: " + JoinNames(names)));
     }
-    Error(at, "no service named '" + *name + "'" + Suggest(*name, names) +
-                  (names.empty() ? "; add it under services:" : "; services: " + JoinNames(names)));
   }
 
   void ReadParams(const Item* item, const std::string& path, const YAML::Mark& missing_at,

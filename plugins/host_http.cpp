@@ -36,7 +36,8 @@ bool Declared(const CheckConfig& check, const std::string& url) {
 
 // guardian.http.get(url [, {timeout_ms = 5000, headers = {"Name: value"}}])
 // guardian.http.post(url, body [, opts])
-//   -> {ok, status, body, ms, error_kind, error}: ok false with error_kind "refused", "timeout",
+//   -> {ok, status, body, json, ms, error_kind, error}: json is the decoded body when it is a
+//   JSON object or array; ok false with error_kind "refused", "timeout",
 //   "dns", "unreachable", "too_large" or "error" when no HTTP answer came. Raises when the URL
 //   is not one the check declares.
 int Request(lua_State* L, const char* call, const std::string& method) {
@@ -76,6 +77,9 @@ int Request(lua_State* L, const char* call, const std::string& method) {
           j["error_kind"] = r.error_kind;
           j["error"] = r.error;
         }
+        // A JSON object or array answer, decoded: playbooks need not parse JSON in Lua.
+        nlohmann::json doc = nlohmann::json::parse(r.body, nullptr, false);
+        if (doc.is_object() || doc.is_array()) j["json"] = std::move(doc);
         PushJson(L, j);
         return 1;
       });

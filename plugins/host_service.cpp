@@ -1,5 +1,6 @@
 // guardian.service: the supervised service the check names in params.service, and only that
-// one (a playbook cannot reach another service or any other process). See
+// one (a playbook cannot reach another service or any other process); guardian.server: the
+// same functions for the check's params.server. See
 // docs/playbook-api.md. Calls that act are recorded, not done, in a dry run.
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -24,12 +25,16 @@ namespace {
 
 constexpr size_t kMaxControlFile = 1 << 20;
 
+// The service a call acts on: the check's params.service for guardian.service.*, its
+// params.server for guardian.server.* (the functions' upvalue names the param).
 Service* CheckService(lua_State* L, const char* call) {
   PlaybookRun* run = PlaybookRun::From(L);
-  std::string name = ParamString(run->check().params, "service");
+  const char* param = lua_tostring(L, lua_upvalueindex(1));
+  if (param == nullptr) param = "service";
+  std::string name = ParamString(run->check().params, param);
   if (name.empty())
-    luaL_error(L, "%s: check '%s' names no service (params.service)", call,
-               run->check().id.c_str());
+    luaL_error(L, "%s: check '%s' names no service (params.%s)", call, run->check().id.c_str(),
+               param);
   Supervisor* sup = run->services().supervisor;
   Service* s = sup ? sup->Find(name) : nullptr;
   if (!s) luaL_error(L, "%s: no service '%s' is supervised", call, name.c_str());
@@ -578,8 +583,14 @@ void Install(lua_State* L) {
       {"signal", SignalFn},    {"set_port", SetPort},     {"port_owners", PortOwners},
       {"free_port", FreePort}, {"stop_stale", StopStale}, {"memory", MemoryFn},
       {nullptr, nullptr}};
-  luaL_newlib(L, fns);
-  lua_setfield(L, -2, "service");
+  // The same functions twice: guardian.service on params.service, guardian.server on
+  // params.server (a check's second service, e.g. the model server an app calls).
+  for (const char* param : {"service", "server"}) {
+    luaL_newlibtable(L, fns);
+    lua_pushstring(L, param);
+    luaL_setfuncs(L, fns, 1);
+    lua_setfield(L, -2, param);
+  }
 }
 
 }  // namespace

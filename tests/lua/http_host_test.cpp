@@ -21,12 +21,14 @@ TEST_CASE("guardian.http reaches declared endpoints and reports what came back")
     local auth = guardian.http.get(ctx.params.primary .. "/auth", {headers = {"Authorization: Bearer t0k"}})
     local hung = guardian.http.get(ctx.params.primary .. "/hang", {timeout_ms = 150})
     local posted = guardian.http.post(ctx.params.primary .. "/token", "x=1")
+    local j = guardian.http.get(ctx.params.primary .. "/json")
     return ok.status .. " " .. ok.body .. "|" .. missing.status .. "|" .. auth.status .. "|" ..
-      tostring(hung.ok) .. " " .. hung.error_kind .. "|" .. posted.body
+      tostring(hung.ok) .. " " .. hung.error_kind .. "|" .. posted.body .. "|" ..
+      j.json.models[1].name .. " " .. tostring(j.json.gone) .. " " .. tostring(ok.json)
   end)"));
   auto [s, msg] = f.Phase(*run, "remediate");
   REQUIRE_MESSAGE(s.ok(), s.message());
-  CHECK(msg == "200 GET /hello|404|200|false timeout|POST /token");
+  CHECK(msg == "200 GET /hello|404|200|false timeout|POST /token|a:1b nil nil");
   g_release = true;
   run.reset();
   client.Close([] {});

@@ -33,6 +33,7 @@ const std::vector<ParamSpec>* TestSchemas(std::string_view mode) {
       {"min_free_percent", ParamType::kNumber, false, "free space threshold"},
       {"inodes", ParamType::kBool, false, "also watch free inodes"},
       {"service", ParamType::kString, false, "the supervised service it concerns"},
+      {"server", ParamType::kString, false, "a second service it acts on"},
   };
   if (mode == "missing_config") return &missing_config;
   if (mode == "disk_full") return &disk_full;
@@ -1128,6 +1129,16 @@ TEST_CASE("services: duplicate names, and a check naming a service that does not
       "    mode: disk_full\n"
       "    params: {path: /srv, service: apq}\n");
   ExpectOneError(load, 7, 35, "no service named 'apq' (did you mean 'app'?)");
+  // A second service a check acts on (params.server) is checked the same way.
+  load = Load(
+      "services:\n"
+      "  - name: model\n"
+      "    argv: [x]\n"
+      "checks:\n"
+      "  - id: m\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv, server: modle}\n");
+  ExpectOneError(load, 7, 34, "no service named 'modle' (did you mean 'model'?)");
 }
 
 }  // namespace guardian

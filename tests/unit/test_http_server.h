@@ -1,8 +1,8 @@
 #pragma once
 // TestHttpServer: a real HTTP server on loopback for tests of HTTP clients (libmicrohttpd, a
 // thread per connection). Paths: /hang (answers only once released, or after 3 s), /big (64 KiB),
-// /missing (404), /auth (200 with "Authorization: Bearer t0k", else 401); anything else answers
-// 200 "METHOD PATH".
+// /missing (404), /auth (200 with "Authorization: Bearer t0k", else 401), /json (a JSON object);
+// anything else answers 200 "METHOD PATH".
 
 #include <doctest/doctest.h>
 #include <microhttpd.h>
@@ -38,6 +38,8 @@ inline MHD_Result Handle(void*, MHD_Connection* c, const char* url, const char* 
     body.assign(64 << 10, 'x');
   } else if (path == "/missing") {
     code = MHD_HTTP_NOT_FOUND;
+  } else if (path == "/json") {
+    body = R"({"models": [{"name": "a:1b"}], "gone": null})";
   } else if (path == "/auth") {
     const char* h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
     code = h && std::string(h) == "Bearer t0k" ? MHD_HTTP_OK : MHD_HTTP_UNAUTHORIZED;
