@@ -36,7 +36,7 @@ INJECT = os.path.join(ROOT, "chaos", "inject")
 SEED = os.path.join(ROOT, "chaos", "stack", "seed")
 TARGETS = {"port_conflict": 10_000, "slow_boot": 5_000, "db_corruption": 60_000,
            "out_of_memory": 30_000, "disk_full": 45_000, "missing_config": 10_000,
-           "api_timeout": 15_000}
+           "api_timeout": 15_000, "invalid_credentials": 5_000, "model_server_down": 20_000}
 # mode -> (check id, kinds, inject args, undo between runs)
 PLAN = {
     "port_conflict": ("app-port", ["stale", "foreign"], [], True),
@@ -49,6 +49,10 @@ PLAN = {
     "missing_config": ("app-config", ["delete", "wrong-type"], [], False),
     # each run opens the circuit (judged) and, after the undo, closes it again
     "api_timeout": ("app-api", ["hang", "fail"], [], True),
+    # rotate's undo gives the primary client its key file's secret back
+    "invalid_credentials": ("app-auth", ["expire", "revoke", "rotate"], [], True),
+    # a killed server is the supervisor's to restart (within its backoff): not benched here
+    "model_server_down": ("app-model", ["hang", "error"], [], False),
 }
 
 
@@ -71,7 +75,8 @@ def free_base(n):
 
 def config_text(stack, bin_dir, port, api_ports):
     run = os.path.join(stack, "run")
-    p1, p2 = api_ports
+    p1, p2, pa, pm = api_ports
+    secrets = os.path.join(stack, "secrets")
     upstream = os.path.join(ROOT, "chaos", "stack", "upstream")
     return f"""state_dir: @STATE@
 playbook_dirs: [{yaml_str(os.path.join(ROOT, "playbooks"))}]
@@ -93,6 +98,13 @@ services:
   - name: backup
     argv: [{yaml_str(upstream)}, api, --port, "{p2}", --name, backup]
     port: {{ preferred: {p2} }}
+  - name: auth
+    argv: [{yaml_str(upstream)}, auth, --port, "{pa}", --clients, {yaml_str(os.path.join(secrets, "clients.json"))}, --ttl-s, "3600"]
+    port: {{ preferred: {pa} }}
+  - name: model
+    argv: [{yaml_str(upstream)}, model, --port, "{pm}", --models, llama3.2:1b]
+    port: {{ preferred: {pm} }}
+    stop_grace_ms: 1000
 checks:
   - id: app-port
     mode: port_conflict
@@ -138,6 +150,24 @@ checks:
       snapshot_dir: {yaml_str(os.path.join(stack, "snapshots"))}
       keep_snapshots: 5
       tmp_dirs: [{yaml_str(os.path.join(stack, "tmp"))}]
+  - id: app-auth
+    mode: invalid_credentials
+    interval_ms: 250
+    params:
+      service: app
+      token_file: {yaml_str(os.path.join(secrets, "token.json"))}
+      token_url: http://127.0.0.1:{pa}/oauth/token
+      probe_url: http://127.0.0.1:{pa}/v1/whoami
+      key_files: [{yaml_str(os.path.join(secrets, "app-primary.key"))}, {yaml_str(os.path.join(secrets, "app-backup.key"))}]
+  - id: app-model
+    mode: model_server_down
+    interval_ms: 250
+    params:
+      service: app
+      server: model
+      url: http://127.0.0.1:{pm}
+      model: llama3.2:1b
+      timeout_ms: 1000
 """
 
 
@@ -209,7 +239,8 @@ def run_mode(d, work, mode, runs, samples):
 # fault, not of the recovery: the incident's own MTTR (from the deadline crossing) is judged.
 JUDGED = {"port_conflict": "mttr_ms", "slow_boot": "incident_mttr_ms", "db_corruption": "mttr_ms",
           "out_of_memory": "mttr_ms", "disk_full": "mttr_ms", "missing_config": "mttr_ms",
-          "api_timeout": "mttr_ms"}
+          "api_timeout": "mttr_ms", "invalid_credentials": "mttr_ms",
+          "model_server_down": "mttr_ms"}
 
 
 def table(samples, modes):
@@ -258,11 +289,12 @@ def main():
             raise BenchError(f"disk_full needs a tmpfs mounted (root): {r.stderr.strip()}")
         mounted = True
     subprocess.run([SEED, stack], check=True)
-    base = free_base(2)
-    api_ports = (base, base + 1)
+    base = free_base(4)
+    api_ports = (base, base + 1, base + 2, base + 3)  # primary, backup, auth, model
     app_yaml = os.path.join(stack, "app", "app.yaml")
     with open(app_yaml) as f:
         text = f.read().replace(":9101", ":%d" % api_ports[0]).replace(":9102", ":%d" % api_ports[1])
+        text = text.replace(":11434", ":%d" % api_ports[3])
     with open(app_yaml, "w") as f:
         f.write(text)
     info = machine_info()

@@ -2,10 +2,11 @@
 -- generate one token. The server is a supervised service (params.server, started with its
 -- configured argv: the Ollama stand-in, or `ollama serve` when a real one is installed).
 --   backup    note the server's state and whether the feature is degraded
---   remediate the server answers well (it came back): re-enable the feature if this playbook
---             degraded it. Else restart the server (a hung one is killed: SIGTERM, then SIGKILL
---             after its stop_grace_ms) and give it ready_timeout_ms (10 s) to list the model in
---             /api/tags and answer a one-token generate. Not ready by then: degrade the
+--   remediate the feature degraded by this playbook and the server answering well (it came
+--             back): re-enable the feature. Else (the detector has just seen it fail) restart
+--             the server (a hung one is killed: SIGTERM, then SIGKILL after its stop_grace_ms)
+--             and give it ready_timeout_ms (10 s) to list the model in /api/tags and answer a
+--             one-token generate. Not ready by then: degrade the
 --             feature in the using service's flags, alert, and fail (the engine escalates; the
 --             hold lifts by itself when the server answers again)
 --   verify    a one-token generate answers, and the feature is enabled
@@ -109,8 +110,14 @@ end
 
 function P.remediate(ctx)
   local deadline = ctx.params.generate_deadline_ms or 5000
-  local ok, what = generate(ctx, deadline)
-  if ok then return "the model server answers again (" .. what .. ")" .. reenable(ctx) end
+  local what = "the check saw it fail"
+  if degraded_by_us(ctx) then
+    -- The check reported the server answering again (new input): re-enable, no restart.
+    local ok
+    ok, what = generate(ctx, deadline)
+    if ok then return "the model server answers again (" .. what .. ")" .. reenable(ctx) end
+  end
+  -- Otherwise the detector has just seen it fail: asking again would wait out a hung server.
   if not ctx.params.server then
     set_degraded(ctx, true)
     error("the model server is not supervised here, and " .. what .. ": '" .. feature(ctx) .. "' degraded")
