@@ -1,0 +1,68 @@
+-- network_unreachable: every target the stack needs is cut off (DNS and TCP), not one upstream.
+-- Offline mode is the service's flag: it stops calling out (the demo app answers 503 "offline
+-- mode" and queues nothing, so there is nothing to replay). The detector, not this playbook,
+-- probes while offline, on a backoff schedule (10 s, 30 s, 60 s), and reports the network's
+-- return as new input.
+--   backup    record whether offline mode was on, and whether this check had turned it on
+--   remediate offline mode turned on by this check and the network back: turn it off. Else turn
+--             it on (the marker in the check's folder says this check did)
+--   verify    the service acknowledged its flags (set_flags waits for it)
+--   rollback  put offline mode back as it was before this incident
+local P = {
+  name = "network_unreachable",
+  mode = "network_unreachable",
+  description = "offline mode on while the network is down, off when probes pass",
+  timeout = 5000,
+  retries = 1,
+  disruptive = false,
+}
+
+local MARKER = "/degraded-feature" -- shared with detectors (detector.h kDegradedMarker)
+
+local function offline_by_us(ctx)
+  return guardian.fs.exists(ctx.state_dir .. MARKER) and guardian.service.flags().offline_mode == true
+end
+
+local function set_offline(ctx, on)
+  local seq, err = guardian.service.set_flags({offline_mode = on}, {wait_ms = 3000})
+  if not seq then error("could not change the service's offline mode: " .. err) end
+  if on then
+    guardian.fs.write(ctx.state_dir .. MARKER, "offline_mode\n")
+  elseif guardian.fs.exists(ctx.state_dir .. MARKER) then
+    guardian.fs.remove(ctx.state_dir .. MARKER)
+  end
+end
+
+function P.backup(ctx)
+  local on, ours = guardian.service.flags().offline_mode == true, offline_by_us(ctx)
+  guardian.state.set("before", ctx.incident .. "|" .. tostring(on) .. "|" .. tostring(ours))
+  return "offline mode " .. (on and "on" or "off") .. (ours and " (turned on by this check)" or "")
+end
+
+function P.remediate(ctx)
+  if offline_by_us(ctx) then
+    set_offline(ctx, false)
+    return "the network is back: offline mode off"
+  end
+  set_offline(ctx, true)
+  return "network down: offline mode on; the check probes again after " ..
+         table.concat(ctx.params.offline_probe_ms or {"10000", "30000", "60000"}, ", ") .. " ms"
+end
+
+function P.verify(ctx)
+  local on = guardian.service.flags().offline_mode == true
+  return "the service runs with offline mode " .. (on and "on" or "off")
+end
+
+function P.rollback(ctx)
+  local recorded = guardian.state.get("before") or ""
+  local incident, on, ours = recorded:match("^(%d+)|(%a+)|(%a+)$")
+  if tonumber(incident) ~= ctx.incident then return "nothing recorded by this incident" end
+  set_offline(ctx, on == "true")
+  if on == "true" and ours ~= "true" and guardian.fs.exists(ctx.state_dir .. MARKER) then
+    guardian.fs.remove(ctx.state_dir .. MARKER) -- someone else's offline mode stays theirs
+  end
+  return "offline mode " .. (on == "true" and "on" or "off") .. " again, as before"
+end
+
+return P
