@@ -36,7 +36,8 @@ INJECT = os.path.join(ROOT, "chaos", "inject")
 SEED = os.path.join(ROOT, "chaos", "stack", "seed")
 TARGETS = {"port_conflict": 10_000, "slow_boot": 5_000, "db_corruption": 60_000,
            "out_of_memory": 30_000, "disk_full": 45_000, "missing_config": 10_000,
-           "api_timeout": 15_000, "invalid_credentials": 5_000, "model_server_down": 20_000}
+           "api_timeout": 15_000, "invalid_credentials": 5_000, "model_server_down": 20_000,
+           "network_unreachable": 5_000}
 # mode -> (check id, kinds, inject args, undo between runs)
 PLAN = {
     "port_conflict": ("app-port", ["stale", "foreign"], [], True),
@@ -53,6 +54,9 @@ PLAN = {
     "invalid_credentials": ("app-auth", ["expire", "revoke", "rotate"], [], True),
     # a killed server is the supervisor's to restart (within its backoff): not benched here
     "model_server_down": ("app-model", ["hang", "error"], [], False),
+    # needs root: a private network namespace (tests/integration/netlab.py); the undo brings the
+    # network back and the check takes the app out of offline mode (its own incident)
+    "network_unreachable": ("app-net", ["link", "drop"], [], True),
 }
 
 
@@ -71,6 +75,22 @@ def free_base(n):
         except OSError:
             continue
     raise BenchError("no free port range")
+
+
+def network_check():
+    if LAB is None:
+        return ""
+    return f"""
+  - id: app-net
+    mode: network_unreachable
+    interval_ms: 250
+    params:
+      service: app
+      targets: ["{LAB.name}:{LAB.ports[0]}", "{LAB.ip}:{LAB.ports[1]}"]
+      dns_servers: ["{LAB.dns}"]
+      timeout_ms: 250
+      offline_probe_ms: ["1000", "2000"]
+"""
 
 
 def config_text(stack, bin_dir, port, api_ports):
@@ -168,10 +188,30 @@ checks:
       url: http://127.0.0.1:{pm}
       model: llama3.2:1b
       timeout_ms: 1000
-"""
+""" + network_check()
+
+
+LAB = None  # the NetLab of a network_unreachable run
+LAST_NET_KIND = None
+
+
+def inject_network(kind, undo):
+    """network_unreachable's faults, made in the NetLab (chaos/inject has no network injector)."""
+    onset = int(time.time() * 1000)
+    if kind == "link":
+        LAB.link(undo)
+    else:
+        LAB.drop(not undo)
+    return {"mode": "network_unreachable", "kind": kind, "onset_at": onset}
 
 
 def inject(work, mode, *args):
+    if mode == "network_unreachable":
+        global LAST_NET_KIND
+        if "--undo" in args:
+            return inject_network(LAST_NET_KIND, True)
+        LAST_NET_KIND = args[args.index("--kind") + 1]
+        return inject_network(LAST_NET_KIND, False)
     r = subprocess.run([sys.executable, INJECT, mode, "--state-dir", work, *args],
                        capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
@@ -230,7 +270,8 @@ def run_mode(d, work, mode, runs, samples):
                             "incident_mttr_ms": inc["mttr_ms"], "incident": inc["id"]})
             if undo:
                 inject(work, mode, "--undo")
-                if (mode == "port_conflict" and kind == "foreign") or mode == "api_timeout":
+                if (mode == "port_conflict" and kind == "foreign") or \
+                        mode in ("api_timeout", "network_unreachable"):
                     wait_resolved(d, check, inc["id"])  # the move back home, the circuit closed
 
 
@@ -240,7 +281,7 @@ def run_mode(d, work, mode, runs, samples):
 JUDGED = {"port_conflict": "mttr_ms", "slow_boot": "incident_mttr_ms", "db_corruption": "mttr_ms",
           "out_of_memory": "mttr_ms", "disk_full": "mttr_ms", "missing_config": "mttr_ms",
           "api_timeout": "mttr_ms", "invalid_credentials": "mttr_ms",
-          "model_server_down": "mttr_ms"}
+          "model_server_down": "mttr_ms", "network_unreachable": "mttr_ms"}
 
 
 def table(samples, modes):
@@ -297,6 +338,18 @@ def main():
         text = text.replace(":11434", ":%d" % api_ports[3])
     with open(app_yaml, "w") as f:
         f.write(text)
+    global LAB
+    if "network_unreachable" in modes:
+        sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+        from netlab import NetLab, can_run
+        why = can_run()
+        if why:
+            raise BenchError("network_unreachable " + why)
+        LAB = NetLab(work)
+        base = free_base(2)
+        LAB.ports = (base, base + 1)
+        for p in LAB.ports:
+            LAB.listen(p)
     info = machine_info()
     d = Daemon(args.bin_dir, work, "guardian",
                config_text(stack, os.path.abspath(args.bin_dir), free_base(6), api_ports))
@@ -311,6 +364,8 @@ def main():
             subprocess.run([sys.executable, INJECT, mode, "--state-dir", work, "--undo"],
                            capture_output=True)
         d.stop()
+        if LAB is not None:
+            LAB.close()
         if mounted:
             subprocess.run(["umount", "-l", stack], check=False)
         info["loadavg"]["end"] = os.getloadavg()

@@ -1,8 +1,9 @@
 // network_unreachable: the network the stack depends on is down, as opposed to one upstream
-// being down. Each probe checks every configured target ("host:port") on the loop: the name
-// through DnsResolver (c-ares, the configured dns_servers), then a TCP connect (TcpProbe). A
-// target is cut off when its lookup times out or is refused, or its connect is unreachable or
-// times out; a refused connect (an RST) means the network works and only that service is down.
+// being down. A link, address or route change (rtnetlink) wakes a probe at once. Each probe checks
+// every configured target ("host:port") on the loop: the name through DnsResolver (c-ares, the
+// configured dns_servers), then a TCP connect (TcpProbe). A target is cut off when its lookup times
+// out or is refused, or its connect is unreachable or times out; a refused connect (an RST) means
+// the network works and only that service is down.
 //   failing: every target is cut off ("network down"), or the network is back (every target
 //     reachable) while the service is still in the offline mode this check's playbook turned on
 //     (reported as new input, so an escalated hold lifts at once).
@@ -15,9 +16,11 @@
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "daemon/dns_resolver.h"
 #include "daemon/file_util.h"
+#include "daemon/netlink_watch.h"
 #include "daemon/tcp_probe.h"
 #include "daemon/work.h"
 #include "detectors/detector.h"
@@ -84,7 +87,6 @@ class NetworkUnreachableDetector : public Detector {
   }
 
   Status Start(std::function<void()> wake) override {
-    (void)wake;
     if (!bad_targets_.empty())
       return Status::InvalidArgument(
           "targets must be host:port and offline_probe_ms positive "
@@ -92,12 +94,21 @@ class NetworkUnreachableDetector : public Detector {
           bad_targets_[0] + "'");
     resolver_ = std::make_unique<DnsResolver>(env_.loop);
     start_error_ = resolver_->Init(dns_);
-    return start_error_;
+    if (!start_error_.ok()) return start_error_;
+    // A link or route change wakes a probe at once; without netlink the interval still probes.
+    links_ = std::make_unique<NetlinkWatch>(env_.loop);
+    Status s = links_->Start([this, wake] {
+      link_changed_ = true;  // while offline too: a link that comes back is probed at once
+      wake();
+    });
+    if (!s.ok()) links_.reset();
+    return s;
   }
 
   void Close(std::function<void()> closed) override {
     for (auto& p : probes_) p->Cancel();
     probes_.clear();
+    links_.reset();
     if (!resolver_) return closed();
     resolver_->Close([this, self = shared_from_this(), closed] {
       resolver_.reset();
@@ -142,12 +153,13 @@ class NetworkUnreachableDetector : public Detector {
       next_offline_probe_ = now + backoff_[0];
       offline_probes_ = 0;
     }
-    if (now < next_offline_probe_) {
+    if (now < next_offline_probe_ && !std::exchange(link_changed_, false)) {
       Observation o = Observation::Ok("offline mode: " + last_verdict_ + "; next probe in " +
                                       std::to_string((next_offline_probe_ - now) / 1000) + " s");
       o.gauges = Gauges(true, next_offline_probe_ - now);
       return done(std::move(o));
     }
+    link_changed_ = false;
     ++offline_probes_;
     size_t step = std::min(offline_probes_, backoff_.size() - 1);
     next_offline_probe_ = now + backoff_[step];
@@ -245,6 +257,8 @@ class NetworkUnreachableDetector : public Detector {
   std::unique_ptr<DnsResolver> resolver_;
   Status start_error_;
   std::vector<std::shared_ptr<TcpProbe>> probes_;
+  std::unique_ptr<NetlinkWatch> links_;
+  bool link_changed_ = false;
   int64_t offline_since_ = -1, next_offline_probe_ = 0;
   size_t offline_probes_ = 0;
   std::string last_verdict_ = "network down";
