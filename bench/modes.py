@@ -54,7 +54,7 @@ PLAN = {
     "invalid_credentials": ("app-auth", ["expire", "revoke", "rotate"], [], True),
     # a killed server is the supervisor's to restart (within its backoff): not benched here
     "model_server_down": ("app-model", ["hang", "error"], [], False),
-    # needs root: a private network namespace (tests/integration/netlab.py); the undo brings the
+    # needs root: a private network namespace (chaos/stack/netlab.py); the undo brings the
     # network back and the check takes the app out of offline mode (its own incident)
     "network_unreachable": ("app-net", ["link", "drop"], [], True),
 }
@@ -340,7 +340,7 @@ def main():
         f.write(text)
     global LAB
     if "network_unreachable" in modes:
-        sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+        sys.path.insert(0, os.path.join(ROOT, "chaos", "stack"))
         from netlab import NetLab, can_run
         why = can_run()
         if why:

@@ -106,7 +106,7 @@ class NetworkUnreachableDetector : public Detector {
   }
 
   void Close(std::function<void()> closed) override {
-    for (auto& p : probes_) p->Cancel();
+    for (auto& p : probes_) p.probe->Cancel();
     probes_.clear();
     links_.reset();
     if (!resolver_) return closed();
@@ -167,7 +167,7 @@ class NetworkUnreachableDetector : public Detector {
   }
 
   void SweepAll(bool offline, std::function<void(Observation)> done) {
-    probes_.clear();  // the last sweep's, all done (one probe of a check runs at a time)
+    std::erase_if(probes_, [](const InFlight& p) { return *p.done; });
     auto sweep = std::make_shared<Sweep>();
     sweep->pending = targets_.size();
     if (targets_.empty()) return done(Observation::Unknown("no targets"));
@@ -203,15 +203,20 @@ class NetworkUnreachableDetector : public Detector {
 
   template <typename One>
   void Connect(const std::string& address, int port, One one) {
-    // The handle is kept until the next sweep: dropping it would cancel the connect.
-    probes_.push_back(
-        TcpProbe::Start(env_.loop, address, port, timeout_ms_, [one, address](TcpProbeResult r) {
+    // The handle is kept until its answer came: dropping it would cancel the connect. Probes
+    // of a check may overlap (the schedule's and an incident's), so each entry says when it
+    // is done and only done ones are pruned.
+    auto finished = std::make_shared<bool>(false);
+    auto probe = TcpProbe::Start(
+        env_.loop, address, port, timeout_ms_, [one, address, finished](TcpProbeResult r) {
+          *finished = true;
           std::string at = address + " ";
           if (r.ok()) return one("up", at + "connected in " + std::to_string(r.elapsed_ms) + " ms");
           if (r.error_kind == "refused") return one("down", at + "refused (the host answers)");
           one(r.error_kind == "error" ? "down" : "cut",
               at + r.error_kind + " after " + std::to_string(r.elapsed_ms) + " ms");
-        }));
+        });
+    if (!*finished) probes_.push_back({std::move(probe), finished});
   }
 
   Observation Judge(const Sweep& s, bool offline) {
@@ -256,7 +261,11 @@ class NetworkUnreachableDetector : public Detector {
   std::vector<int64_t> backoff_;
   std::unique_ptr<DnsResolver> resolver_;
   Status start_error_;
-  std::vector<std::shared_ptr<TcpProbe>> probes_;
+  struct InFlight {
+    std::shared_ptr<TcpProbe> probe;
+    std::shared_ptr<bool> done;
+  };
+  std::vector<InFlight> probes_;
   std::unique_ptr<NetlinkWatch> links_;
   bool link_changed_ = false;
   int64_t offline_since_ = -1, next_offline_probe_ = 0;

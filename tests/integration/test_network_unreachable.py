@@ -9,9 +9,13 @@ import os
 import unittest
 import urllib.error
 
-from harness import LONG_TIMEOUT_S, TIMEOUT_S
-from netlab import NetLab, can_run
+import sys
+
+from harness import LONG_TIMEOUT_S, SOURCE, TIMEOUT_S
 from stack import StackTestCase, free_port
+
+sys.path.insert(0, os.path.join(SOURCE, "chaos", "stack"))
+from netlab import NetLab, can_run  # noqa: E402  (chaos/stack/netlab.py)
 
 WHY_NOT = can_run()
 
