@@ -45,9 +45,14 @@ void CheckRuntime::ProbeNow() {
 void CheckRuntime::Probe() {
   in_flight_ = true;
   std::weak_ptr<bool> alive = alive_;
-  detector_->Probe([this, alive](Observation obs) {
+  uint64_t epoch = epoch_;
+  detector_->Probe([this, alive, epoch](Observation obs) {
     if (auto a = alive.lock(); !a || !*a) return;  // closed meanwhile
     in_flight_ = false;
+    if (epoch != epoch_ && !closing_) {
+      again_ = false;
+      return Probe();  // stale: started before an incident ended
+    }
     last_ = obs;
     on_observation_(this, obs);
     if (closing_) return;

@@ -8,6 +8,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <random>
@@ -36,6 +37,9 @@ class CheckRuntime {
   void ProbeNow();
   // A one-off probe for the incident engine (verify); does not feed the schedule's debounce.
   void ProbeOnce(std::function<void(Observation)> done);
+  // An incident of this check just ended: a scheduled probe under way saw the stack before its
+  // remediation, so its observation is dropped and a fresh probe runs at once instead.
+  void DiscardProbeInFlight() { ++epoch_; }
 
   const CheckConfig& config() const { return config_; }
   const std::string& state_dir() const { return state_dir_; }
@@ -74,6 +78,7 @@ class CheckRuntime {
   std::mt19937_64 rng_;
   bool in_flight_ = false;
   bool again_ = false;
+  uint64_t epoch_ = 0;  // bumped by DiscardProbeInFlight
   bool closing_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   Observation last_;

@@ -613,6 +613,7 @@ void Engine::Resolve(Incident* inc, const std::string& reason) {
   if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
     check->health().Reset();
     check->incident_id = 0;
+    check->DiscardProbeInFlight();
   }
   Finish(inc);
 }
@@ -629,6 +630,7 @@ void Engine::Escalate(Incident* inc, const std::string& reason) {
   if (CheckRuntime* check = FindCheck(inc->rec.check_id)) {
     check->health().Reset();
     check->incident_id = 0;
+    check->DiscardProbeInFlight();
     check->Hold(hold, clock_->WallMs());
   }
   std::string check_id = inc->rec.check_id;
