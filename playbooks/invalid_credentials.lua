@@ -41,18 +41,9 @@ local function is_degraded(ctx)
 end
 
 local function set_degraded(ctx, on)
-  local list = {}
-  for _, f in ipairs(degraded_list()) do
-    if f ~= feature(ctx) then list[#list + 1] = f end
-  end
-  if on then list[#list + 1] = feature(ctx) end
-  local seq, err = guardian.service.set_flags({degraded_features = list}, {wait_ms = 3000})
+  -- degraded_features and this check's marker (which tells the detector who degraded it)
+  local seq, err = guardian.service.degrade(feature(ctx), on, {wait_ms = 3000})
   if not seq then error("could not change the service's features: " .. err) end
-  if on then
-    guardian.fs.write(ctx.state_dir .. MARKER, feature(ctx) .. "\n")
-  elseif guardian.fs.exists(ctx.state_dir .. MARKER) then
-    guardian.fs.remove(ctx.state_dir .. MARKER)
-  end
 end
 
 local function degraded_by_us(ctx)

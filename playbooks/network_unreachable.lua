@@ -24,13 +24,9 @@ local function offline_by_us(ctx)
 end
 
 local function set_offline(ctx, on)
-  local seq, err = guardian.service.set_flags({offline_mode = on}, {wait_ms = 3000})
+  -- the offline_mode flag and this check's marker (which tells the detector it turned it on)
+  local seq, err = guardian.service.degrade("offline_mode", on, {flag = "offline_mode", wait_ms = 3000})
   if not seq then error("could not change the service's offline mode: " .. err) end
-  if on then
-    guardian.fs.write(ctx.state_dir .. MARKER, "offline_mode\n")
-  elseif guardian.fs.exists(ctx.state_dir .. MARKER) then
-    guardian.fs.remove(ctx.state_dir .. MARKER)
-  end
 end
 
 function P.backup(ctx)

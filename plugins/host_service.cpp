@@ -6,7 +6,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 
@@ -17,6 +19,7 @@
 #include "daemon/supervisor.h"
 #include "daemon/timer.h"
 #include "daemon/work.h"
+#include "detectors/detector.h"  // kDegradedMarker, shared with the detectors that read it
 #include "plugins/host_api.h"
 #include "plugins/playbook_run.h"
 
@@ -245,6 +248,100 @@ int SignalFn(lua_State* L) {
 // guardian.service.set_flags({key = value, ...}, {wait_ms = 2000}) -> seq, or nil, why. Merges
 // the keys into the service's flags file (nil values remove a key), bumps "seq", writes it
 // atomically, and with a status_file waits until the service reports flags.seq >= the new seq.
+// Changes the service's flags file on the pool (`change` edits the parsed flags; `then`, when
+// set, runs there after the write, e.g. for a marker file), increments its seq, then waits up
+// to `wait_ms` for the service's status file to report that seq applied. Resumes with the seq,
+// or nil, message. Shared by set_flags and degrade.
+int AwaitFlagsChange(lua_State* L, const char* call, Service* s,
+                     std::function<void(nlohmann::json&)> change, std::function<Status()> then,
+                     int64_t wait_ms) {
+  PlaybookRun* run = PlaybookRun::From(L);
+  std::string flags_path = s->config().flags_file;
+  std::string status_path = s->config().status_file;
+  uv_loop_t* loop = run->loop();
+  return run->Await(
+      L, call, [loop, flags_path, status_path, change, then, wait_ms](PlaybookRun::Resume resume) {
+        auto seq = std::make_shared<int64_t>(0);
+        auto why = std::make_shared<std::string>();
+        auto cancelled = std::make_shared<bool>(false);
+        QueueWork(
+            loop,
+            [flags_path, change, then, seq, why] {
+              nlohmann::json flags;
+              if (!ReadJsonObject(flags_path, kMaxControlFile, &flags).ok())
+                flags = nlohmann::json::object();
+              change(flags);
+              *seq = flags.value("seq", int64_t{0}) + 1;
+              flags["seq"] = *seq;
+              std::error_code ec;
+              std::filesystem::create_directories(std::filesystem::path(flags_path).parent_path(),
+                                                  ec);
+              Status st = WriteFileAtomic(flags_path, flags.dump(2) + "\n");
+              if (!st.ok()) {
+                *why = st.message();
+              } else if (then) {
+                Status t = then();
+                if (!t.ok()) *why = t.message();
+              }
+            },
+            [loop, status_path, wait_ms, seq, why, resume, cancelled] {
+              if (*cancelled) return;
+              if (!why->empty()) {
+                resume([why](lua_State* L) { return PushFail(L, *why); });
+                return;
+              }
+              auto push_seq = [seq](lua_State* L) {
+                lua_pushinteger(L, *seq);
+                return 1;
+              };
+              if (status_path.empty() || wait_ms <= 0) return resume(push_seq);
+              // Poll the service's status for the applied seq: the wait is short and
+              // bounded.
+              auto timer = std::make_shared<Timer>(loop);
+              int64_t deadline = static_cast<int64_t>(uv_now(loop)) + wait_ms;
+              auto poll = std::make_shared<std::function<void()>>();
+              *poll = [loop, status_path, seq, resume, timer, deadline, poll, cancelled, push_seq,
+                       wait_ms] {
+                auto applied = std::make_shared<int64_t>(-1);
+                QueueWork(
+                    loop,
+                    [status_path, applied] {
+                      nlohmann::json doc;
+                      if (!ReadJsonObject(status_path, kMaxControlFile, &doc).ok() ||
+                          !doc.contains("flags") || !doc["flags"].is_object())
+                        return;
+                      *applied = doc["flags"].value("seq", int64_t{-1});
+                    },
+                    [loop, seq, resume, timer, deadline, poll, cancelled, push_seq, applied,
+                     wait_ms] {
+                      if (*cancelled) {
+                        *poll = nullptr;  // breaks the cycle through the closure
+                        return;
+                      }
+                      if (*applied >= *seq) {
+                        *poll = nullptr;
+                        return resume(push_seq);
+                      }
+                      if (static_cast<int64_t>(uv_now(loop)) >= deadline) {
+                        *poll = nullptr;
+                        int64_t want = *seq;
+                        return resume([want, wait_ms](lua_State* L) {
+                          return PushFail(L, "the service did not apply flags seq " +
+                                                 std::to_string(want) + " within " +
+                                                 std::to_string(wait_ms) + " ms");
+                        });
+                      }
+                      timer->Start(20, [poll] {
+                        if (*poll) (*poll)();
+                      });
+                    });
+              };
+              (*poll)();
+            });
+        return std::function<void()>([cancelled] { *cancelled = true; });
+      });
+}
+
 int SetFlags(lua_State* L) {
   Service* s = CheckService(L, "guardian.service.set_flags");
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -257,94 +354,66 @@ int SetFlags(lua_State* L) {
   int64_t wait_ms = OptInt(L, 2, "wait_ms", 2000);
   int n = 0;
   if (DryRun(L, "guardian.service.set_flags", lua_gettop(L), &n)) return n;
-  PlaybookRun* run = PlaybookRun::From(L);
-  std::string flags_path = s->config().flags_file;
-  std::string status_path = s->config().status_file;
-  uv_loop_t* loop = run->loop();
-  return run->Await(L, "guardian.service.set_flags",
-                    [loop, flags_path, status_path, changes, wait_ms](PlaybookRun::Resume resume) {
-                      auto seq = std::make_shared<int64_t>(0);
-                      auto why = std::make_shared<std::string>();
-                      auto cancelled = std::make_shared<bool>(false);
-                      QueueWork(
-                          loop,
-                          [flags_path, changes, seq, why] {
-                            nlohmann::json flags;
-                            if (!ReadJsonObject(flags_path, kMaxControlFile, &flags).ok())
-                              flags = nlohmann::json::object();
-                            if (changes.is_object()) {
-                              for (const auto& [k, v] : changes.items()) {
-                                if (v.is_null()) {
-                                  flags.erase(k);
-                                } else {
-                                  flags[k] = v;
-                                }
-                              }
-                            }
-                            *seq = flags.value("seq", int64_t{0}) + 1;
-                            flags["seq"] = *seq;
-                            std::error_code ec;
-                            std::filesystem::create_directories(
-                                std::filesystem::path(flags_path).parent_path(), ec);
-                            Status st = WriteFileAtomic(flags_path, flags.dump(2) + "\n");
-                            if (!st.ok()) *why = st.message();
-                          },
-                          [loop, status_path, wait_ms, seq, why, resume, cancelled] {
-                            if (*cancelled) return;
-                            if (!why->empty()) {
-                              resume([why](lua_State* L) { return PushFail(L, *why); });
-                              return;
-                            }
-                            auto push_seq = [seq](lua_State* L) {
-                              lua_pushinteger(L, *seq);
-                              return 1;
-                            };
-                            if (status_path.empty() || wait_ms <= 0) return resume(push_seq);
-                            // Poll the service's status for the applied seq: the wait is short and
-                            // bounded.
-                            auto timer = std::make_shared<Timer>(loop);
-                            int64_t deadline = static_cast<int64_t>(uv_now(loop)) + wait_ms;
-                            auto poll = std::make_shared<std::function<void()>>();
-                            *poll = [loop, status_path, seq, resume, timer, deadline, poll,
-                                     cancelled, push_seq, wait_ms] {
-                              auto applied = std::make_shared<int64_t>(-1);
-                              QueueWork(
-                                  loop,
-                                  [status_path, applied] {
-                                    nlohmann::json doc;
-                                    if (!ReadJsonObject(status_path, kMaxControlFile, &doc).ok() ||
-                                        !doc.contains("flags") || !doc["flags"].is_object())
-                                      return;
-                                    *applied = doc["flags"].value("seq", int64_t{-1});
-                                  },
-                                  [loop, seq, resume, timer, deadline, poll, cancelled, push_seq,
-                                   applied, wait_ms] {
-                                    if (*cancelled) {
-                                      *poll = nullptr;  // breaks the cycle through the closure
-                                      return;
-                                    }
-                                    if (*applied >= *seq) {
-                                      *poll = nullptr;
-                                      return resume(push_seq);
-                                    }
-                                    if (static_cast<int64_t>(uv_now(loop)) >= deadline) {
-                                      *poll = nullptr;
-                                      int64_t want = *seq;
-                                      return resume([want, wait_ms](lua_State* L) {
-                                        return PushFail(L, "the service did not apply flags seq " +
-                                                               std::to_string(want) + " within " +
-                                                               std::to_string(wait_ms) + " ms");
-                                      });
-                                    }
-                                    timer->Start(20, [poll] {
-                                      if (*poll) (*poll)();
-                                    });
-                                  });
-                            };
-                            (*poll)();
-                          });
-                      return std::function<void()>([cancelled] { *cancelled = true; });
-                    });
+  return AwaitFlagsChange(
+      L, "guardian.service.set_flags", s,
+      [changes](nlohmann::json& flags) {
+        if (changes.is_object()) {
+          for (const auto& [k, v] : changes.items()) {
+            if (v.is_null()) {
+              flags.erase(k);
+            } else {
+              flags[k] = v;
+            }
+          }
+        }
+      },
+      nullptr, wait_ms);
+}
+
+// guardian.service.degrade(feature, on [, {wait_ms = 2000}]) -> seq | nil, message
+//   Adds `feature` to (on) or removes it from (off) the flags' degraded_features, and keeps
+//   the check's marker (STATE_DIR/checks/<id>/degraded-feature) that tells its detector this
+//   check degraded it; waits like set_flags. The flag itself can be any name (offline_mode):
+//   with `{flag = "offline_mode"}` the boolean flag is set instead of the list.
+int Degrade(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.degrade");
+  std::string feature = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TBOOLEAN);
+  bool on = lua_toboolean(L, 2);
+  if (s->config().flags_file.empty())
+    return luaL_error(L, "guardian.service.degrade: service '%s' declares no flags_file",
+                      s->name().c_str());
+  std::string flag;
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "flag");
+    if (!lua_isnil(L, -1)) flag = luaL_checkstring(L, -1);
+    lua_pop(L, 1);
+  }
+  int64_t wait_ms = OptInt(L, 3, "wait_ms", 2000);
+  int n = 0;
+  if (DryRun(L, "guardian.service.degrade", lua_gettop(L), &n)) return n;
+  std::string marker = PlaybookRun::From(L)->check_state_dir() + "/" + kDegradedMarker;
+  return AwaitFlagsChange(
+      L, "guardian.service.degrade", s,
+      [feature, on, flag](nlohmann::json& flags) {
+        if (!flag.empty()) {
+          flags[flag] = on;
+          return;
+        }
+        nlohmann::json list = nlohmann::json::array();
+        if (flags.contains("degraded_features") && flags["degraded_features"].is_array())
+          for (const auto& f : flags["degraded_features"])
+            if (!(f.is_string() && f.get<std::string>() == feature)) list.push_back(f);
+        if (on) list.push_back(feature);
+        flags["degraded_features"] = list;
+      },
+      [marker, feature, on]() -> Status {
+        if (on) return WriteFileAtomic(marker, feature + "\n");
+        if (::unlink(marker.c_str()) != 0 && errno != ENOENT)
+          return Status::IOError("cannot remove " + marker + ": " + std::strerror(errno));
+        return Status::OK();
+      },
+      wait_ms);
 }
 
 // guardian.service.set_port(port, reason) -> true, or nil, why: records in the port registry
@@ -582,7 +651,7 @@ void Install(lua_State* L) {
       {"set_flags", SetFlags}, {"restart", Restart},      {"wait_ready", WaitReady},
       {"signal", SignalFn},    {"set_port", SetPort},     {"port_owners", PortOwners},
       {"free_port", FreePort}, {"stop_stale", StopStale}, {"memory", MemoryFn},
-      {nullptr, nullptr}};
+      {"degrade", Degrade},    {nullptr, nullptr}};
   // The same functions twice: guardian.service on params.service, guardian.server on
   // params.server (a check's second service, e.g. the model server an app calls).
   for (const char* param : {"service", "server"}) {
