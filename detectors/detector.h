@@ -86,10 +86,16 @@ std::string ServiceStartingAt(const DetectorEnv& env, const std::string& url);
 // (playbooks write it beside the flags change, and remove it when they re-enable the feature).
 inline constexpr const char* kDegradedMarker = "degraded-feature";
 
-// Whether the check's playbook degraded `feature`: the marker exists and the service's flags
-// still list it in degraded_features. Blocking reads: call it on the thread pool.
-bool FeatureDegradedByCheck(const std::string& check_state_dir, const std::string& flags_file,
-                            const std::string& feature);
+// Whether `feature` is degraded in the service's flags (listed in degraded_features, or with
+// `flag` set, that boolean flag is true, e.g. offline_mode), and whether this check's playbook
+// did it (its marker exists too). Blocking reads: call it on the thread pool. Playbooks get
+// the same answer from guardian.service.degraded.
+struct DegradedState {
+  bool degraded = false;
+  bool by_this_check = false;
+};
+DegradedState ReadDegraded(const std::string& check_state_dir, const std::string& flags_file,
+                           const std::string& feature, const std::string& flag = "");
 
 #define GUARDIAN_REGISTER_DETECTOR(ident, ...)            \
   [[maybe_unused]] static const bool ident##_registered = \

@@ -92,7 +92,7 @@ class InvalidCredentialsDetector : public Detector {
                                std::to_string(st.st_size);
       r->keys_fingerprint += ";";
     }
-    r->degraded_by_us = FeatureDegradedByCheck(check_dir, flags_file, feature);
+    r->degraded_by_us = ReadDegraded(check_dir, flags_file, feature).by_this_check;
     nlohmann::json doc;
     if (!status_file.empty() && ReadJsonObject(status_file, 1 << 20, &doc).ok()) {
       const auto& auth = doc.value("auth", nlohmann::json::object());

@@ -55,7 +55,7 @@ class ModelServerDownDetector : public Detector {
     QueueWork(
         env_.loop,
         [=] {
-          view->degraded_by_us = FeatureDegradedByCheck(dir, flags_file, feature);
+          view->degraded_by_us = ReadDegraded(dir, flags_file, feature).by_this_check;
           nlohmann::json doc;
           if (!status_file.empty() && ReadJsonObject(status_file, 1 << 20, &doc).ok()) {
             const auto& m = doc.value("model", nlohmann::json::object());

@@ -12,14 +12,11 @@
 //     probed on the backoff schedule (offline_probe_ms, 10 s, 30 s, 60 s ...), and the probes in
 //     between report the last verdict.
 #include <arpa/inet.h>
-#include <sys/stat.h>
 
 #include <cstdlib>
-#include <nlohmann/json.hpp>
 #include <utility>
 
 #include "daemon/dns_resolver.h"
-#include "daemon/file_util.h"
 #include "daemon/netlink_watch.h"
 #include "daemon/tcp_probe.h"
 #include "daemon/work.h"
@@ -124,7 +121,10 @@ class NetworkUnreachableDetector : public Detector {
     std::string dir = env_.check_state_dir;
     std::string flags_file = env_.service ? env_.service->flags_file : "";
     QueueWork(
-        env_.loop, [=] { *offline = OfflineByCheck(dir, flags_file); },
+        env_.loop,
+        [=] {
+          *offline = ReadDegraded(dir, flags_file, "offline_mode", "offline_mode").by_this_check;
+        },
         [this, weak = weak_from_this(), offline, done] {
           if (weak.expired()) return done(Observation::Unknown("check closed"));
           OnState(*offline, done);
@@ -132,16 +132,6 @@ class NetworkUnreachableDetector : public Detector {
   }
 
  private:
-  // Offline mode on in the service's flags, turned on by this check's playbook (its marker).
-  static bool OfflineByCheck(const std::string& dir, const std::string& flags_file) {
-    struct stat st {};
-    nlohmann::json doc;
-    if (flags_file.empty() || ::stat((dir + "/" + kDegradedMarker).c_str(), &st) != 0 ||
-        !ReadJsonObject(flags_file, 1 << 20, &doc).ok())
-      return false;
-    return doc.value("offline_mode", false) == true;
-  }
-
   void OnState(bool offline, std::function<void(Observation)> done) {
     int64_t now = static_cast<int64_t>(uv_now(env_.loop));
     if (!offline) {

@@ -67,19 +67,21 @@ int LoopbackPort(const std::string& url) {
 
 }  // namespace
 
-bool FeatureDegradedByCheck(const std::string& check_state_dir, const std::string& flags_file,
-                            const std::string& feature) {
+DegradedState ReadDegraded(const std::string& check_state_dir, const std::string& flags_file,
+                           const std::string& feature, const std::string& flag) {
+  DegradedState out;
+  nlohmann::json doc;
+  if (flags_file.empty() || !ReadJsonObject(flags_file, 1 << 20, &doc).ok()) return out;
+  if (!flag.empty()) {
+    out.degraded = doc.value(flag, false) == true;
+  } else if (auto it = doc.find("degraded_features"); it != doc.end() && it->is_array()) {
+    for (const auto& f : *it)
+      if (f.is_string() && f.get<std::string>() == feature) out.degraded = true;
+  }
   struct stat st {};
   std::string marker = check_state_dir + "/" + kDegradedMarker;
-  nlohmann::json doc;
-  if (flags_file.empty() || ::stat(marker.c_str(), &st) != 0 ||
-      !ReadJsonObject(flags_file, 1 << 20, &doc).ok())
-    return false;
-  const auto& list = doc.value("degraded_features", nlohmann::json::array());
-  if (!list.is_array()) return false;
-  for (const auto& f : list)
-    if (f.is_string() && f.get<std::string>() == feature) return true;
-  return false;
+  out.by_this_check = out.degraded && ::stat(marker.c_str(), &st) == 0;
+  return out;
 }
 
 std::string ServiceStartingAt(const DetectorEnv& env, const std::string& url) {

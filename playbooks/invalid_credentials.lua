@@ -23,31 +23,15 @@ local P = {
   disruptive = false,
 }
 
--- Shared with detectors/invalid_credentials.cpp: says this playbook degraded the feature.
-local MARKER = "/degraded-feature"
-
 local function feature(ctx) return ctx.params.feature or "quotes" end
 
-local function degraded_list()
-  local fl = guardian.service.flags()
-  return fl.degraded_features or {}
-end
-
-local function is_degraded(ctx)
-  for _, f in ipairs(degraded_list()) do
-    if f == feature(ctx) then return true end
-  end
-  return false
-end
+-- Whether the feature is degraded, and whether this check did it (its marker).
+local function is_degraded(ctx) return (guardian.service.degraded(feature(ctx))) end
+local function degraded_by_us(ctx) return select(2, guardian.service.degraded(feature(ctx))) end
 
 local function set_degraded(ctx, on)
-  -- degraded_features and this check's marker (which tells the detector who degraded it)
   local seq, err = guardian.service.degrade(feature(ctx), on, {wait_ms = 3000})
   if not seq then error("could not change the service's features: " .. err) end
-end
-
-local function degraded_by_us(ctx)
-  return guardian.fs.exists(ctx.state_dir .. MARKER) and is_degraded(ctx)
 end
 
 -- The probe's verdict on the current token: accepted, and a few words on it.

@@ -20,28 +20,22 @@ local P = {
   disruptive = true,
 }
 
-local MARKER = "/degraded-feature" -- shared with detectors (detector.h kDegradedMarker)
-
 local function feature(ctx) return ctx.params.feature or "model" end
 local function url(ctx) return (ctx.params.url:gsub("/+$", "")) end
 
+-- Whether the feature is degraded, and whether this check did it (its marker); the feature is
+-- the using service's (params.service), when the check names one.
 local function is_degraded(ctx)
-  if not ctx.params.service then return false end
-  for _, f in ipairs(guardian.service.flags().degraded_features or {}) do
-    if f == feature(ctx) then return true end
-  end
-  return false
+  return ctx.params.service ~= nil and (guardian.service.degraded(feature(ctx)))
+end
+local function degraded_by_us(ctx)
+  return ctx.params.service ~= nil and select(2, guardian.service.degraded(feature(ctx)))
 end
 
 local function set_degraded(ctx, on)
   if not ctx.params.service then return end
-  -- degraded_features and this check's marker (which tells the detector who degraded it)
   local seq, err = guardian.service.degrade(feature(ctx), on, {wait_ms = 3000})
   if not seq then error("could not change the service's features: " .. err) end
-end
-
-local function degraded_by_us(ctx)
-  return guardian.fs.exists(ctx.state_dir .. MARKER) and is_degraded(ctx)
 end
 
 local function reenable(ctx)

@@ -17,26 +17,26 @@ local P = {
   disruptive = false,
 }
 
-local MARKER = "/degraded-feature" -- shared with detectors (detector.h kDegradedMarker)
+local OFFLINE = {flag = "offline_mode"}
 
-local function offline_by_us(ctx)
-  return guardian.fs.exists(ctx.state_dir .. MARKER) and guardian.service.flags().offline_mode == true
-end
+-- Offline mode on, and whether this check turned it on (its marker).
+local function offline() return guardian.service.degraded("offline_mode", OFFLINE) end
 
-local function set_offline(ctx, on)
-  -- the offline_mode flag and this check's marker (which tells the detector it turned it on)
-  local seq, err = guardian.service.degrade("offline_mode", on, {flag = "offline_mode", wait_ms = 3000})
+-- `ours`: this check owns the state (marked); false restores someone else's offline mode.
+local function set_offline(ctx, on, ours)
+  local seq, err = guardian.service.degrade("offline_mode", on,
+                                            {flag = "offline_mode", mark = ours ~= false, wait_ms = 3000})
   if not seq then error("could not change the service's offline mode: " .. err) end
 end
 
 function P.backup(ctx)
-  local on, ours = guardian.service.flags().offline_mode == true, offline_by_us(ctx)
+  local on, ours = offline()
   guardian.state.set("before", ctx.incident .. "|" .. tostring(on) .. "|" .. tostring(ours))
   return "offline mode " .. (on and "on" or "off") .. (ours and " (turned on by this check)" or "")
 end
 
 function P.remediate(ctx)
-  if offline_by_us(ctx) then
+  if select(2, offline()) then
     set_offline(ctx, false)
     return "the network is back: offline mode off"
   end
@@ -54,10 +54,7 @@ function P.rollback(ctx)
   local recorded = guardian.state.get("before") or ""
   local incident, on, ours = recorded:match("^(%d+)|(%a+)|(%a+)$")
   if tonumber(incident) ~= ctx.incident then return "nothing recorded by this incident" end
-  set_offline(ctx, on == "true")
-  if on == "true" and ours ~= "true" and guardian.fs.exists(ctx.state_dir .. MARKER) then
-    guardian.fs.remove(ctx.state_dir .. MARKER) -- someone else's offline mode stays theirs
-  end
+  set_offline(ctx, on == "true", ours == "true") -- someone else's offline mode stays theirs
   return "offline mode " .. (on == "true" and "on" or "off") .. " again, as before"
 end
 

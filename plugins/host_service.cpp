@@ -370,11 +370,49 @@ int SetFlags(lua_State* L) {
       nullptr, wait_ms);
 }
 
-// guardian.service.degrade(feature, on [, {wait_ms = 2000}]) -> seq | nil, message
-//   Adds `feature` to (on) or removes it from (off) the flags' degraded_features, and keeps
-//   the check's marker (STATE_DIR/checks/<id>/degraded-feature) that tells its detector this
-//   check degraded it; waits like set_flags. The flag itself can be any name (offline_mode):
-//   with `{flag = "offline_mode"}` the boolean flag is set instead of the list.
+// The `flag` field of an options table at `idx` ("" when absent).
+std::string OptFlag(lua_State* L, int idx) {
+  std::string flag;
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "flag");
+    if (!lua_isnil(L, -1)) flag = luaL_checkstring(L, -1);
+    lua_pop(L, 1);
+  }
+  return flag;
+}
+
+// guardian.service.degraded(feature [, {flag = NAME}]) -> degraded, by_this_check
+//   What degrade set: `feature` in the flags' degraded_features (or the boolean `flag`), and
+//   whether this check's marker says it did it. The detectors judge with the same read.
+int Degraded(lua_State* L) {
+  Service* s = CheckService(L, "guardian.service.degraded");
+  std::string feature = luaL_checkstring(L, 1);
+  std::string flag = OptFlag(L, 2);
+  PlaybookRun* run = PlaybookRun::From(L);
+  std::string dir = run->check_state_dir(), flags_file = s->config().flags_file;
+  return run->Await(L, "guardian.service.degraded",
+                    [run, dir, flags_file, feature, flag](PlaybookRun::Resume resume) {
+                      auto state = std::make_shared<DegradedState>();
+                      QueueWork(
+                          run->loop(),
+                          [=] { *state = ReadDegraded(dir, flags_file, feature, flag); },
+                          [state, resume] {
+                            resume([state](lua_State* L) {
+                              lua_pushboolean(L, state->degraded);
+                              lua_pushboolean(L, state->by_this_check);
+                              return 2;
+                            });
+                          });
+                      return std::function<void()>();
+                    });
+}
+
+// guardian.service.degrade(feature, on [, {wait_ms = 2000, flag = NAME, mark = true}])
+//   -> seq | nil, message
+//   Adds `feature` to (on) or removes it from (off) the flags' degraded_features, or with
+//   `flag` sets that boolean flag instead (offline_mode), and keeps the check's marker
+//   (STATE_DIR/checks/<id>/degraded-feature) that says this check did it: written when turned
+//   on with `mark` (default), removed otherwise. Waits like set_flags.
 int Degrade(lua_State* L) {
   Service* s = CheckService(L, "guardian.service.degrade");
   std::string feature = luaL_checkstring(L, 1);
@@ -383,10 +421,11 @@ int Degrade(lua_State* L) {
   if (s->config().flags_file.empty())
     return luaL_error(L, "guardian.service.degrade: service '%s' declares no flags_file",
                       s->name().c_str());
-  std::string flag;
+  std::string flag = OptFlag(L, 3);
+  bool mark = true;
   if (lua_istable(L, 3)) {
-    lua_getfield(L, 3, "flag");
-    if (!lua_isnil(L, -1)) flag = luaL_checkstring(L, -1);
+    lua_getfield(L, 3, "mark");
+    if (!lua_isnil(L, -1)) mark = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
   int64_t wait_ms = OptInt(L, 3, "wait_ms", 2000);
@@ -407,8 +446,8 @@ int Degrade(lua_State* L) {
         if (on) list.push_back(feature);
         flags["degraded_features"] = list;
       },
-      [marker, feature, on]() -> Status {
-        if (on) return WriteFileAtomic(marker, feature + "\n");
+      [marker, feature, on, mark]() -> Status {
+        if (on && mark) return WriteFileAtomic(marker, feature + "\n");
         if (::unlink(marker.c_str()) != 0 && errno != ENOENT)
           return Status::IOError("cannot remove " + marker + ": " + std::strerror(errno));
         return Status::OK();
@@ -651,7 +690,7 @@ void Install(lua_State* L) {
       {"set_flags", SetFlags}, {"restart", Restart},      {"wait_ready", WaitReady},
       {"signal", SignalFn},    {"set_port", SetPort},     {"port_owners", PortOwners},
       {"free_port", FreePort}, {"stop_stale", StopStale}, {"memory", MemoryFn},
-      {"degrade", Degrade},    {nullptr, nullptr}};
+      {"degrade", Degrade},    {"degraded", Degraded},    {nullptr, nullptr}};
   // The same functions twice: guardian.service on params.service, guardian.server on
   // params.server (a check's second service, e.g. the model server an app calls).
   for (const char* param : {"service", "server"}) {
