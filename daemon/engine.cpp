@@ -762,6 +762,8 @@ nlohmann::json Engine::StatusJson() const {
         {{"id", id},
          {"mode", c->config().mode},
          {"state", state},
+         {"interval_ms", c->config().interval_ms},
+         {"target_ms", c->config().target_ms},
          {"evidence", c->last_observation().evidence},
          {"gauges", c->last_observation().gauges},
          {"held", c->held()},

@@ -218,6 +218,10 @@ class EndpointTest(ApiTestCase):
         self.write_config([app, lost])
         self.start_daemon()
         self.wait_version("app", GOOD_CONFIG)
+        # The status shows each check's probe period and target, defaults applied.
+        self.assertEqual({k: self.status_check("app")[k] for k in ("interval_ms", "target_ms")},
+                         {"interval_ms": 200, "target_ms": 7000})
+        self.assertEqual(self.status_check("lost")["target_ms"], 9000)
         esc = self.wait_incident("lost", states=("escalated",))
         healed = [self.break_and_heal("app", self.app) for _ in range(3)]
 
