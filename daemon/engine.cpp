@@ -326,7 +326,7 @@ void Engine::DryRun(const std::string& check_id, std::function<void(Status, nloh
   services.dry_run = true;
   auto run = std::make_unique<PlaybookRun>(loop_, pb, check->config(), check->state_dir(),
                                            config_->playbook_limits, std::move(services));
-  Status s = run->Start(0);
+  Status s = run->Start(0, check->last_observation().evidence);
   if (!s.ok()) return done(Status::IOError("playbook failed to start: " + s.message()), nullptr);
   spdlog::info("dry run of {} ({})", check_id, pb->name);
   int64_t key = ++dry_run_seq_;
@@ -387,7 +387,7 @@ bool Engine::EnsureRun(Incident* inc, std::string* error) {
       });
   inc->run = std::make_unique<PlaybookRun>(loop_, pb, check->config(), check->state_dir(),
                                            config_->playbook_limits, std::move(services));
-  Status s = inc->run->Start(inc->rec.id);
+  Status s = inc->run->Start(inc->rec.id, inc->rec.evidence);
   if (!s.ok()) {
     inc->run.reset();
     *error = "playbook failed to start: " + s.message();

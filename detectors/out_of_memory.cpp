@@ -4,7 +4,10 @@
 // status file wakes a probe when the app reports its memory; a PSI trigger, where the kernel
 // accepts one, wakes it the moment tasks stall. An OOM kill stays failing until the service is
 // ready again in low-memory mode (a flags write after the kill): the supervisor's restart alone
-// would only run into the same wall.
+// would only run into the same wall. Low-memory mode this check's playbook turned on is left
+// again (a failing observation the playbook answers by turning it off) once the memory has
+// stayed healthy with room to spare (RSS at most half its limit, no shortage, no pressure) for
+// low_memory_exit_ms: the service does not stay crippled after the fault is gone.
 #include <csignal>
 #include <nlohmann/json.hpp>
 
@@ -21,6 +24,8 @@ namespace guardian {
 namespace {
 
 constexpr char kPsiFile[] = "/proc/pressure/memory";
+// The evidence's start when low-memory mode should be left; the playbook matches it.
+constexpr char kLowMemoryExitEvidence[] = "memory healthy in low-memory mode";
 
 struct MemRead {
   MemorySample sample;
@@ -29,6 +34,7 @@ struct MemRead {
   std::string kills_problem;
   int64_t flags_seq = 0;
   bool low_memory = false;
+  bool low_memory_ours = false;  // turned on by this check's playbook (its marker)
 };
 
 class OutOfMemoryDetector : public Detector {
@@ -42,6 +48,7 @@ class OutOfMemoryDetector : public Detector {
     limits_.psi_some_avg10 = ParamNumber(p, "psi_some_avg10", 0);
     psi_stall_ms_ = ParamInt(p, "psi_stall_ms", 0);
     cgroup_ = ParamString(p, "cgroup", env.service ? env.service->cgroup : "");
+    low_memory_exit_ms_ = ParamInt(p, "low_memory_exit_ms", 30000);
   }
 
   Status Start(std::function<void()> wake) override {
@@ -82,9 +89,10 @@ class OutOfMemoryDetector : public Detector {
     auto r = std::make_shared<MemRead>();
     std::string cgroup = cgroup_;
     std::string flags_file = env_.service ? env_.service->flags_file : "";
+    std::string dir = env_.check_state_dir;
     QueueWork(
         env_.loop,
-        [r, pid, cgroup, flags_file] {
+        [r, pid, cgroup, flags_file, dir] {
           if (pid > 0) r->sample.have_rss = ReadTreeRss(pid, &r->sample.rss_bytes).ok();
           r->sample.have_meminfo = ReadMemInfo(&r->sample.mem).ok();
           r->sample.have_psi = ReadPsi(kPsiFile, &r->sample.psi).ok();
@@ -100,6 +108,9 @@ class OutOfMemoryDetector : public Detector {
             if (flags.contains("low_memory") && flags["low_memory"].is_boolean())
               r->low_memory = flags["low_memory"].get<bool>();
           }
+          if (r->low_memory)
+            r->low_memory_ours =
+                ReadDegraded(dir, flags_file, "low_memory", "low_memory").by_this_check;
         },
         [this, weak = weak_from_this(), r, snap, done] {
           if (weak.expired()) return done(Observation::Unknown("check closed"));
@@ -140,12 +151,32 @@ class OutOfMemoryDetector : public Detector {
       notes += r.have_kills ? "; cgroup OOM kills " + std::to_string(r.kills)
                             : "; cgroup unreadable: " + r.kills_problem;
     if (r.low_memory) notes += "; service in low-memory mode";
-    if (!v.failing()) return Observation::Ok(notes);
+    if (!v.failing()) return JudgeLowMemoryExit(r, notes);
+    healthy_since_ = -1;
     std::string why;
     for (size_t i = 0; i < v.reasons.size(); ++i) why += (i ? "; " : "") + v.reasons[i];
     Observation failing = Observation::Failing(why + " (" + notes + ")");
     if (pending_kills_ > 0) failing.began_at_ms = killed_at_;
     return failing;
+  }
+
+  // Healthy: Ok, unless low-memory mode (ours) has had room to spare for low_memory_exit_ms.
+  Observation JudgeLowMemoryExit(const MemRead& r, const std::string& notes) {
+    int64_t now = SystemClock::Get()->MonoMs();
+    bool room = r.sample.have_rss && !r.sample.psi_triggered &&
+                (limits_.rss_limit_bytes == 0 || r.sample.rss_bytes * 2 <= limits_.rss_limit_bytes);
+    if (!r.low_memory_ours || low_memory_exit_ms_ <= 0 || pending_kills_ > 0 || !room) {
+      healthy_since_ = -1;
+      return Observation::Ok(notes);
+    }
+    if (healthy_since_ < 0) healthy_since_ = now;
+    int64_t healthy_ms = now - healthy_since_;
+    if (healthy_ms < low_memory_exit_ms_)
+      return Observation::Ok(notes + "; leaves it after " +
+                             std::to_string((low_memory_exit_ms_ - healthy_ms + 999) / 1000) +
+                             " s more of healthy memory");
+    return Observation::Failing(std::string(kLowMemoryExitEvidence) + " for " +
+                                std::to_string(healthy_ms / 1000) + " s: leave it (" + notes + ")");
   }
 
   DetectorEnv env_;
@@ -161,6 +192,8 @@ class OutOfMemoryDetector : public Detector {
   int64_t flags_seq_at_kill_ = 0;
   int64_t killed_at_ = 0;  // wall ms of the OOM-killed process's exit, when known
   int64_t last_probe_at_ = 0;
+  int64_t low_memory_exit_ms_ = 30000;
+  int64_t healthy_since_ = -1;  // mono ms since when low-memory mode has had room to spare
   std::unique_ptr<PsiTrigger> trigger_;
   std::unique_ptr<FsWatch> watch_;
 };
@@ -189,6 +222,9 @@ GUARDIAN_REGISTER_DETECTOR(
             {"cgroup", ParamType::kPath, false,
              "the service's memory cgroup folder, whose OOM kills count (default: the "
              "service's own cgroup, when it has one)"},
+            {"low_memory_exit_ms", ParamType::kInt, false,
+             "leave low-memory mode this check turned on once memory has had room to spare "
+             "(RSS at most half the limit, no pressure) this long (default 30000); 0: never"},
         },
         [](const DetectorEnv& env) -> std::shared_ptr<Detector> {
           return std::make_shared<OutOfMemoryDetector>(env);

@@ -1,13 +1,14 @@
 -- out_of_memory: the service is over its RSS limit or was OOM-killed, or the system is short of
 -- memory. A ladder, each step verified before the next is tried:
---   backup    record whether the service was in low-memory mode
---   remediate an OOM kill: the process that grew is gone (the supervisor restarts it); its next
+--   backup    record whether the service was in low-memory mode, and whether this check did it
+--   remediate the detector saw the memory healthy with room to spare for a while in the
+--             low-memory mode this check turned on: leave it. An OOM kill: the process that grew is gone (the supervisor restarts it); its next
 --             life runs in low-memory mode. Otherwise: 1. ask it to shed caches (SIGUSR1);
 --             2. low-memory mode (flag); 3. restart it, still in low-memory mode, but only when
 --             the service itself is over its limit: a service within its limit is never
 --             restarted for the system's shortage (that would only add an outage).
 --   verify    the service is ready and every configured limit holds
---   rollback  put low-memory mode back as it was
+--   rollback  put low-memory mode back as it was (and this check's marker)
 local P = {
   name = "out_of_memory",
   mode = "out_of_memory",
@@ -71,21 +72,39 @@ local function wait_shed()
   end
 end
 
-local function low_memory_on()
-  local seq, err = guardian.service.set_flags({low_memory = true}, {wait_ms = 3000})
-  if not seq then error("could not turn low-memory mode on: " .. err) end
+local LOW = {flag = "low_memory"}
+-- The detector's evidence when low-memory mode has had room to spare long enough.
+local EXIT_EVIDENCE = "memory healthy in low-memory mode"
+
+-- Low-memory mode on or off; `ours` (default true) marks that this check did it, so that the
+-- detector later says when to leave it again.
+local function set_low_memory(on, ours)
+  local seq, err = guardian.service.degrade("low_memory", on,
+                                            {flag = "low_memory", mark = ours ~= false, wait_ms = 3000})
+  if not seq then error("could not turn low-memory mode " .. (on and "on" or "off") .. ": " .. err) end
 end
 
+local function low_memory_on() set_low_memory(true) end
+
 function P.backup(ctx)
-  local was = guardian.service.flags().low_memory == true
-  guardian.state.set("low_before", ctx.incident .. "|" .. tostring(was))
+  local was, ours = guardian.service.degraded("low_memory", LOW)
+  guardian.state.set("low_before", ctx.incident .. "|" .. tostring(was) .. "|" .. tostring(ours))
   local m = guardian.service.memory()
-  return "low-memory mode was " .. (was and "on" or "off") .. "; " ..
+  return "low-memory mode was " .. (was and "on" or "off") ..
+         (ours and " (turned on by this check)" or "") .. "; " ..
          (m.rss_bytes and "RSS " .. mib(m.rss_bytes) or "no process running now")
 end
 
 function P.remediate(ctx)
   local m = guardian.service.memory()
+  if ctx.evidence:sub(1, #EXIT_EVIDENCE) == EXIT_EVIDENCE then
+    local on, ours = guardian.service.degraded("low_memory", LOW)
+    if not (on and ours) then return "low-memory mode is not this check's to leave" end
+    local over, short, why = problems(ctx, m)
+    if over or short then error("not leaving low-memory mode: " .. why) end
+    set_low_memory(false)
+    return "memory had room to spare (" .. mib(m.rss_bytes) .. " RSS): low-memory mode off"
+  end
   local handled = tonumber(guardian.state.get("oom_kills_handled") or "0")
   if m.oom_kills and m.oom_kills > handled then
     local killed = m.oom_kills - handled
@@ -141,10 +160,9 @@ end
 
 function P.rollback(ctx)
   local recorded = guardian.state.get("low_before") or ""
-  local incident, was = recorded:match("^(%d+)|(%a+)$")
+  local incident, was, ours = recorded:match("^(%d+)|(%a+)|(%a+)$")
   if tonumber(incident) ~= ctx.incident then return "nothing recorded by this incident" end
-  local seq, err = guardian.service.set_flags({low_memory = (was == "true")}, {wait_ms = 3000})
-  if not seq then error("could not put low-memory mode back: " .. err) end
+  set_low_memory(was == "true", ours == "true") -- someone else's low-memory mode stays theirs
   return "low-memory mode back " .. (was == "true" and "on" or "off")
 end
 

@@ -103,7 +103,7 @@ PlaybookRun* PlaybookRun::From(lua_State* L) {
   return run;
 }
 
-Status PlaybookRun::Start(int64_t incident_id) {
+Status PlaybookRun::Start(int64_t incident_id, const std::string& evidence) {
   sandbox_ = std::make_unique<Sandbox>(limits_.memory_bytes);
   lua_State* L = sandbox_->L();
   lua_pushlightuserdata(L, this);
@@ -127,6 +127,8 @@ Status PlaybookRun::Start(int64_t incident_id) {
         lua_setfield(L, -2, "mode");
         lua_pushinteger(L, incident_id);
         lua_setfield(L, -2, "incident");
+        lua_pushlstring(L, evidence.data(), evidence.size());
+        lua_setfield(L, -2, "evidence");
         lua_pushstring(L, check_state_dir_.c_str());
         lua_setfield(L, -2, "state_dir");
         PushParams(L, check_.params);

@@ -42,7 +42,8 @@ class PlaybookRun {
   ~PlaybookRun();
 
   // Creates the sandbox, installs the host API and the ctx table, loads the playbook.
-  Status Start(int64_t incident_id);
+  // `evidence` is what the detector saw when the incident opened (ctx.evidence).
+  Status Start(int64_t incident_id, const std::string& evidence = "");
   bool HasPhase(const std::string& phase) const;
   // Runs one phase; `done` is called exactly once, never from inside this call.
   void RunPhase(const std::string& phase, int attempt, PhaseDone done);

@@ -52,12 +52,12 @@ class OutOfMemoryTest(StackTestCase):
         p.update(params)
         return {"id": "app-mem", "mode": "out_of_memory", "interval_ms": 250, "params": p}
 
-    def start_with_limit(self):
+    def start_with_limit(self, **params):
         """Starts the stack with an RSS limit 96 MiB above the app's own footprint."""
         self.start_stack([self.check(rss_limit_mb=4096)])  # first learn the footprint
         base = rss_mb(self.service()["pid"])
         self.stop_all_daemons()
-        self.start_stack([self.check(rss_limit_mb=base + 96)])
+        self.start_stack([self.check(rss_limit_mb=base + 96, **params)])
         return self.app_get("/items")
 
     def test_cache_growth_healed_by_shedding_caches(self):
@@ -98,6 +98,40 @@ class OutOfMemoryTest(StackTestCase):
         self.assertTrue(st["memory"]["low_memory"])
         self.assertEqual(st["memory"]["leak_bytes"], 0)
         self.assertEqual(self.app_get("/items"), before)
+
+    def test_low_memory_mode_left_once_memory_has_room_again(self):
+        before = self.start_with_limit(low_memory_exit_ms=1000)
+        self.inject("out_of_memory", "--kind", "leak", "--mb", "192")
+        # The restart in low-memory mode freed the leak; with room to spare for 1 s, the check
+        # opens an incident whose playbook turns the mode off again.
+        def left():
+            for i in self.incidents("app-mem"):
+                if i["state"] == "resolved" and "memory healthy in low-memory mode" in i["evidence"]:
+                    return self.incident(i["id"])
+            return None
+        inc = self.wait_for(left, LONG_TIMEOUT_S, "an incident that leaves low-memory mode")
+        remediate = [s for s in inc["steps"] if s["phase"] == "remediate"][-1]
+        self.assertIn("low-memory mode off", remediate["message"])
+        self.assertTrue(any("restarted in low-memory mode" in s["message"]
+                            for i in self.incidents("app-mem") if i["id"] < inc["id"]
+                            for s in self.incident(i["id"])["steps"]), "the leak was healed first")
+        self.wait_for(lambda: not self.app_get("/status")["memory"]["low_memory"], TIMEOUT_S,
+                      "the app out of low-memory mode")
+        self.assertEqual(self.app_get("/items"), before)
+
+    def test_low_memory_mode_someone_else_set_is_kept(self):
+        self.start_with_limit(low_memory_exit_ms=500)
+        flags = os.path.join(self.stack, "run", "flags.json")
+        with open(flags + ".tmp", "w") as f:
+            f.write('{"seq": 900, "low_memory": true}')
+        os.replace(flags + ".tmp", flags)  # an operator's choice, not this check's
+        self.wait_for(lambda: self.app_get("/status")["memory"]["low_memory"], TIMEOUT_S,
+                      "the app in low-memory mode")
+        # Several exit windows pass: the mode is not the check's to leave.
+        import time
+        time.sleep(2)
+        self.assertEqual(self.incidents("app-mem"), [])
+        self.assertTrue(self.app_get("/status")["memory"]["low_memory"])
 
     def oom_diagnostics(self, pid, cg):
         """What the kernel says of the killed process's threads and its cgroup."""

@@ -20,13 +20,14 @@ using Fixture = RunFixture;
 
 }  // namespace
 
-TEST_CASE("a phase's string result is its message; ctx carries the incident") {
+TEST_CASE("a phase's string result is its message; ctx carries the incident and its evidence") {
   Fixture f;
-  auto run = f.Run(f.Playbook(
-      "remediate = function(ctx) return 'ok for ' .. ctx.check .. '#' .. ctx.incident end"));
+  f.evidence = "file missing";
+  auto run = f.Run(f.Playbook("remediate = function(ctx) return 'ok for ' .. ctx.check .. '#' .. "
+                              "ctx.incident .. ': ' .. ctx.evidence end"));
   auto [s, msg] = f.Phase(*run, "remediate");
   CHECK(s.ok());
-  CHECK(msg == "ok for app#7");
+  CHECK(msg == "ok for app#7: file missing");
   auto [s2, msg2] = f.Phase(*run, "backup");  // not defined: skipped, ok
   CHECK(s2.ok());
   CHECK(msg2 == "not defined by the playbook");

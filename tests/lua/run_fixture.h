@@ -24,6 +24,7 @@ struct RunFixture {
   std::string state;  // ctx.state_dir
   uv_loop_t loop{};
   std::map<std::string, std::string> values;
+  std::string evidence;  // ctx.evidence of the runs made
   std::vector<std::string> logs;
   int probes = 0;
   // For guardian.service tests: the supervisor runs get, and the check's params.service.
@@ -88,7 +89,7 @@ struct RunFixture {
     };
     services.dry_run = dry_run;
     auto run = std::make_unique<PlaybookRun>(&loop, pb, c, state, limits, services);
-    Status s = run->Start(7);
+    Status s = run->Start(7, evidence);
     REQUIRE_MESSAGE(s.ok(), s.message());
     return run;
   }
