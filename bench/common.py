@@ -4,12 +4,13 @@ import datetime
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "chaos"))
+from harness.stack import free_port_base, stop_process  # noqa: E402,F401  (shared with chaos/run)
 
 
 class BenchError(Exception):
@@ -155,13 +156,7 @@ class Daemon:
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         self.proc = None
         if self.log:
             self.log.close()

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BenchError, Daemon, machine_info, p95, wait_for, yaml_str  # noqa: E402
+from common import BenchError, Daemon, free_port_base as free_base, machine_info, p95, wait_for, yaml_str  # noqa: E402
 
 INJECT = os.path.join(ROOT, "chaos", "inject")
 SEED = os.path.join(ROOT, "chaos", "stack", "seed")
@@ -58,23 +57,6 @@ PLAN = {
     # network back and the check takes the app out of offline mode (its own incident)
     "network_unreachable": ("app-net", ["link", "drop"], [], True),
 }
-
-
-def free_base(n):
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65535:
-            continue
-        try:
-            for p in range(base, base + n):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-    raise BenchError("no free port range")
 
 
 def network_check():
