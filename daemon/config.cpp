@@ -104,7 +104,7 @@ constexpr std::string_view kRetryKeys[] = {"backoff_base_ms", "backoff_max_ms"};
 constexpr std::string_view kLimitsKeys[] = {"instructions", "memory_mb", "phase_timeout_ms"};
 constexpr std::string_view kCheckKeys[] = {"id",     "mode",      "interval_ms", "debounce",
                                            "jitter", "target_ms", "playbook",    "retries",
-                                           "budget", "params"};
+                                           "budget", "params",    "depends_on"};
 constexpr std::string_view kServiceKeys[] = {
     "name", "argv",    "cwd",           "env",          "status_file", "flags_file",     "output",
     "port", "restart", "stop_grace_ms", "stop_on_exit", "cgroup",      "memory_limit_mb"};
@@ -1000,7 +1000,59 @@ class Loader {
                            std::to_string(seen->second) + ")");
       }
     }
+    CheckDependencies(config);
   }
+
+  // depends_on names other checks of this config, and never leads back to the check itself
+  // (a cycle would leave every check in it waiting on another).
+  void CheckDependencies(const Config& config) {
+    std::vector<std::string_view> ids;
+    for (const auto& [id, item] : checks_ids_) ids.push_back(id);
+    bool names_ok = true;
+    for (const auto& d : depends_items_) {
+      if (d.dep == d.check) {
+        Error(d.item, "check '" + d.check + "' cannot depend on itself");
+        names_ok = false;
+      } else if (std::find(ids.begin(), ids.end(), d.dep) == ids.end()) {
+        Error(d.item, "no check with id '" + d.dep + "'" + Suggest(d.dep, ids));
+        names_ok = false;
+      }
+    }
+    if (!names_ok) return;
+    std::map<std::string, const CheckConfig*> by_id;
+    for (const auto& c : config.checks) by_id[c.id] = &c;
+    for (const auto& d : depends_items_) {
+      // Follow d.dep's dependencies: reaching d.check again is a cycle.
+      std::vector<std::string> path{d.check, d.dep};
+      if (LeadsTo(by_id, d.dep, d.check, &path)) {
+        std::string chain;
+        for (const auto& id : path) chain += (chain.empty() ? "" : " -> ") + id;
+        Error(d.item, "depends_on makes a cycle: " + chain);
+        return;  // one cycle is reported once, not from each of its checks
+      }
+    }
+  }
+
+  static bool LeadsTo(const std::map<std::string, const CheckConfig*>& by_id,
+                      const std::string& from, const std::string& to,
+                      std::vector<std::string>* path) {
+    auto it = by_id.find(from);
+    if (it == by_id.end()) return false;
+    for (const auto& next : it->second->depends_on) {
+      if (std::find(path->begin() + 1, path->end(), next) != path->end()) continue;  // seen
+      path->push_back(next);
+      if (next == to || LeadsTo(by_id, next, to, path)) return true;
+      path->pop_back();
+    }
+    return false;
+  }
+
+  struct DependsItem {
+    std::string check;  // the check whose depends_on lists it
+    std::string dep;
+    Item item;
+  };
+  std::vector<DependsItem> depends_items_;
 
   std::optional<CheckConfig> ReadCheck(const Item& item, const CheckDefaults& defaults,
                                        const Config& config) {
@@ -1075,6 +1127,15 @@ class Loader {
     }
 
     if (const Entry* e = FindContainer(*d, "budget")) ReadBudget(e->value, &c.budget);
+
+    if (const Entry* e = FindContainer(*d, "depends_on")) {
+      if (auto deps = StringList(e->value)) {
+        c.depends_on = *deps;
+        // Judged once every check is read: the ids may come later in the file.
+        for (size_t i = 0; i < deps->size(); ++i)
+          depends_items_.push_back({c.id, (*deps)[i], SequenceItem(e->value, i)});
+      }
+    }
 
     const Entry* params = FindContainer(*d, "params");
     if (mode_ok) {

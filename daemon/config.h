@@ -97,7 +97,10 @@ struct CheckConfig {
   std::optional<int> retries;  // overrides the playbook's `retries`
   Budget budget;               // defaults to the top-level budget
   Params params;               // validated against the mode's detector schema
-  int line = 0;                // where the check starts in the file, for messages
+  // Checks whose failure explains this one's (a root cause such as the network): while one of
+  // them is failing, this check's incident is linked to it and runs no playbook of its own.
+  std::vector<std::string> depends_on;
+  int line = 0;  // where the check starts in the file, for messages
 };
 
 struct Config {

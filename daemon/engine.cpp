@@ -29,6 +29,8 @@ struct Engine::Incident {
   int attempt = 0;
   bool remediate_started = false;
   bool observing = false;  // waits without acting (observe mode or hold); resolves on health
+  bool dependent = false;  // caused by root_check's failure (depends_on): waits, never acts
+  std::string root_check;
   std::vector<std::string> log_lines;  // the current phase's guardian.log lines
 };
 
@@ -47,7 +49,7 @@ static bool SameCheck(const CheckConfig& a, const CheckConfig& b) {
          a.debounce == b.debounce && a.jitter == b.jitter && a.target_ms == b.target_ms &&
          a.playbook == b.playbook && a.retries == b.retries &&
          a.budget.max_actions == b.budget.max_actions && a.budget.window_ms == b.budget.window_ms &&
-         a.params == b.params;
+         a.params == b.params && a.depends_on == b.depends_on;
 }
 
 void Engine::Apply(std::shared_ptr<const Config> config) {
@@ -102,7 +104,7 @@ void Engine::ResumeObserved() {
     CheckRuntime* check = FindCheck(inc->rec.check_id);
     std::string why;
     // A removed check's incident goes too: StartAttempt escalates it as no longer configured.
-    if (inc->observing && (!check || MayAct(check, &why))) ready.push_back(id);
+    if (inc->observing && !inc->dependent && (!check || MayAct(check, &why))) ready.push_back(id);
   }
   for (int64_t id : ready) {
     auto it = incidents_.find(id);
@@ -208,6 +210,14 @@ void Engine::OnObservation(CheckRuntime* check, const Observation& obs) {
     if (it != incidents_.end() && it->second->observing && obs.ok()) {
       Incident* inc = it->second.get();
       Resolve(inc, "recovered without action (" + inc->rec.reason + ")");
+    } else if (it != incidents_.end() && it->second->dependent && obs.failing()) {
+      // Still failing with its root cause fine again (say it healed without an incident):
+      // this failure is its own after all.
+      int64_t root_id = 0;
+      if (FailingDependency(check, &root_id).empty()) {
+        Unlink(it->second.get());
+        Triage(it->second.get());
+      }
     }
     return;
   }
@@ -273,10 +283,12 @@ void Engine::Open(CheckRuntime* check, const Observation& obs,
                    int64_t id = rec->id;
                    if (check) check->incident_id = id;
                    if (metrics_) metrics_->IncidentOpened(inc->rec.mode);
+                   std::string check_id = inc->rec.check_id;
                    incidents_[id] = std::move(inc);
                    if (opened) opened(Status::OK(), id);
                    if (shutting_down_) return;  // resumed at the next start
-                   StartAttempt(incidents_[id].get());
+                   LinkDependents(check_id, id);
+                   Triage(incidents_[id].get());
                  });
 }
 
@@ -439,6 +451,113 @@ void Engine::FreeNextTurn(std::shared_ptr<void> dead) {
   timer->Start(0, [timer, dead]() mutable {
     dead.reset();
     delete timer;
+  });
+}
+
+std::string Engine::FailingDependency(CheckRuntime* check, int64_t* root_id) {
+  for (const auto& dep_id : check->config().depends_on) {
+    CheckRuntime* dep = FindCheck(dep_id);
+    if (!dep) continue;
+    // -1: its incident is being recorded (the id comes through LinkDependents).
+    if (dep->incident_id != 0 || dep->last_observation().failing()) {
+      *root_id = dep->incident_id > 0 ? dep->incident_id : 0;
+      return dep_id;
+    }
+  }
+  return "";
+}
+
+void Engine::Triage(Incident* inc) {
+  CheckRuntime* check = FindCheck(inc->rec.check_id);
+  if (!check || check->config().depends_on.empty()) return StartAttempt(inc);
+  int64_t root_id = 0;
+  std::string root = FailingDependency(check, &root_id);
+  if (!root.empty()) return MakeDependent(inc, root, root_id);
+  // None known to fail: ask each now, since a root cause may have broken since its last probe.
+  ProbeDependencies(inc->rec.id, 0);
+}
+
+void Engine::ProbeDependencies(int64_t id, size_t i) {
+  auto it = incidents_.find(id);
+  if (it == incidents_.end() || shutting_down_) return;
+  CheckRuntime* check = FindCheck(it->second->rec.check_id);
+  if (!check || i >= check->config().depends_on.size()) return StartAttempt(it->second.get());
+  std::string dep_id = check->config().depends_on[i];
+  CheckRuntime* dep = FindCheck(dep_id);
+  if (!dep) return ProbeDependencies(id, i + 1);
+  dep->ProbeOnce([this, id, i, dep_id](Observation obs) {
+    auto it = incidents_.find(id);
+    if (it == incidents_.end() || shutting_down_) return;
+    if (!obs.failing()) return ProbeDependencies(id, i + 1);
+    CheckRuntime* dep = FindCheck(dep_id);
+    MakeDependent(it->second.get(), dep_id, dep && dep->incident_id > 0 ? dep->incident_id : 0);
+    if (dep && dep->incident_id == 0) dep->ProbeNow();  // its own incident, without delay
+  });
+}
+
+void Engine::MakeDependent(Incident* inc, const std::string& root_check, int64_t root_id) {
+  inc->dependent = true;
+  inc->root_check = root_check;
+  inc->rec.caused_by = root_id;
+  spdlog::warn("incident {} ({}): caused by check {}{}; no playbook of its own", inc->rec.id,
+               inc->rec.check_id, root_check,
+               root_id ? " (incident " + std::to_string(root_id) + ")" : "");
+  Observe(inc, "caused by check " + root_check + ", which it depends on: no playbook of its own");
+}
+
+void Engine::Unlink(Incident* inc) {
+  // The root cause did not explain it after all: the record says so (caused_by cleared).
+  inc->dependent = false;
+  inc->observing = false;
+  inc->root_check.clear();
+  inc->rec.caused_by = 0;
+}
+
+void Engine::LinkDependents(const std::string& root_check, int64_t root_id) {
+  for (auto& [id, inc] : incidents_) {
+    if (inc->dependent && inc->root_check == root_check && inc->rec.caused_by == 0) {
+      inc->rec.caused_by = root_id;
+      Persist(inc.get());
+    }
+  }
+}
+
+void Engine::RootEnded(const Incident& root) {
+  bool healed = root.rec.state == kStateResolved;
+  for (auto& [id, inc] : incidents_) {
+    if (!inc->dependent || inc->root_check != root.rec.check_id) continue;
+    // Escalated: the root cause stays broken and held; its dependents wait on their health.
+    if (healed) RecheckDependent(id, 3);
+  }
+}
+
+void Engine::RecheckDependent(int64_t id, int tries_left) {
+  auto it = incidents_.find(id);
+  if (it == incidents_.end() || shutting_down_ || !it->second->dependent) return;
+  // Its own probe says whether the root cause's heal was its heal too. A dependent may take a
+  // moment to follow (a reconnect), so it gets a few probe periods before it counts as its own.
+  ProbeForStep(it->second->rec.check_id, 2, [this, id, tries_left](Status s, std::string) {
+    auto it = incidents_.find(id);
+    if (it == incidents_.end() || shutting_down_ || !it->second->dependent) return;
+    Incident* inc = it->second.get();
+    if (s.ok()) {
+      return Resolve(inc,
+                     "recovered with its root cause (check " + inc->root_check +
+                         (inc->rec.caused_by ? ", incident " + std::to_string(inc->rec.caused_by)
+                                             : std::string()) +
+                         ")");
+    }
+    CheckRuntime* check = FindCheck(inc->rec.check_id);
+    if (tries_left > 1 && check) {
+      inc->retry_timer = std::make_unique<Timer>(loop_);
+      inc->retry_timer->Start(check->config().interval_ms,
+                              [this, id, tries_left] { RecheckDependent(id, tries_left - 1); });
+      return;
+    }
+    spdlog::warn("incident {} ({}): still failing after its root cause healed: acting on it", id,
+                 inc->rec.check_id);
+    Unlink(inc);
+    Triage(inc);
   });
 }
 
@@ -615,6 +734,7 @@ void Engine::Resolve(Incident* inc, const std::string& reason) {
     check->incident_id = 0;
     check->DiscardProbeInFlight();
   }
+  RootEnded(*inc);
   Finish(inc);
 }
 
@@ -637,6 +757,7 @@ void Engine::Escalate(Incident* inc, const std::string& reason) {
   int64_t now = clock_->WallMs();
   store_->Submit([check_id, hold, now](Store& s) { return s.SetHold(check_id, hold, now); });
   Audit("escalation", "hold", check_id, hold);
+  RootEnded(*inc);
   Finish(inc);
 }
 
@@ -705,6 +826,10 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished,
             if (it == incidents_.end()) return;
             Incident* inc = it->second.get();
             if (s.ok()) return Resolve(inc, "healthy after guardiand restart");
+            CheckRuntime* check = FindCheck(inc->rec.check_id);
+            // One that never acted (a dependent, say) is judged again, root cause first.
+            if (inc->attempt == 0 && check && !check->config().depends_on.empty())
+              return Triage(inc);
             if (inc->remediate_started)
               return Rollback(inc, "remediation interrupted by a guardiand restart");
             RetryOrEscalate(inc, "interrupted by a guardiand restart");
@@ -782,6 +907,8 @@ nlohmann::json Engine::StatusJson() const {
                          {"state", inc->rec.state},
                          {"attempts", inc->rec.attempts},
                          {"observing", inc->observing},
+                         {"caused_by", inc->rec.caused_by ? nlohmann::json(inc->rec.caused_by)
+                                                          : nlohmann::json(nullptr)},
                          {"reason", inc->rec.reason}});
   }
   return {{"mode", config_ && config_->observe ? "observe" : "act"},

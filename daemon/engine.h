@@ -98,6 +98,19 @@ class Engine {
   // Destroys `dead` on the next loop turn: callers may be inside its own callback.
   void FreeNextTurn(std::shared_ptr<void> dead);
   void ResumeObserved();
+  // Causal suppression (a check's depends_on): before an incident acts, a dependency that is
+  // failing (incident open, last look failing, or failing when probed now) is its root cause;
+  // the incident is then linked to it (caused_by) and waits without a playbook of its own.
+  void Triage(Incident* inc);
+  void ProbeDependencies(int64_t id, size_t i);
+  void MakeDependent(Incident* inc, const std::string& root_check, int64_t root_id);
+  void Unlink(Incident* inc);
+  // When a root cause's incident opens or ends: its dependents get its id, or are re-judged.
+  void LinkDependents(const std::string& root_check, int64_t root_id);
+  void RootEnded(const Incident& root);
+  void RecheckDependent(int64_t id, int tries_left);
+  // True when a dependency of `check` is failing now (incident open or last look failing).
+  std::string FailingDependency(CheckRuntime* check, int64_t* root_id);
   void StartAttempt(Incident* inc);
   void RunStep(Incident* inc, const std::string& phase, std::function<void(Status)> next);
   void ActStep(std::shared_ptr<StepRecord> step, Status journaled,

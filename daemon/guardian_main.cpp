@@ -246,6 +246,9 @@ void PrintIncident(const json& r) {
               FormatMs(r["mttd_ms"]).c_str(), FormatTime(r["recovered_at"]).c_str(),
               FormatMs(r["mttr_ms"]).c_str(), FormatMs(r["target_ms"]).c_str(),
               r.value("within_target", json()) == false ? ", OVER TARGET" : "");
+  if (r.value("caused_by", json()).is_number())
+    std::printf("  caused by incident %s (depends_on): no playbook of its own\n",
+                Str(r, "caused_by").c_str());
   std::printf("  playbook  %s, %s attempt(s)\n  evidence  %s\n  reason    %s\n  steps:\n",
               Str(r, "playbook").c_str(), Str(r, "attempts").c_str(), Str(r, "evidence").c_str(),
               Str(r, "reason").c_str());

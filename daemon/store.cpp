@@ -60,6 +60,10 @@ CREATE TABLE events(
 );
 CREATE INDEX events_at ON events(at);
 )sql",
+    // 3: an incident caused by another (its check's depends_on): the root cause's incident id.
+    R"sql(
+ALTER TABLE incidents ADD COLUMN caused_by INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 constexpr int kLatestVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -96,7 +100,7 @@ class Stmt {
 
 const char* kIncidentColumns =
     "id, check_id, mode, state, onset_at, detected_at, recovered_at, target_ms, playbook, "
-    "attempts, evidence, reason";
+    "attempts, evidence, reason, caused_by";
 
 IncidentRecord ReadIncident(Stmt& st) {
   IncidentRecord r;
@@ -112,6 +116,7 @@ IncidentRecord ReadIncident(Stmt& st) {
   r.attempts = static_cast<int>(st.Int(9));
   r.evidence = st.Text(10);
   r.reason = st.Text(11);
+  r.caused_by = st.Int(12);
   return r;
 }
 
@@ -139,6 +144,7 @@ nlohmann::json IncidentRecord::ToJson() const {
   j["attempts"] = attempts;
   j["evidence"] = evidence;
   j["reason"] = reason;
+  j["caused_by"] = caused_by ? json(caused_by) : json(nullptr);
   json steps = json::array();
   for (const auto& s : this->steps) {
     steps.push_back({{"phase", s.phase},
@@ -232,26 +238,28 @@ Status Store::Migrate() {
 Status Store::InsertIncident(IncidentRecord* rec) {
   Stmt st(db_,
           "INSERT INTO incidents(check_id, mode, state, onset_at, detected_at, recovered_at, "
-          "target_ms, playbook, attempts, evidence, reason) VALUES(?,?,?,?,?,?,?,?,?,?,?)");
+          "target_ms, playbook, attempts, evidence, reason, caused_by) "
+          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Error("prepare insert incident");
   st.Bind(1, rec->check_id).Bind(2, rec->mode).Bind(3, rec->state).Bind(4, rec->onset_at);
   st.Bind(5, rec->detected_at).Bind(6, rec->recovered_at).Bind(7, rec->target_ms);
   st.Bind(8, rec->playbook)
       .Bind(9, int64_t{rec->attempts})
       .Bind(10, rec->evidence)
-      .Bind(11, rec->reason);
+      .Bind(11, rec->reason)
+      .Bind(12, rec->caused_by);
   if (st.Step() != SQLITE_DONE) return Error("insert incident");
   rec->id = sqlite3_last_insert_rowid(db_);
   return Status::OK();
 }
 
 Status Store::UpdateIncident(const IncidentRecord& rec) {
-  Stmt st(
-      db_,
-      "UPDATE incidents SET state=?, recovered_at=?, attempts=?, evidence=?, reason=? WHERE id=?");
+  Stmt st(db_,
+          "UPDATE incidents SET state=?, recovered_at=?, attempts=?, evidence=?, reason=?, "
+          "caused_by=? WHERE id=?");
   if (!st.ok()) return Error("prepare update incident");
   st.Bind(1, rec.state).Bind(2, rec.recovered_at).Bind(3, int64_t{rec.attempts});
-  st.Bind(4, rec.evidence).Bind(5, rec.reason).Bind(6, rec.id);
+  st.Bind(4, rec.evidence).Bind(5, rec.reason).Bind(6, rec.caused_by).Bind(7, rec.id);
   if (st.Step() != SQLITE_DONE) return Error("update incident");
   return Status::OK();
 }

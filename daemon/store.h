@@ -49,8 +49,9 @@ struct IncidentRecord {
   int64_t target_ms = 0;
   std::string playbook;
   int attempts = 0;
-  std::string evidence;  // what the probe saw
-  std::string reason;    // why it ended as it did
+  std::string evidence;   // what the probe saw
+  std::string reason;     // why it ended as it did
+  int64_t caused_by = 0;  // the root cause's incident (depends_on); 0: none, or not known yet
   std::vector<StepRecord> steps;
 
   bool terminal() const;

@@ -239,6 +239,35 @@ TEST_CASE("duplicate id is reported at the second, naming the first's line") {
                  8, 10, "duplicate check id 'app' (first defined at line 2)");
 }
 
+TEST_CASE("depends_on names other checks, later ones too, and never itself or a cycle") {
+  ConfigLoad good = Load(
+      "checks:\n"
+      "  - {id: model, mode: missing_config, params: {path: /a}, depends_on: [net]}\n"
+      "  - {id: net, mode: disk_full, params: {path: /}}\n");
+  INFO(AllErrors(good));
+  REQUIRE(good.ok());
+  CHECK(good.config->checks[0].depends_on == std::vector<std::string>{"net"});
+  CHECK(good.config->checks[1].depends_on.empty());
+
+  ExpectOneError(Load("checks:\n"
+                      "  - {id: model, mode: missing_config, params: {path: /a},\n"
+                      "     depends_on: [network]}\n"
+                      "  - {id: net, mode: disk_full, params: {path: /}}\n"),
+                 3, 19, "no check with id 'network'");
+  ExpectOneError(Load("checks:\n"
+                      "  - {id: model, mode: missing_config, params: {path: /a},\n"
+                      "     depends_on: [model]}\n"),
+                 3, 19, "check 'model' cannot depend on itself");
+  ExpectOneError(Load("checks:\n"
+                      "  - {id: a, mode: missing_config, params: {path: /a}, depends_on: [b]}\n"
+                      "  - {id: b, mode: missing_config, params: {path: /b}, depends_on: [c]}\n"
+                      "  - {id: c, mode: missing_config, params: {path: /c}, depends_on: [a]}\n"),
+                 2, 68, "depends_on makes a cycle: a -> b -> c -> a");
+  ExpectOneError(Load("checks:\n"
+                      "  - {id: a, mode: missing_config, params: {path: /a}, depends_on: b}\n"),
+                 2, 67, "expected a sequence of strings");
+}
+
 TEST_CASE("missing mode") {
   ExpectOneError(Load(Check("id: app\n")), 2, 5, "checks[0]: missing required key 'mode'");
 }

@@ -34,6 +34,44 @@ IncidentRecord MakeIncident(const std::string& check) {
 }
 }  // namespace
 
+TEST_CASE("caused_by links an incident to its root cause's; an older store gains it as 0") {
+  TempDir dir;
+  std::string path = (dir.path / "g.db").string();
+  {
+    // A store as schema version 2 left it: no caused_by column yet, one incident in it.
+    std::unique_ptr<Store> store;
+    REQUIRE(Store::Open(path, false, &store).ok());
+    IncidentRecord old = MakeIncident("app");
+    REQUIRE(store->InsertIncident(&old).ok());
+  }
+  sqlite3* db;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "ALTER TABLE incidents DROP COLUMN caused_by; PRAGMA user_version=2",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+
+  std::unique_ptr<Store> store;
+  REQUIRE(Store::Open(path, false, &store).ok());
+  CHECK(store->SchemaVersion() == Store::LatestSchemaVersion());
+  std::optional<IncidentRecord> got;
+  REQUIRE(store->GetIncident(1, &got).ok());
+  REQUIRE(got);
+  CHECK(got->caused_by == 0);
+  CHECK(got->ToJson()["caused_by"].is_null());
+
+  IncidentRecord dep = MakeIncident("model");
+  dep.caused_by = 1;
+  REQUIRE(store->InsertIncident(&dep).ok());
+  REQUIRE(store->GetIncident(dep.id, &got).ok());
+  CHECK(got->caused_by == 1);
+  got->caused_by = 0;  // the link is dropped when the root cause turns out not to explain it
+  REQUIRE(store->UpdateIncident(*got).ok());
+  REQUIRE(store->GetIncident(dep.id, &got).ok());
+  CHECK(got->caused_by == 0);
+  dep.caused_by = 1;
+  CHECK(dep.ToJson()["caused_by"] == 1);
+}
+
 TEST_CASE("a new store is in WAL mode at the latest schema version") {
   TempDir dir;
   std::unique_ptr<Store> store;

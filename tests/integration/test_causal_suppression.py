@@ -1,0 +1,103 @@
+"""Causal suppression: a check that `depends_on` another gets no playbook of its own while that
+one is failing. Its incident is linked to the root cause's (`caused_by`), waits, and ends when
+its own probe passes after the root cause healed; if it still fails then, the failure was its
+own and its playbook runs. Two real files stand in for two services: `site`'s config is a
+symlink to `base`'s, so deleting base's file breaks both checks at once, and restoring it heals
+both, as a network outage breaks every check that calls out through it."""
+
+import os
+import unittest
+
+from harness import GOOD_CONFIG, LONG_TIMEOUT_S, TIMEOUT_S, GuardianTestCase
+
+
+def phases(inc):
+    return [s["phase"] for s in inc["steps"]]
+
+
+class CausalSuppressionTest(GuardianTestCase):
+    def start(self, site_is_link=True, base_playbook="slow_restore"):
+        self.base, _ = self.make_app_file("base")
+        site_dir = self.path("site")
+        os.makedirs(site_dir)
+        self.site = os.path.join(site_dir, "app.yaml")
+        if site_is_link:
+            os.symlink(self.base, self.site)
+        else:
+            with open(self.site, "w") as f:
+                f.write(GOOD_CONFIG)
+        # base heals slowly (its remediate waits 3 s), so site sees the outage for sure.
+        base = self.check("base", self.base, playbook=base_playbook)
+        site = dict(self.check("site", self.site), depends_on=["base"])
+        self.write_config([base, site], test_playbooks=True)
+        self.start_daemon()
+        for c in ("base", "site"):
+            self.wait_for(lambda: (self.check_status(c) or {}).get("state") == "ok", TIMEOUT_S,
+                          c + " ok")
+
+    def test_one_root_cause_one_playbook(self):
+        self.start()
+        os.remove(self.base)
+        root = self.wait_incident("base", timeout=LONG_TIMEOUT_S)
+        self.assertEqual(root["state"], "resolved", root)
+        dep = self.wait_incident("site", timeout=LONG_TIMEOUT_S)
+        self.assertEqual(dep["state"], "resolved", dep)
+        self.assertEqual(dep["caused_by"], root["id"], dep)
+        self.assertIsNone(root["caused_by"])
+        # Only the root cause's playbook ran; the dependent only waited.
+        self.assertIn("remediate", phases(self.incident(root["id"])))
+        dep = self.incident(dep["id"])
+        self.assertEqual(phases(dep), ["observe"], dep)
+        self.assertIn("caused by check base", dep["steps"][0]["message"])
+        self.assertIn("recovered", dep["reason"])
+        self.assertGreaterEqual(dep["recovered_at"], root["recovered_at"])
+        with open(self.site) as f:
+            self.assertEqual(f.read(), GOOD_CONFIG)
+        self.assertTrue(os.path.islink(self.site), "site's own playbook never touched it")
+        text = self.run_cli(*(self.read_args() + ["incident", str(dep["id"])])).stdout
+        self.assertIn("caused by incident %d" % root["id"], text)
+
+    def test_a_dependent_still_failing_after_the_root_heals_acts_on_its_own(self):
+        self.start(site_is_link=False)
+        # Both break; base's heal does not heal site, whose file is its own.
+        os.remove(self.site)
+        os.remove(self.base)
+        root = self.wait_incident("base", timeout=LONG_TIMEOUT_S)
+        self.assertEqual(root["state"], "resolved", root)
+        dep = self.wait_incident("site", timeout=LONG_TIMEOUT_S)
+        self.assertEqual(dep["state"], "resolved", dep)
+        dep = self.incident(dep["id"])
+        # It waited on base first, then ran its own playbook; the link was dropped.
+        self.assertEqual(phases(dep)[0], "observe", dep)
+        self.assertIn("remediate", phases(dep))
+        self.assertIsNone(dep["caused_by"], dep)
+        with open(self.site) as f:
+            self.assertEqual(f.read(), GOOD_CONFIG)
+
+    def test_a_dependency_that_is_fine_does_not_hold_back_the_playbook(self):
+        self.start(site_is_link=False)
+        os.remove(self.site)
+        dep = self.wait_incident("site", timeout=LONG_TIMEOUT_S)
+        self.assertEqual(dep["state"], "resolved", dep)
+        dep = self.incident(dep["id"])
+        self.assertIsNone(dep["caused_by"])
+        self.assertNotIn("observe", phases(dep))
+        self.assertIn("remediate", phases(dep))
+        self.assertEqual(self.incidents("base"), [])
+
+    def test_status_shows_the_link_while_the_root_cause_heals(self):
+        self.start()
+        os.remove(self.base)
+
+        def linked():
+            st = self.status_json() or {}
+            for i in st.get("incidents", []):
+                if i["check"] == "site" and i.get("caused_by"):
+                    return i
+            return None
+        i = self.wait_for(linked, LONG_TIMEOUT_S, "site's incident linked in the status")
+        self.assertTrue(i["observing"])
+        self.assertEqual(i["caused_by"], self.incidents("base")[0]["id"])
+
+if __name__ == "__main__":
+    unittest.main()
