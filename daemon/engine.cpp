@@ -458,8 +458,10 @@ std::string Engine::FailingDependency(CheckRuntime* check, int64_t* root_id) {
   for (const auto& dep_id : check->config().depends_on) {
     CheckRuntime* dep = FindCheck(dep_id);
     if (!dep) continue;
-    // -1: its incident is being recorded (the id comes through LinkDependents).
-    if (dep->incident_id != 0 || dep->last_observation().failing()) {
+    // -1: its incident is being recorded (the id comes through LinkDependents). Degraded: its
+    // playbook holds it in a degraded mode while the fault lasts (offline mode, say).
+    const Observation& last = dep->last_observation();
+    if (dep->incident_id != 0 || last.failing() || last.degraded) {
       *root_id = dep->incident_id > 0 ? dep->incident_id : 0;
       return dep_id;
     }
@@ -548,6 +550,8 @@ void Engine::RecheckDependent(int64_t id, int tries_left) {
                          ")");
     }
     CheckRuntime* check = FindCheck(inc->rec.check_id);
+    int64_t root_id = 0;
+    if (check && !FailingDependency(check, &root_id).empty()) return;  // still explained: wait
     if (tries_left > 1 && check) {
       inc->retry_timer = std::make_unique<Timer>(loop_);
       inc->retry_timer->Start(check->config().interval_ms,
@@ -890,6 +894,7 @@ nlohmann::json Engine::StatusJson() const {
          {"interval_ms", c->config().interval_ms},
          {"target_ms", c->config().target_ms},
          {"evidence", c->last_observation().evidence},
+         {"degraded", c->last_observation().degraded},
          {"gauges", c->last_observation().gauges},
          {"held", c->held()},
          {"hold_reason", c->hold_reason()},

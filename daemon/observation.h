@@ -23,6 +23,10 @@ struct Observation {
   // automatic hold lifts at once, so the playbook tries again with it instead of waiting out the
   // cool-down. Detectors report each change once, so this cannot loop.
   std::string new_input;
+  // Ok only because a remediation holds what it watches in a degraded mode (offline mode while
+  // the network is still down, a breaker open on a primary still failing): the fault is still
+  // there, so checks that depend on this one stay linked to it (depends_on).
+  bool degraded = false;
 
   static Observation Ok(std::string why = {}) { return Make(Health::kOk, std::move(why)); }
   static Observation Failing(std::string why) { return Make(Health::kFailing, std::move(why)); }

@@ -93,6 +93,7 @@ class ApiTimeoutDetector : public Detector {
 
   Observation Judge(const AppView& app, const HttpResult& r) {
     Observation o = JudgeBreaker(app, r);
+    o.degraded = o.ok() && app.active == "backup";
     o.gauges = {{"breaker_open", app.active == "backup" ? 1 : 0},
                 {"primary_failures_in_a_row", static_cast<double>(bad_streak_)},
                 {"primary_good_in_a_row", static_cast<double>(good_streak_)},

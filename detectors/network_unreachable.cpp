@@ -147,6 +147,7 @@ class NetworkUnreachableDetector : public Detector {
       Observation o = Observation::Ok("offline mode: " + last_verdict_ + "; next probe in " +
                                       std::to_string((next_offline_probe_ - now) / 1000) + " s");
       o.gauges = Gauges(true, next_offline_probe_ - now);
+      o.degraded = true;
       return done(std::move(o));
     }
     link_changed_ = false;
@@ -234,6 +235,7 @@ class NetworkUnreachableDetector : public Detector {
     }
     int64_t now = static_cast<int64_t>(uv_now(env_.loop));
     o.gauges = Gauges(offline && network_down, offline ? next_offline_probe_ - now : 0);
+    o.degraded = offline && network_down;
     o.gauges["targets_reachable"] = static_cast<double>(s.up.size() + s.down.size());
     return o;
   }

@@ -60,9 +60,12 @@ class ApiTimeoutTest(StackTestCase):
         self.baseline = max([i["id"] for i in self.incidents("app-api")] or [0])
         self.assertEqual(self.app_get("/quote?item=3")["served_by"], "primary")
 
-    def check_gauges(self):
+    def api_check(self):
         st = self.api("GET", "/v1/status", expect=200).json
-        return [c for c in st["checks"] if c["id"] == "app-api"][0]["gauges"]
+        return [c for c in st["checks"] if c["id"] == "app-api"][0]
+
+    def check_gauges(self):
+        return self.api_check()["gauges"]
 
     def flags(self):
         with open(os.path.join(self.stack, "run", "flags.json")) as f:
@@ -84,6 +87,9 @@ class ApiTimeoutTest(StackTestCase):
         metrics = self.api("GET", "/metrics", expect=200).text
         self.assertIn('guardian_check_gauge{check="app-api",mode="api_timeout",'
                       'name="breaker_open"} 1', metrics)
+        # Ok only through the open breaker, with the primary still failing: degraded.
+        self.assertEqual((self.api_check()["state"], self.api_check()["degraded"]),
+                         ("ok", True))
         # The primary recovers: the half-open probes see it, and the circuit closes.
         self.inject("api_timeout", "--undo")
         closed = self.wait_incident("app-api", timeout=LONG_TIMEOUT_S, after=opened["id"])
@@ -94,6 +100,7 @@ class ApiTimeoutTest(StackTestCase):
         self.assertEqual(self.app_get("/quote?item=3")["served_by"], "primary")
         self.wait_for(lambda: self.check_gauges().get("breaker_open") == 0, TIMEOUT_S,
                       "breaker_open 0 in status")
+        self.assertFalse(self.api_check()["degraded"])
         return opened
 
     def test_primary_still_starting_is_not_an_incident(self):
