@@ -13,6 +13,7 @@
 #include "daemon/file_util.h"
 #include "daemon/fs_watch.h"
 #include "daemon/http_client.h"
+#include "daemon/supervisor.h"
 #include "daemon/work.h"
 #include "detectors/detector.h"
 
@@ -35,6 +36,7 @@ class ModelServerDownDetector : public Detector {
     generate_deadline_ms_ = ParamInt(p, "generate_deadline_ms", 5000);
     generate_every_ms_ = ParamInt(p, "generate_every_ms", 10000);
     feature_ = ParamString(p, "feature", "model");
+    server_ = ParamString(p, "server");
   }
 
   Status Start(std::function<void()> wake) override {
@@ -69,6 +71,13 @@ class ModelServerDownDetector : public Detector {
   }
 
  private:
+  // params.server when Guardian is starting it now (a server off loopback has no port to match).
+  std::string ServerComingUp() const {
+    if (server_.empty() || env_.supervisor == nullptr) return "";
+    Service* svc = env_.supervisor->Find(server_);
+    return svc != nullptr && svc->coming_up() ? server_ : "";
+  }
+
   void ProbeVersion(std::shared_ptr<AppView> view, std::function<void(Observation)> done) {
     HttpCall call;
     call.url = url_ + "/api/version";
@@ -81,7 +90,10 @@ class ModelServerDownDetector : public Detector {
                            (r.ok() ? "answered " + std::to_string(r.code) + Quote(r.body)
                                    : r.error_kind + " after " + std::to_string(r.total_ms) + " ms");
         if (!r.ok()) {
-          if (std::string svc = ServiceStartingAt(env_, url_); !svc.empty())
+          // The server named by params.server, or the one serving the URL's loopback port.
+          std::string svc = ServerComingUp();
+          if (svc.empty()) svc = ServiceStartingAt(env_, url_);
+          if (!svc.empty())
             return Finish(
                 *view, Observation::Unknown(what + "; its service '" + svc + "' is still starting"),
                 done);
@@ -150,7 +162,7 @@ class ModelServerDownDetector : public Detector {
   }
 
   DetectorEnv env_;
-  std::string url_, model_, feature_;
+  std::string url_, model_, feature_, server_;
   int64_t timeout_ms_, generate_deadline_ms_, generate_every_ms_;
   int64_t last_generate_ = -1;  // loop ms of the last generate probe
   bool last_good_ = false;

@@ -9,6 +9,7 @@ action budget changed, on a size-limited tmpfs and beside a private network when
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -155,6 +156,36 @@ def run_config(shipped_text, ports, budget_actions, lab=None):
         raise StackError("config/guardian.yaml: playbook_dirs or budget.max_actions is not "
                          "where chaos/run expects it")
     if lab is not None:
+        # A second model server, on the private network (in its namespace): a check of it that
+        # depends on app-net, so that a network outage is app-net's alone to handle.
+        ip_bin = shutil.which("ip") or "/usr/sbin/ip"
+        service = """  # chaos/run: a model server on the stack's private network (chaos/stack/netlab.py)
+  - name: labmodel
+    argv: [%s, netns, exec, %s, %s, %s, --host, %s, --status-file,
+           "${GUARDIAN_DEMO_DIR}/run/labmodel.json", model, --port, "%d", --models, "llama3.2:1b"]
+    status_file: "${GUARDIAN_DEMO_DIR}/run/labmodel.json"   # ready once it listens
+    stop_grace_ms: 1000
+""" % (json.dumps(ip_bin), json.dumps(lab.ns), json.dumps(sys.executable),
+       json.dumps(os.path.join(ROOT, "chaos", "stack", "upstream")), json.dumps(lab.ip),
+       lab.model_port)
+        text, n = re.subn(r"(?m)^checks:$", lambda m: service + "\nchecks:", text)
+        if n != 1:
+            raise StackError("config/guardian.yaml: no top-level checks: to add the lab's to")
+        text += """
+  # chaos/run: the model server on the private network; a network outage explains its failure
+  - id: lab-model
+    mode: model_server_down
+    interval_ms: 500
+    depends_on: [app-net]
+    params:
+      service: app
+      server: labmodel
+      url: http://%s:%d
+      model: llama3.2:1b
+      timeout_ms: 1000
+      generate_deadline_ms: 5000
+      ready_timeout_ms: 10000
+""" % (lab.ip, lab.model_port)
         text += """
   # chaos/run: the stack's private network (chaos/stack/netlab.py), made for this run
   - id: app-net
@@ -249,9 +280,10 @@ class StartedStack(Stack):
             return
         lab = NetLab(os.path.join(self.stack, "run"), name="upstream.chaos")
         try:
-            base = free_port_base(2)
+            base = free_port_base(3)
             for p in (base, base + 1):
                 lab.listen(p)
+            lab.model_port = base + 2  # guardiand's labmodel service listens there
         except Exception:
             lab.close()
             raise
