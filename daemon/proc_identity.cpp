@@ -15,8 +15,9 @@
 namespace guardian {
 
 bool ProcessIdentity::SameAs(const ProcessIdentity& other) const {
-  if (pid != other.pid || start_ticks != other.start_ticks) return false;
-  return exe.empty() || other.exe.empty() || exe == other.exe;
+  // The start time alone tells a reused pid apart. The exe does not identify: a process changes
+  // it by exec (a #! script's env, `ip netns exec`, any wrapper) and is still the one we started.
+  return pid == other.pid && start_ticks == other.start_ticks;
 }
 
 std::string ProcessIdentity::ToString() const {

@@ -21,7 +21,7 @@ struct ProcessIdentity {
   uint64_t start_ticks = 0;  // since boot, in clock ticks (sysconf(_SC_CLK_TCK))
   std::string exe;           // /proc/PID/exe's target; empty when it cannot be read
 
-  // Same process: same pid and start time (the exe is compared only when both know it).
+  // Same process: same pid and start time. The exe is for messages only (exec changes it).
   bool SameAs(const ProcessIdentity& other) const;
   std::string ToString() const;  // "pid 123 (started at tick 456, /usr/bin/app)"
 };

@@ -119,6 +119,26 @@ class ServicesTest(GuardianTestCase):
         self.stop_daemon()
         self.wait_for(lambda: not alive(first["pid"]), TIMEOUT_S, "adopted service stopped")
 
+    def test_a_service_that_execs_after_its_start_is_adopted_too(self):
+        # Started through a wrapper that execs the real program later (as a #! script's env or
+        # `ip netns exec` do): its exe changes, its pid and start time do not. Not adopting it
+        # would leave it running, orphaned, holding the port a second copy then cannot bind.
+        script = self.service["argv"][1]
+        self.service["argv"] = ["/bin/sh", "-c", 'sleep 0.3; exec python3 "$0" "$1"', script,
+                                self.run_dir]
+        self.write_config([], services=[self.service])
+        self.start_daemon()
+        first = self.wait_service(lambda s: s["state"] == "ready", "svc ready")
+        self.assertIn("/bin/", first["exe"])  # recorded before the exec
+        self.kill_daemon()
+        self.start_daemon()
+        again = self.wait_service(lambda s: s["state"] == "ready", "svc ready after restart")
+        self.assertEqual((again["pid"], again["adopted"], again["starts"]),
+                         (first["pid"], True, 0))
+        self.assertNotIn("not adopted", self.daemon.log())
+        self.stop_daemon()
+        self.wait_for(lambda: not alive(first["pid"]), TIMEOUT_S, "adopted service stopped")
+
     def test_a_service_whose_program_is_missing_backs_off_without_giving_up(self):
         svc = dict(self.service, argv=[self.path("no-such-program")])
         self.write_config([], services=[svc])
