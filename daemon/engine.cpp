@@ -28,6 +28,10 @@ struct Engine::Incident {
   std::unique_ptr<Timer> retry_timer;
   int attempt = 0;
   bool remediate_started = false;
+  // 1 when this process resumed it from an attempt a crash cut short: that attempt was not the
+  // playbook's failure, so one more is allowed. One per restart, with attempts kept in the
+  // store, so a playbook that crashes the daemon each time still ends escalated.
+  int interrupted = 0;
   bool observing = false;  // waits without acting (observe mode or hold); resolves on health
   bool dependent = false;  // caused by root_check's failure (depends_on): waits, never acts
   std::string root_check;
@@ -695,7 +699,7 @@ void Engine::RetryOrEscalate(Incident* inc, const std::string& why) {
   auto pb = playbooks_->Find(inc->rec.playbook);
   if (pb) retries = pb->retries;
   if (check && check->config().retries) retries = *check->config().retries;
-  int max_attempts = 1 + retries;
+  int max_attempts = 1 + retries + inc->interrupted;
   if (inc->attempt >= max_attempts) {
     return Escalate(inc, "gave up after " + std::to_string(inc->attempt) + " attempt(s): " + why);
   }
@@ -822,6 +826,7 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished,
           for (const auto& st : *interrupted) {
             what += "; interrupted " + st.phase + " of attempt " + std::to_string(st.attempt);
           }
+          if (!interrupted->empty()) inc->interrupted = 1;
           spdlog::warn("incident {} ({}): resuming: {}", id, inc->rec.check_id, what);
           inc->log_lines.push_back(what);
           // Re-probe first: the interrupted attempt may have healed it already.
