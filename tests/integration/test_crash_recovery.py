@@ -14,9 +14,10 @@ GARBAGE = "server: [port: {{ 8080\n"
 
 class CrashRecoveryTest(GuardianTestCase):
 
-    def start_with(self, playbook):
+    def start_with(self, playbook, retries=None):
         self.app, _ = self.make_app_file("app")
-        self.write_config([self.check("app", self.app, playbook=playbook)], test_playbooks=True)
+        self.write_config([self.check("app", self.app, playbook=playbook, retries=retries)],
+                          test_playbooks=True)
         self.start_daemon()
         self.wait_version("app", GOOD_CONFIG)
 
@@ -86,6 +87,38 @@ class CrashRecoveryTest(GuardianTestCase):
         self.assert_step(inc, "verify", "ok", attempt=2)
         self.assertEqual(inc["attempts"], 2)
         self.assertIn("incident %d (app): resuming" % incident_id, self.daemons[1].log())
+
+    def test_an_attempt_cut_short_by_a_crash_is_not_the_playbooks_last(self):
+        # retries 0: one attempt. The crash took it, not the playbook: the restarted daemon gets
+        # one more and heals, instead of escalating for a failure that never happened.
+        self.start_with("slow_restore", retries=0)
+        write_atomic(self.app, GARBAGE)
+        incident_id = self.first_incident_id()
+        self.wait_step_running(incident_id, "remediate")
+        self.kill_daemon()
+        inc = self.restart_and_finish(incident_id, self.incident(incident_id))
+        self.assertEqual(inc["state"], "resolved", inc)
+        self.assertEqual(inc["attempts"], 2)
+        self.assert_step(inc, "remediate", "ok", attempt=2)
+        # Killed again in attempt 2's remediate: one more after this restart, and still only one
+        # per restart, so a playbook that always crashes the daemon ends escalated.
+        self.start_daemon()  # restart_and_finish stopped it
+        write_atomic(self.app, GARBAGE)
+        second = self.wait_for(lambda: [i["id"] for i in self.incidents("app")
+                                        if i["id"] > incident_id][-1:], what="a second incident")[0]
+        self.wait_step_running(second, "remediate")
+        self.kill_daemon()
+        self.start_daemon()
+        self.wait_step_running(second, "remediate")
+        self.kill_daemon()
+        self.start_daemon()
+        self.wait_for(lambda: self.incident(second)["state"] in TERMINAL_STATES, LONG_TIMEOUT_S,
+                      "incident %d to finish" % second)
+        inc = self.incident(second)
+        self.assertEqual(inc["state"], "escalated", inc)
+        self.assertEqual(inc["attempts"], 2)
+        self.assertIn("gave up after 2 attempt(s)", inc["reason"])
+        self.assert_no_running_steps(inc)
 
     def test_kill_during_backup_before_remediation(self):
         self.start_with("slow_backup")
