@@ -288,6 +288,7 @@ void Engine::Open(CheckRuntime* check, const Observation& obs,
                    if (check) check->incident_id = id;
                    if (metrics_) metrics_->IncidentOpened(inc->rec.mode);
                    std::string check_id = inc->rec.check_id;
+                   last_incident_[check_id] = id;
                    incidents_[id] = std::move(inc);
                    if (opened) opened(Status::OK(), id);
                    if (shutting_down_) return;  // resumed at the next start
@@ -467,6 +468,11 @@ std::string Engine::FailingDependency(CheckRuntime* check, int64_t* root_id) {
     const Observation& last = dep->last_observation();
     if (dep->incident_id != 0 || last.failing() || last.degraded) {
       *root_id = dep->incident_id > 0 ? dep->incident_id : 0;
+      // Degraded with no incident open: the one that put it in that mode is the root cause.
+      if (*root_id == 0 && last.degraded) {
+        auto it = last_incident_.find(dep_id);
+        if (it != last_incident_.end()) *root_id = it->second;
+      }
       return dep_id;
     }
   }

@@ -142,7 +142,8 @@ class Engine {
   std::map<std::string, std::map<std::string, std::string>> values_;  // per check, cached
   std::map<int64_t, std::unique_ptr<PlaybookRun>> dry_runs_;
   int64_t dry_run_seq_ = 0;
-  std::set<std::string> opening_;  // checks whose incident is being recorded
+  std::set<std::string> opening_;                 // checks whose incident is being recorded
+  std::map<std::string, int64_t> last_incident_;  // per check, the newest incident's id
   int closing_checks_ = 0;
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;

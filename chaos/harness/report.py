@@ -69,8 +69,8 @@ def table(doc):
             rows.append((e["mode"], e["kind"], e.get("check", "-"), "-", "-", "-", "-", "skipped"))
             notes.append("  %s: skipped: %s" % (e["mode"], e["skip_reason"]))
             continue
-        inc = "#%d %s" % (e["incident"], e["state"]) if e.get("incident") else "-"
-        rows.append((e["mode"], e["kind"], e["check"], inc, _ms(e.get("mttd_ms")),
+        inc = "#%d %s" % (e["incident"], e.get("state", "")) if e.get("incident") else "-"
+        rows.append((e["mode"], e["kind"], e.get("check", "-"), inc, _ms(e.get("mttd_ms")),
                      _ms(e.get("mttr_ms")), _ms(e.get("target_ms")),
                      "ok" if e["ok"] else "FAILED"))
         for f in e["failures"]:

@@ -253,14 +253,7 @@ class StartedStack(Stack):
             shipped = f.read()
         with open(self.config_path, "w") as f:
             f.write(run_config(shipped, ports, self.budget_actions, self.lab))
-        env = dict(os.environ, GUARDIAN_STATE_DIR=self.guardian_dir, GUARDIAN_DEMO_DIR=self.stack,
-                   GUARDIAN_DEMO_BIN=os.path.join(self.bin_dir, "demo-app"),
-                   GUARDIAN_UPSTREAM=os.path.join(ROOT, "chaos", "stack", "upstream"))
-        self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [os.path.join(self.bin_dir, "guardiand"), "--config", self.config_path],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+        self._spawn()
 
         def ready():
             if self.proc.poll() is not None:
@@ -270,6 +263,45 @@ class StartedStack(Stack):
             return all(s.get("state") == "ready" for s in st.get("services", [])) and \
                 st.get("open_incidents") == 0
         wait_for("guardiand and the demo stack to be ready", 60, ready, 0.1)
+
+    def _spawn(self):
+        env = dict(os.environ, GUARDIAN_STATE_DIR=self.guardian_dir, GUARDIAN_DEMO_DIR=self.stack,
+                   GUARDIAN_DEMO_BIN=os.path.join(self.bin_dir, "demo-app"),
+                   GUARDIAN_UPSTREAM=os.path.join(ROOT, "chaos", "stack", "upstream"))
+        if self.log is None:
+            self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [os.path.join(self.bin_dir, "guardiand"), "--config", self.config_path],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+
+    def kill_guardiand(self):
+        """SIGKILL, as a crash or the OOM killer would: no clean stop, the services run on."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def restart_guardiand(self):
+        """Starts guardiand again on the same config and state, as its supervisor would."""
+        self._spawn()
+        wait_for("guardiand to answer again", 30,
+                 lambda: self.proc.poll() is None and self.api.health(), 0.05)
+
+    def config_text(self):
+        with open(self.config_path) as f:
+            return f.read()
+
+    def reload(self, text):
+        """Writes the run's config and has guardiand reload it (POST /v1/reload)."""
+        with open(self.config_path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(self.config_path + ".tmp", self.config_path)
+        try:
+            self.api.request("POST", "/v1/reload", {})
+        except ApiError as e:
+            raise StackError("reload refused: %s" % e)
+
+    def lab_model_port(self):
+        return self.lab.model_port
 
     def _net_up(self):
         sys.path.insert(0, os.path.join(ROOT, "chaos", "stack"))

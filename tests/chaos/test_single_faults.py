@@ -4,15 +4,11 @@ detected, healed, verified and resolved within its target with the steady state 
 and after. disk_full and network_unreachable need root (a tmpfs, a network namespace); without
 it they are skipped, each with its reason, and nothing else may be."""
 
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import unittest
 
-BIN = os.environ.get("GUARDIAN_BIN", "")
-SOURCE = os.environ.get("GUARDIAN_SOURCE", "")
+from chaos_run import run_chaos
+
 ROOT_ONLY = {"disk_full", "network_unreachable"}
 MODES = ["db_corruption", "port_conflict", "slow_boot", "out_of_memory", "disk_full",
          "network_unreachable", "api_timeout", "missing_config", "invalid_credentials",
@@ -21,15 +17,8 @@ MODES = ["db_corruption", "port_conflict", "slow_boot", "out_of_memory", "disk_f
 
 class SingleFaultsTest(unittest.TestCase):
     def test_every_mode_once(self):
-        with tempfile.TemporaryDirectory(prefix="guardian-chaos-test-") as tmp:
-            out = os.path.join(tmp, "run.json")
-            r = subprocess.run([sys.executable, os.path.join(SOURCE, "chaos", "run"), "--start",
-                                "--bin-dir", BIN, "--state-dir", os.path.join(tmp, "demo"),
-                                "--json", out], capture_output=True, text=True, timeout=1200)
-            report = "\n" + r.stdout + r.stderr[-4000:]
-            self.assertEqual(r.returncode, 0, report)
-            with open(out) as f:
-                doc = json.load(f)
+        code, doc, report = run_chaos()
+        self.assertEqual(code, 0, report)
         self.assertTrue(doc["ok"], report)
         self.assertEqual([e["mode"] for e in doc["experiments"]], MODES, report)
         for e in doc["experiments"]:
