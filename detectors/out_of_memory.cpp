@@ -6,7 +6,7 @@
 // ready again in low-memory mode (a flags write after the kill): the supervisor's restart alone
 // would only run into the same wall. Low-memory mode this check's playbook turned on is left
 // again (a failing observation the playbook answers by turning it off) once the memory has
-// stayed healthy with room to spare (RSS at most half its limit, no shortage, no pressure) for
+// stayed healthy with room to spare (RSS at most 3/4 of its limit, no shortage, no pressure) for
 // low_memory_exit_ms: the service does not stay crippled after the fault is gone.
 #include <csignal>
 #include <nlohmann/json.hpp>
@@ -163,9 +163,16 @@ class OutOfMemoryDetector : public Detector {
   // Healthy: Ok, unless low-memory mode (ours) has had room to spare for low_memory_exit_ms.
   Observation JudgeLowMemoryExit(const MemRead& r, const std::string& notes) {
     int64_t now = SystemClock::Get()->MonoMs();
-    bool room = r.sample.have_rss && !r.sample.psi_triggered &&
-                (limits_.rss_limit_bytes == 0 || r.sample.rss_bytes * 2 <= limits_.rss_limit_bytes);
-    if (!r.low_memory_ours || low_memory_exit_ms_ <= 0 || pending_kills_ > 0 || !room) {
+    // Room: at most 3/4 of the limit (a margin, so leaving does not put it straight back over).
+    bool room =
+        r.sample.have_rss && !r.sample.psi_triggered &&
+        (limits_.rss_limit_bytes == 0 || r.sample.rss_bytes * 4 <= limits_.rss_limit_bytes * 3);
+    // Counted from the last flags change too: the incident that turned the mode on is still
+    // verifying its heal then, and must not see this as its failure.
+    bool flags_changed = r.flags_seq != exit_flags_seq_;
+    exit_flags_seq_ = r.flags_seq;
+    if (!r.low_memory_ours || low_memory_exit_ms_ <= 0 || pending_kills_ > 0 || !room ||
+        flags_changed) {
       healthy_since_ = -1;
       return Observation::Ok(notes);
     }
@@ -194,6 +201,7 @@ class OutOfMemoryDetector : public Detector {
   int64_t last_probe_at_ = 0;
   int64_t low_memory_exit_ms_ = 30000;
   int64_t healthy_since_ = -1;  // mono ms since when low-memory mode has had room to spare
+  int64_t exit_flags_seq_ = -1;
   std::unique_ptr<PsiTrigger> trigger_;
   std::unique_ptr<FsWatch> watch_;
 };
@@ -224,7 +232,7 @@ GUARDIAN_REGISTER_DETECTOR(
              "service's own cgroup, when it has one)"},
             {"low_memory_exit_ms", ParamType::kInt, false,
              "leave low-memory mode this check turned on once memory has had room to spare "
-             "(RSS at most half the limit, no pressure) this long (default 30000); 0: never"},
+             "(RSS at most 3/4 of the limit, no pressure) this long (default 30000); 0: never"},
         },
         [](const DetectorEnv& env) -> std::shared_ptr<Detector> {
           return std::make_shared<OutOfMemoryDetector>(env);

@@ -100,9 +100,9 @@ class OutOfMemoryTest(StackTestCase):
         self.assertEqual(self.app_get("/items"), before)
 
     def test_low_memory_mode_left_once_memory_has_room_again(self):
-        before = self.start_with_limit(low_memory_exit_ms=1000)
+        before = self.start_with_limit(low_memory_exit_ms=3000)
         self.inject("out_of_memory", "--kind", "leak", "--mb", "192")
-        # The restart in low-memory mode freed the leak; with room to spare for 1 s, the check
+        # The restart in low-memory mode freed the leak; with room to spare for 3 s, the check
         # opens an incident whose playbook turns the mode off again.
         def left():
             for i in self.incidents("app-mem"):
