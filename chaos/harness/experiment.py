@@ -139,11 +139,7 @@ def run_experiment(stack, fault, repeat, rng, baseline, log):
                 faults.inject(stack.state_dir, fault.mode, "--undo")
             except faults.InjectError as e:
                 res["failures"].append("undo: %s" % e)
-    waited, problems = steady.wait_steady(stack, baseline, SETTLE_S)
-    res["steady_after_ms"] = waited
-    if problems:
-        res["failures"].append("no steady state %d s after the fault was undone: %s" % (
-            SETTLE_S, "; ".join(problems)))
+    judge_steady_after(stack, baseline, res)
     # Other incidents opened meanwhile: the check's own after the undo (a breaker closed, a
     # mode left: its return to normal) or other checks' (collateral). Reported; one that did
     # not heal fails the experiment.
@@ -158,6 +154,15 @@ def run_experiment(stack, fault, repeat, rng, baseline, log):
                     other["id"], other["check"], other.get("reason", "")))
     res["ok"] = not res["failures"]
     return res
+
+
+def judge_steady_after(stack, baseline, res):
+    """After the undo: the steady state within SETTLE_S (read now, so --settle applies)."""
+    waited, problems = steady.wait_steady(stack, baseline, SETTLE_S)
+    res["steady_after_ms"] = waited
+    if problems:
+        res["failures"].append("no steady state %d s after the faults were undone: %s" % (
+            SETTLE_S, "; ".join(problems)))
 
 
 def _check_nothing_lost(stack, inc, baseline, res):

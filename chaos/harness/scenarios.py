@@ -22,9 +22,9 @@ import re
 import time
 import urllib.request
 
-from . import faults, steady
+from . import experiment, faults, steady
 from .api import ApiError
-from .experiment import SETTLE_S, TERMINAL, newest_id, now_ms
+from .experiment import TERMINAL, newest_id, now_ms
 from .stack import StackError, StartedStack, wait_for
 
 
@@ -80,14 +80,6 @@ def _lab_model_mode(stack, mode):
         return json.loads(r.read())
 
 
-def _judge_end(stack, res, baseline, check_ids=()):
-    waited, problems = steady.wait_steady(stack, baseline, SETTLE_S)
-    res["steady_after_ms"] = waited
-    if problems:
-        res["failures"].append("no steady state %d s after the faults were undone: %s" % (
-            SETTLE_S, "; ".join(problems)))
-
-
 def network_outage(stack, baseline, log):
     res = _result("network-outage", "network_unreachable")
     before = newest_id(stack.api)
@@ -127,7 +119,7 @@ def network_outage(stack, baseline, log):
     finally:
         if not undone:
             faults.inject(stack.state_dir, "network_unreachable", "--undo")
-    _judge_end(stack, res, baseline)
+    experiment.judge_steady_after(stack, baseline, res)
     return res
 
 
@@ -171,7 +163,7 @@ def model_and_network(stack, baseline, log):
             _lab_model_mode(stack, "ok")
         except OSError:
             pass  # restarted meanwhile: a new server starts in mode ok
-    _judge_end(stack, res, baseline)
+    experiment.judge_steady_after(stack, baseline, res)
     return res
 
 
@@ -208,7 +200,7 @@ def guardiand_killed(stack, baseline, log):
         res["failures"].append(str(e))
     finally:
         faults.inject(stack.state_dir, "model_server_down", "--undo")
-    _judge_end(stack, res, baseline)
+    experiment.judge_steady_after(stack, baseline, res)
     return res
 
 
@@ -266,7 +258,7 @@ def fault_storm(stack, baseline, log):
             stack.reload(shipped)
         except StackError as e:
             res["failures"].append("putting the config back: %s" % e)
-    _judge_end(stack, res, baseline)
+    experiment.judge_steady_after(stack, baseline, res)
     return res
 
 
@@ -284,7 +276,7 @@ def run_scenario(stack, name, baseline, log):
     why = needs(stack)
     if why:
         return dict(res, skipped=True, skip_reason=why)
-    waited, problems = steady.wait_steady(stack, baseline, SETTLE_S)
+    waited, problems = steady.wait_steady(stack, baseline, experiment.SETTLE_S)
     if problems:
         res["failures"].append("no steady state before the faults: " + "; ".join(problems))
         return res
