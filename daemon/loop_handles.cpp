@@ -46,13 +46,21 @@ WakeTimer* WakeTimer::Open(uv_loop_t* loop) {
 void WakeTimer::Start(uint64_t ms, std::function<void()> fire) {
   if (closing_) return;
   fire_ = std::move(fire);
-  uv_timer_start(
-      &timer_,
-      [](uv_timer_t* h) {
-        auto* t = static_cast<WakeTimer*>(h->data);
-        if (!t->closing_ && t->fire_) t->fire_();
-      },
-      ms, 0);
+  polled_ = false;
+  uv_timer_start(&timer_, &WakeTimer::OnTimer, ms, 0);
+}
+
+void WakeTimer::OnTimer(uv_timer_t* h) {
+  auto* t = static_cast<WakeTimer*>(h->data);
+  if (t->closing_ || !t->fire_) return;
+  // The library's wake-up is mostly a deadline: let the loop poll its sockets once first, so
+  // an answer that arrived while the loop stalled is read before the library's timeout runs.
+  if (!t->polled_) {
+    t->polled_ = true;
+    uv_timer_start(&t->timer_, &WakeTimer::OnTimer, 1, 0);  // 0 would run in this timers phase
+    return;
+  }
+  t->fire_();
 }
 
 void WakeTimer::Stop() { uv_timer_stop(&timer_); }

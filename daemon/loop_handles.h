@@ -35,7 +35,8 @@ class SocketWatch {
   std::shared_ptr<CloseLatch> latch_;
 };
 
-// WakeTimer: a one-shot uv_timer a library asks for ("wake me in N ms").
+// WakeTimer: a one-shot uv_timer a library asks for ("wake me in N ms"). It fires after one
+// more poll of the loop's sockets, so a stalled loop does not turn an answer into a timeout.
 class WakeTimer {
  public:
   static WakeTimer* Open(uv_loop_t* loop);
@@ -45,8 +46,10 @@ class WakeTimer {
 
  private:
   WakeTimer() = default;
+  static void OnTimer(uv_timer_t* h);
   uv_timer_t timer_;
   bool closing_ = false;
+  bool polled_ = false;
   std::function<void()> fire_;
   std::shared_ptr<CloseLatch> latch_;
 };

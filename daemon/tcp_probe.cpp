@@ -33,6 +33,7 @@ struct TcpProbe::Handles {
   uint64_t started = 0;
   int open = 2;
   bool finished = false;
+  bool polled_after_deadline = false;
   TcpProbe* owner = nullptr;  // told when these are freed; cleared when it goes first
 
   void Finish(int status, const char* why) {
@@ -45,6 +46,20 @@ struct TcpProbe::Handles {
     auto cb = std::move(done);
     CloseAll();
     if (cb) cb(std::move(r));
+  }
+
+  // Timers run before the loop polls for I/O: after a stall (a slow callback, a slow spawn)
+  // the deadline can be due while the answer already waits on the socket. The loop polls once
+  // more (a 1 ms timer: a 0 ms one started in a timer callback runs in the same timers phase)
+  // before nothing-came-back is the verdict.
+  static void OnDeadline(uv_timer_t* t) {
+    auto* self = static_cast<Handles*>(t->data);
+    if (!self->polled_after_deadline) {
+      self->polled_after_deadline = true;
+      uv_timer_start(t, &Handles::OnDeadline, 1, 0);
+      return;
+    }
+    self->Finish(UV_ETIMEDOUT, "no answer before the deadline");
   }
 
   // Closing the socket also ends a pending connect (its callback gets UV_ECANCELED, ignored).
@@ -97,12 +112,10 @@ std::shared_ptr<TcpProbe> TcpProbe::Start(uv_loop_t* loop, const std::string& ad
     h->Finish(rc, nullptr);
     return probe;
   }
-  uv_timer_start(
-      &h->timer,
-      [](uv_timer_t* t) {
-        static_cast<Handles*>(t->data)->Finish(UV_ETIMEDOUT, "no answer before the deadline");
-      },
-      static_cast<uint64_t>(timeout_ms), 0);
+  // The deadline counts from now, not from the loop's cached time, which is stale when the
+  // caller ran long before starting the probe.
+  uv_update_time(loop);
+  uv_timer_start(&h->timer, &Handles::OnDeadline, static_cast<uint64_t>(timeout_ms), 0);
   return probe;
 }
 

@@ -86,6 +86,26 @@ TEST_CASE("no answer before the deadline is a timeout") {
   CHECK(r.elapsed_ms >= 100);  // it waited for the deadline, it did not fail at once
 }
 
+// The loop can stall past a deadline (a slow spawn under load, a long callback). An answer that
+// came in meanwhile is read before the deadline is judged.
+TEST_CASE("an answer that came while the loop stalled past the deadline is no timeout") {
+  TestLoop l;
+  int port = 0;
+  int s = Listener(&port);
+  TcpProbeResult out;
+  bool got = false;
+  auto p = TcpProbe::Start(&l.loop, "127.0.0.1", port, 50, [&](TcpProbeResult r) {
+    out = std::move(r);
+    got = true;
+  });
+  usleep(200'000);  // the loop is blocked: the SYN-ACK arrives, the deadline passes
+  l.RunUntil([&] { return got; });
+  uv_run(&l.loop, UV_RUN_DEFAULT);
+  CHECK(out.ok());
+  CHECK(out.elapsed_ms >= 200);
+  ::close(s);
+}
+
 TEST_CASE("a cancelled probe never calls back and closes its handles") {
   TestLoop l;
   FullListener full;
