@@ -19,6 +19,10 @@ namespace {
 // only a human can leave.
 constexpr const char* kAutoHoldPrefix = "escalated: ";
 
+// How often an incident waiting for its service's turn looks again, should no end of the
+// other attempt wake it first.
+constexpr int64_t kTurnRecheckMs = 5000;
+
 bool IsAutoHold(const std::string& reason) { return reason.rfind(kAutoHoldPrefix, 0) == 0; }
 }  // namespace
 
@@ -35,6 +39,8 @@ struct Engine::Incident {
   bool observing = false;  // waits without acting (observe mode or hold); resolves on health
   bool dependent = false;  // caused by root_check's failure (depends_on): waits, never acts
   std::string root_check;
+  int64_t waiting_since = 0;           // waits for its service's turn (WaitTurn), since then
+  std::string waiting_for;             // why, for its `wait` step
   std::vector<std::string> log_lines;  // the current phase's guardian.log lines
 };
 
@@ -427,10 +433,12 @@ bool Engine::MayAct(CheckRuntime* check, std::string* why) const {
 
 void Engine::Observe(Incident* inc, const std::string& why) {
   bool was = inc->observing;
+  bool was_acting = inc->rec.state == kStateRunning;
   inc->observing = true;
   inc->rec.state = kStateOpen;
   inc->rec.reason = why;
   Persist(inc);
+  if (was_acting) PassTurn(inc->rec.check_id);
   if (was) return;
   spdlog::warn("incident {} ({}): not acting: {}", inc->rec.id, inc->rec.check_id, why);
   auto step = std::make_shared<StepRecord>();
@@ -575,12 +583,87 @@ void Engine::RecheckDependent(int64_t id, int tries_left) {
   });
 }
 
+std::string Engine::ServiceOf(const std::string& check_id) {
+  CheckRuntime* check = FindCheck(check_id);
+  return check ? ParamString(check->config().params, "service") : std::string();
+}
+
+Engine::Incident* Engine::ActingOn(const std::string& service, int64_t except) {
+  if (service.empty()) return nullptr;
+  for (auto& [id, inc] : incidents_) {
+    if (id != except && inc->rec.state == kStateRunning && !inc->observing && !inc->dependent &&
+        ServiceOf(inc->rec.check_id) == service)
+      return inc.get();
+  }
+  return nullptr;
+}
+
+void Engine::WaitTurn(Incident* inc, const Incident& acting, const std::string& service) {
+  std::string why = "waiting for incident " + std::to_string(acting.rec.id) + " (check " +
+                    acting.rec.check_id + "), whose playbook is acting on service " + service;
+  inc->rec.state = kStateWaiting;
+  inc->rec.reason = why;
+  Persist(inc);
+  // PassTurn wakes it when that attempt ends; a slow look now and then is the safety net.
+  int64_t id = inc->rec.id;
+  inc->retry_timer = std::make_unique<Timer>(loop_);
+  inc->retry_timer->Start(kTurnRecheckMs, [this, id] { TakeTurn(id); });
+  if (inc->waiting_since) return;
+  inc->waiting_since = clock_->WallMs();
+  inc->waiting_for = why;
+  spdlog::info("incident {} ({}): {}", inc->rec.id, inc->rec.check_id, why);
+}
+
+void Engine::PassTurn(const std::string& check_id) {
+  std::string service = ServiceOf(check_id);
+  if (service.empty()) return;
+  Incident* next = nullptr;
+  for (auto& [id, inc] : incidents_) {
+    if (inc->waiting_since && ServiceOf(inc->rec.check_id) == service &&
+        (!next || inc->waiting_since < next->waiting_since))
+      next = inc.get();
+  }
+  if (!next) return;
+  // On the next loop turn: the caller may be deep inside the other incident's callbacks.
+  int64_t id = next->rec.id;
+  next->retry_timer = std::make_unique<Timer>(loop_);
+  next->retry_timer->Start(0, [this, id] { TakeTurn(id); });
+}
+
+void Engine::TakeTurn(int64_t id) {
+  auto it = incidents_.find(id);
+  if (it == incidents_.end() || shutting_down_ || !it->second->waiting_since) return;
+  Incident* inc = it->second.get();
+  std::string service = ServiceOf(inc->rec.check_id);
+  if (const Incident* acting = ActingOn(service, id)) return WaitTurn(inc, *acting, service);
+  auto step = std::make_shared<StepRecord>();
+  step->incident_id = id;
+  step->attempt = inc->attempt;
+  step->phase = "wait";
+  step->started_at = inc->waiting_since;
+  step->ended_at = clock_->WallMs();
+  step->status = "ok";
+  step->message = inc->waiting_for;
+  store_->Submit([step](Store& s) { return s.InsertStep(step.get()); });
+  inc->waiting_since = 0;
+  // The other playbook may have healed this failure too (a restart often does).
+  RunStep(inc, "probe", [this, id](Status s) {
+    auto it = incidents_.find(id);
+    if (it == incidents_.end()) return;
+    if (s.ok()) return Resolve(it->second.get(), "healthy again after waiting its turn");
+    StartAttempt(it->second.get());
+  });
+}
+
 void Engine::StartAttempt(Incident* inc) {
   CheckRuntime* check = FindCheck(inc->rec.check_id);
   if (!check) return Escalate(inc, "check '" + inc->rec.check_id + "' is no longer configured");
   std::string why;
   if (!MayAct(check, &why)) return Observe(inc, why);
   inc->observing = false;
+  std::string service = ServiceOf(inc->rec.check_id);
+  if (const Incident* acting = ActingOn(service, inc->rec.id))
+    return WaitTurn(inc, *acting, service);
   if (!check->budget().TrySpend()) {
     return Escalate(inc, "action budget spent (" +
                              std::to_string(check->config().budget.max_actions) + " actions per " +
@@ -713,6 +796,7 @@ void Engine::RetryOrEscalate(Incident* inc, const std::string& why) {
   inc->rec.state = kStateWaiting;
   inc->rec.reason = why;
   Persist(inc);
+  PassTurn(inc->rec.check_id);
   spdlog::info("incident {} ({}): retrying in {} ms ({})", inc->rec.id, inc->rec.check_id, delay,
                why);
   int64_t id = inc->rec.id;
@@ -749,6 +833,7 @@ void Engine::Resolve(Incident* inc, const std::string& reason) {
     check->DiscardProbeInFlight();
   }
   RootEnded(*inc);
+  PassTurn(inc->rec.check_id);
   Finish(inc);
 }
 
@@ -772,6 +857,7 @@ void Engine::Escalate(Incident* inc, const std::string& reason) {
   store_->Submit([check_id, hold, now](Store& s) { return s.SetHold(check_id, hold, now); });
   Audit("escalation", "hold", check_id, hold);
   RootEnded(*inc);
+  PassTurn(inc->rec.check_id);
   Finish(inc);
 }
 

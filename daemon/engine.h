@@ -111,6 +111,15 @@ class Engine {
   void RecheckDependent(int64_t id, int tries_left);
   // True when a dependency of `check` is failing now (incident open or last look failing).
   std::string FailingDependency(CheckRuntime* check, int64_t* root_id);
+  // One playbook attempt at a time per service (the check's params.service): two playbooks
+  // restarting one service at once undo each other's work. An incident whose service is being
+  // acted on waits (state waiting); when that attempt ends, the longest waiting one re-probes
+  // (the other playbook may have healed it too) and then acts. Its `wait` step records it.
+  std::string ServiceOf(const std::string& check_id);
+  Incident* ActingOn(const std::string& service, int64_t except);
+  void WaitTurn(Incident* inc, const Incident& acting, const std::string& service);
+  void PassTurn(const std::string& check_id);
+  void TakeTurn(int64_t id);
   void StartAttempt(Incident* inc);
   void RunStep(Incident* inc, const std::string& phase, std::function<void(Status)> next);
   void ActStep(std::shared_ptr<StepRecord> step, Status journaled,
