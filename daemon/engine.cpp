@@ -120,7 +120,11 @@ void Engine::ResumeObserved() {
     auto it = incidents_.find(id);
     if (it == incidents_.end()) continue;
     spdlog::info("incident {} ({}): acting again", id, it->second->rec.check_id);
-    StartAttempt(it->second.get());
+    // One that never acted is judged first: a root cause it depends on may be failing now.
+    if (it->second->attempt == 0)
+      Triage(it->second.get());
+    else
+      StartAttempt(it->second.get());
   }
 }
 
