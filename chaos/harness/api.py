@@ -59,3 +59,9 @@ class GuardianApi:
     def incident(self, incident_id):
         doc = self.request("GET", "/v1/incidents/%d" % incident_id)
         return doc.get("incident", doc)
+
+    def hold(self, check, reason):
+        return self.request("POST", "/v1/checks/%s/hold" % check, {"reason": reason})
+
+    def release(self, check):
+        return self.request("POST", "/v1/checks/%s/release" % check)

@@ -128,7 +128,7 @@ def run_experiment(stack, fault, repeat, rng, baseline, log):
             res.update(verdict)
             res["failures"] += failures
             if verdict["healed"]:
-                _check_nothing_lost(stack, inc, baseline, res)
+                check_nothing_lost(stack, inc, baseline, res)
     except faults.InjectError as e:
         res["failures"].append(str(e))
     except ApiError as e:
@@ -165,7 +165,7 @@ def judge_steady_after(stack, baseline, res):
             SETTLE_S, "; ".join(problems)))
 
 
-def _check_nothing_lost(stack, inc, baseline, res):
+def check_nothing_lost(stack, inc, baseline, res):
     """After a heal: the app's items and config as before, unless the incident reported why not
     (then that is the new baseline)."""
     deadline = time.monotonic() + SETTLE_S

@@ -29,7 +29,7 @@ class Fault:
         return self.kinds[repeat % len(self.kinds)]
 
 
-def _needs_small_disk(stack):
+def needs_small_disk(stack):
     size = stack.filesystem_bytes("logs")
     if size > DISK_FULL_MAX_BYTES:
         return ("the stack's logs/ is on a %.1f GiB filesystem; chaos/run fills only a "
@@ -53,7 +53,7 @@ FAULTS = {f.mode: f for f in [
     Fault("slow_boot", ["search_index"], ["--delay-ms", "20000"]),
     # over the shipped config's rss_limit_mb (256)
     Fault("out_of_memory", ["cache", "leak"], ["--mb", "384"]),
-    Fault("disk_full", ["mixed", "logs"], needs=_needs_small_disk),
+    Fault("disk_full", ["mixed", "logs"], needs=needs_small_disk),
     Fault("network_unreachable", ["link", "drop"], needs=_needs_network),
     Fault("api_timeout", ["hang", "fail"]),
     Fault("missing_config", ["delete", "wrong-type"]),

@@ -9,6 +9,11 @@ returns the same dict as one (`mode` is `scenario:NAME`; docs/chaos.md).
   model-and-network     the lab model server hangs and the network goes down at once: linked
                         while the network is down; once it is back, the model server's own
                         playbook restarts it (its failure was its own too)
+  disk-and-db           the database's header is zeroed and its disk fills at once: the
+                        database's incident waits for the disk's (depends_on), then restores
+  port-during-slow-boot the app is killed mid slow boot and its port taken: app-port moves it
+                        (done once it listens), app-boot skips the slow chunk; one playbook
+                        acts on the app at a time, all resolve, and no restart loop
   guardiand-killed      guardiand is SIGKILLed while a playbook runs and started again (chaos/run
                         is its supervisor here): the same incident finishes, resolved
   fault-storm           with app-config's budget at 3 actions, its file is deleted again right
@@ -204,6 +209,139 @@ def guardiand_killed(stack, baseline, log):
     return res
 
 
+def _opened_since(api, before):
+    """Every incident opened after id `before`, oldest first, with its steps."""
+    return [api.incident(i["id"]) for i in reversed(api.incidents(limit=100)) if i["id"] > before]
+
+
+def _all_ended(api, before, checks, timeout_s):
+    """Waits until `checks` each have an incident after `before` and none of those is open."""
+    def ended():
+        incs = [i for i in api.incidents(limit=100) if i["id"] > before]
+        have = {i["check"] for i in incs}
+        if checks <= have and all(i["state"] in TERMINAL for i in incs):
+            return incs
+        return None
+    return wait_for("incidents of %s, all ended" % ", ".join(sorted(checks)), timeout_s, ended,
+                    0.05)
+
+
+def _judge_all_resolved(incs, res):
+    for inc in incs:
+        if inc["state"] != "resolved":
+            res["failures"].append("%s's incident #%d ended %s: %s" % (
+                inc["check"], inc["id"], inc["state"], inc.get("reason")))
+
+
+def disk_and_db(stack, baseline, log):
+    res = _result("disk-and-db", "disk_full")
+    before = newest_id(stack.api)
+    held = False
+    try:
+        # The database is corrupted and its disk fills. Restoring the database needs room on
+        # that disk, so its incident must wait for the disk's (app-db depends_on app-disk),
+        # then restore: never fail on the full disk, never give up. Both checks are held while
+        # the faults are made (a held check does not probe), so that both are broken before
+        # Guardian looks at either; the injector corrupts first, as its copy needs room.
+        for check in ("app-db", "app-disk"):
+            stack.api.hold(check, "chaos/run disk-and-db: both faults first")
+        held = True
+        onset = faults.inject(stack.state_dir, "db_corruption", "--kind", "header")["onset_at"]
+        faults.inject(stack.state_dir, "disk_full", "--kind", "mixed")
+        res["onset_at"] = onset
+        for check in ("app-db", "app-disk"):
+            stack.api.release(check)
+        held = False
+        _all_ended(stack.api, before, {"app-db", "app-disk"}, timeout_s=90)
+        incs = _opened_since(stack.api, before)
+        _judge_all_resolved(incs, res)
+        db = next(i for i in incs if i["check"] == "app-db")
+        disk = next(i for i in incs if i["check"] == "app-disk")
+        res["incident"], res["dependent"] = disk["id"], db["id"]
+        res["mttr_ms"] = max(i.get("recovered_at") or 0 for i in incs) - onset
+        res["phases"] = _phases(db)
+        steps = db.get("steps", [])
+        if not steps or steps[0]["phase"] != "observe" or \
+                "app-disk" not in (steps[0]["message"] or ""):
+            res["failures"].append("app-db's incident #%d did not wait for app-disk first: %s" %
+                                   (db["id"], _phases(db)))
+        remediated = [st for st in steps if st["phase"] == "remediate"]
+        if not remediated:
+            res["failures"].append("app-db's incident #%d never ran its playbook (the header "
+                                   "is gone: only a restore heals it): %s" % (
+                                       db["id"], _phases(db)))
+        elif disk.get("recovered_at") and remediated[0]["started_at"] < disk["recovered_at"]:
+            res["failures"].append("app-db's playbook ran before app-disk's incident #%d ended"
+                                   % disk["id"])
+        failed = [st["phase"] for st in steps if st["status"] == "failed"]
+        if failed:
+            res["failures"].append("app-db's incident #%d had failed steps: %s" % (db["id"],
+                                                                                  failed))
+        experiment.check_nothing_lost(stack, db, baseline, res)
+    except (StackError, ApiError, faults.InjectError, StopIteration) as e:
+        res["failures"].append(str(e) or "an incident is missing")
+    finally:
+        if held:
+            for check in ("app-db", "app-disk"):
+                stack.api.release(check)
+        faults.inject(stack.state_dir, "disk_full", "--undo")
+        faults.inject(stack.state_dir, "db_corruption", "--undo")
+    experiment.judge_steady_after(stack, baseline, res)
+    return res
+
+
+def _app_status(stack):
+    try:
+        with open(os.path.join(stack.stack, "run", "status.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _app_starts(stack):
+    svc = next((s for s in stack.api.status().get("services", []) if s["name"] == "app"), {})
+    return svc.get("starts", 0)
+
+
+# A slow boot and a port conflict together restart the app a few times (the conflict's kill,
+# the move to a spare port, the boot's restart with the chunk skipped, the move back): more
+# than this is a restart loop.
+MAX_APP_STARTS = 8
+
+
+def port_during_slow_boot(stack, baseline, log):
+    res = _result("port-during-slow-boot", "slow_boot")
+    before = newest_id(stack.api)
+    starts = _app_starts(stack)
+    try:
+        out = faults.inject(stack.state_dir, "slow_boot", "--kind", "search_index",
+                            "--delay-ms", "20000")
+        onset = res["onset_at"] = out["onset_at"]
+        # Mid-boot: the new app holds its port and sits in the slow chunk. Then it is killed
+        # and another program takes the port before the app's next boot.
+        wait_for("the app booting in search_index", 20, lambda: (
+            _app_status(stack).get("pid") not in (None, out["restarted_app_pid"]) and
+            _app_status(stack).get("boot", {}).get("current") == "search_index"), 0.02)
+        faults.inject(stack.state_dir, "port_conflict", "--kind", "foreign")
+        _all_ended(stack.api, before, {"app-boot", "app-port"}, timeout_s=90)
+        incs = _opened_since(stack.api, before)
+        _judge_all_resolved(incs, res)
+        res["checks"] = sorted({i["check"] for i in incs})
+        res["mttr_ms"] = max(i.get("recovered_at") or 0 for i in incs) - onset
+        res["incident"] = next(i["id"] for i in incs if i["check"] == "app-port")
+        res["app_starts"] = _app_starts(stack) - starts
+        if res["app_starts"] > MAX_APP_STARTS:
+            res["failures"].append("the app was started %d times: a restart loop" %
+                                   res["app_starts"])
+    except (StackError, ApiError, faults.InjectError, StopIteration) as e:
+        res["failures"].append(str(e) or "an incident is missing")
+    finally:
+        faults.inject(stack.state_dir, "port_conflict", "--undo")
+        faults.inject(stack.state_dir, "slow_boot", "--undo")
+    experiment.judge_steady_after(stack, baseline, res)
+    return res
+
+
 STORM_BUDGET = 3
 
 
@@ -265,6 +403,8 @@ def fault_storm(stack, baseline, log):
 SCENARIOS = {
     "network-outage": (network_outage, _needs_lab_model),
     "model-and-network": (model_and_network, _needs_lab_model),
+    "disk-and-db": (disk_and_db, lambda stack: faults.needs_small_disk(stack)),
+    "port-during-slow-boot": (port_during_slow_boot, lambda stack: None),
     "guardiand-killed": (guardiand_killed, _needs_started),
     "fault-storm": (fault_storm, _needs_started),
 }
