@@ -69,6 +69,51 @@ int64_t Percentile(std::vector<int64_t> v, double p) {
 
 }  // namespace
 
+bool ParseChaosRun(const nlohmann::json& body, ChaosRunRecord* run, std::string* why) {
+  using T = nlohmann::json::value_t;
+  if (!CheckFields(body,
+                   {{"format", T::string},
+                    {"started_at", T::number_unsigned},
+                    {"ended_at", T::number_unsigned},
+                    {"ok", T::boolean},
+                    {"seed", T::number_unsigned},
+                    {"repeat", T::number_unsigned},
+                    {"experiments", T::number_unsigned},
+                    {"failed", T::number_unsigned},
+                    {"skipped", T::number_unsigned},
+                    {"modes", T::object}},
+                   why))
+    return false;
+  for (const char* key : {"format", "started_at", "ended_at", "ok", "modes"}) {
+    if (!body.contains(key)) {
+      *why = std::string("missing field '") + key + "'";
+      return false;
+    }
+  }
+  if (body["format"] != kChaosRunFormat) {
+    *why = "format must be \"" + std::string(kChaosRunFormat) + "\" (docs/chaos.md)";
+    return false;
+  }
+  const nlohmann::json& modes = body["modes"];
+  if (modes.size() > 100) {
+    *why = "modes: at most 100";
+    return false;
+  }
+  for (const auto& [mode, m] : modes.items()) {
+    if (!m.is_object()) {
+      *why = "modes." + mode + " must be an object";
+      return false;
+    }
+  }
+  run->started_at = body["started_at"].get<int64_t>();
+  run->ended_at = body["ended_at"].get<int64_t>();
+  run->ok = body["ok"].get<bool>();
+  nlohmann::json summary = body;
+  for (const char* key : {"started_at", "ended_at", "ok"}) summary.erase(key);
+  run->summary = summary.dump();
+  return true;
+}
+
 int HttpStatusFor(const Status& s) {
   switch (s.code()) {
     case Status::Code::kOk:
@@ -231,7 +276,7 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
     status_cache_.Invalidate();
     metrics_cache_.Invalidate();
   }
-  if (!req.query.empty() && p != "/v1/incidents" && p != "/v1/mttr") {
+  if (!req.query.empty() && p != "/v1/incidents" && p != "/v1/mttr" && p != "/v1/chaos-runs") {
     return respond(ErrorResponse(400, p + ": takes no query parameters"));
   }
 
@@ -303,6 +348,44 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
           Status s = st.RecoveryTimes(since, &times);
           if (s.ok()) *out = JsonResponse(200, MttrReport(times, targets));
           return s;
+        },
+        respond);
+  }
+  if (p == "/v1/chaos-runs") {
+    if (method_is("POST")) {
+      ChaosRunRecord run;
+      std::string why;
+      nlohmann::json body;
+      if (!ParseBody(req, &body, &why) || !ParseChaosRun(body, &run, &why))
+        return respond(ErrorResponse(400, why));
+      run.stored_at = backend_.now_ms ? backend_.now_ms() : 0;
+      auto stored = std::make_shared<ChaosRunRecord>(std::move(run));
+      return AnswerFromStore(
+          [stored](Store& st, HttpResponse* out) {
+            Status s = st.AddChaosRun(stored.get());
+            if (s.ok()) *out = JsonResponse(201, stored->ToJson());
+            return s;
+          },
+          respond);
+    }
+    if (!method_is("GET")) return wrong_method("GET, POST");
+    int64_t limit = 100;
+    for (const auto& [k, v] : req.query) {
+      if (k != "limit" || !ParseInt(v, 1, kChaosRunsKept, &limit)) {
+        return respond(
+            ErrorResponse(400, k == "limit" ? "limit: expected 1.." + std::to_string(kChaosRunsKept)
+                                            : "unknown parameter '" + k + "' (known: limit)"));
+      }
+    }
+    return AnswerFromStore(
+        [limit](Store& st, HttpResponse* out) {
+          std::vector<ChaosRunRecord> runs;
+          Status s = st.ChaosRuns(static_cast<int>(limit), &runs);
+          if (!s.ok()) return s;
+          nlohmann::json arr = nlohmann::json::array();
+          for (const auto& r : runs) arr.push_back(r.ToJson());
+          *out = JsonResponse(200, {{"runs", std::move(arr)}});
+          return Status::OK();
         },
         respond);
   }

@@ -33,6 +33,7 @@ struct ApiBackend {
   std::function<void(std::function<void(Status, nlohmann::json)> done)> reload;
   // MTTR targets per mode, for /v1/mttr rows with no incidents yet.
   std::function<std::map<std::string, int64_t>()> targets;
+  std::function<int64_t()> now_ms;  // wall clock (chaos runs' stored_at)
 };
 
 // One snapshot answer (status, metrics) reused by the other requests of the same server pass
@@ -70,6 +71,13 @@ int HttpStatusFor(const Status& s);
 
 // Parses /v1/incidents query parameters; an unknown or malformed one is an error naming it.
 Status ParseIncidentFilter(const std::map<std::string, std::string>& query, IncidentFilter* filter);
+
+// The format of chaos/run's JSON document (docs/chaos.md), which POST /v1/chaos-runs takes.
+inline constexpr const char* kChaosRunFormat = "guardian-chaos-run/1";
+
+// A chaos run's summary (POST /v1/chaos-runs) as a record to store; false with why on a field
+// that is unknown, missing or of the wrong type.
+bool ParseChaosRun(const nlohmann::json& body, ChaosRunRecord* run, std::string* why);
 
 // Each configured mode's MTTR target: the tightest of its checks'.
 std::map<std::string, int64_t> MttrTargets(const Config& config);

@@ -478,6 +478,7 @@ ApiBackend Daemon::MakeApiBackend() {
   };
   b.reload = [this](std::function<void(Status, nlohmann::json)> done) { Reload(std::move(done)); };
   b.targets = [this] { return MttrTargets(*config_); };
+  b.now_ms = [] { return SystemClock::Get()->WallMs(); };
   return b;
 }
 

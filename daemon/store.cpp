@@ -64,6 +64,17 @@ CREATE INDEX events_at ON events(at);
     R"sql(
 ALTER TABLE incidents ADD COLUMN caused_by INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 4: chaos/run's runs (their per-mode summary, as JSON), for the MTTR report's trend.
+    R"sql(
+CREATE TABLE chaos_runs(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  stored_at INTEGER NOT NULL,
+  started_at INTEGER NOT NULL,
+  ended_at INTEGER NOT NULL,
+  ok INTEGER NOT NULL,
+  summary TEXT NOT NULL
+);
+)sql",
 };
 constexpr int kLatestVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
@@ -428,6 +439,53 @@ Status Store::Events(int limit, std::vector<EventRecord>* out) {
   }
   if (rc != SQLITE_DONE) return Error("events");
   return Status::OK();
+}
+
+Status Store::AddChaosRun(ChaosRunRecord* run) {
+  Stmt st(db_,
+          "INSERT INTO chaos_runs(stored_at, started_at, ended_at, ok, summary) "
+          "VALUES(?,?,?,?,?)");
+  if (!st.ok()) return Error("prepare add chaos run");
+  st.Bind(1, run->stored_at)
+      .Bind(2, run->started_at)
+      .Bind(3, run->ended_at)
+      .Bind(4, int64_t{run->ok ? 1 : 0})
+      .Bind(5, run->summary);
+  if (st.Step() != SQLITE_DONE) return Error("add chaos run");
+  run->id = sqlite3_last_insert_rowid(db_);
+  // Only the newest kChaosRunsKept: a CI that runs chaos/run on every commit must not grow the
+  // store without bound.
+  Stmt prune(db_, "DELETE FROM chaos_runs WHERE id <= ?");
+  if (!prune.ok()) return Error("prepare prune chaos runs");
+  prune.Bind(1, run->id - kChaosRunsKept);
+  if (prune.Step() != SQLITE_DONE) return Error("prune chaos runs");
+  return Status::OK();
+}
+
+Status Store::ChaosRuns(int limit, std::vector<ChaosRunRecord>* out) {
+  Stmt st(db_,
+          "SELECT id, stored_at, started_at, ended_at, ok, summary FROM chaos_runs "
+          "ORDER BY id DESC LIMIT ?");
+  if (!st.ok()) return Error("prepare chaos runs");
+  st.Bind(1, int64_t{limit});
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out->push_back({st.Int(0), st.Int(1), st.Int(2), st.Int(3), st.Int(4) != 0, st.Text(5)});
+  }
+  if (rc != SQLITE_DONE) return Error("chaos runs");
+  return Status::OK();
+}
+
+nlohmann::json ChaosRunRecord::ToJson() const {
+  // The summary was validated JSON when it was stored; a damaged one shows as null.
+  nlohmann::json out = nlohmann::json::parse(summary, nullptr, false);
+  if (!out.is_object()) out = nlohmann::json::object();
+  out["id"] = id;
+  out["stored_at"] = stored_at;
+  out["started_at"] = started_at;
+  out["ended_at"] = ended_at;
+  out["ok"] = ok;
+  return out;
 }
 
 nlohmann::json EventRecord::ToJson() const {

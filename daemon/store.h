@@ -75,6 +75,21 @@ struct EventRecord {
   nlohmann::json ToJson() const;
 };
 
+// One chaos/run run, as POST /v1/chaos-runs stored it: its times and verdict, and `summary`,
+// the JSON object of what the report's trend needs (seed, counts, per-mode MTTD/MTTR).
+struct ChaosRunRecord {
+  int64_t id = 0;
+  int64_t stored_at = 0;  // wall ms
+  int64_t started_at = 0;
+  int64_t ended_at = 0;
+  bool ok = false;
+  std::string summary;
+  nlohmann::json ToJson() const;
+};
+
+// The store keeps this many chaos runs, the newest.
+inline constexpr int64_t kChaosRunsKept = 500;
+
 // What MTTR statistics need of one resolved incident.
 struct RecoveryTime {
   std::string mode;
@@ -122,6 +137,9 @@ class Store {
 
   Status AddEvent(const EventRecord& e);
   Status Events(int limit, std::vector<EventRecord>* out);  // newest first
+
+  Status AddChaosRun(ChaosRunRecord* run);  // sets run->id; keeps the newest kChaosRunsKept
+  Status ChaosRuns(int limit, std::vector<ChaosRunRecord>* out);  // newest first
 
   Status SetValue(const std::string& check_id, const std::string& key, const std::string& value);
   Status Values(const std::string& check_id, std::map<std::string, std::string>* out);

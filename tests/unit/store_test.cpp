@@ -38,7 +38,8 @@ TEST_CASE("caused_by links an incident to its root cause's; an older store gains
   TempDir dir;
   std::string path = (dir.path / "g.db").string();
   {
-    // A store as schema version 2 left it: no caused_by column yet, one incident in it.
+    // A store as schema version 2 left it: no caused_by column nor chaos_runs table yet, one
+    // incident in it.
     std::unique_ptr<Store> store;
     REQUIRE(Store::Open(path, false, &store).ok());
     IncidentRecord old = MakeIncident("app");
@@ -46,7 +47,9 @@ TEST_CASE("caused_by links an incident to its root cause's; an older store gains
   }
   sqlite3* db;
   REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(db, "ALTER TABLE incidents DROP COLUMN caused_by; PRAGMA user_version=2",
+  REQUIRE(sqlite3_exec(db,
+                       "ALTER TABLE incidents DROP COLUMN caused_by; DROP TABLE chaos_runs; "
+                       "PRAGMA user_version=2",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
 
@@ -232,4 +235,34 @@ TEST_CASE("a read-only store reads while the writer holds it open; holds and val
   holds.clear();
   REQUIRE(reader->Holds(&holds).ok());
   CHECK(holds.empty());
+}
+
+TEST_CASE("chaos runs come back newest first with their summary; only the newest are kept") {
+  TempDir dir;
+  std::unique_ptr<Store> store;
+  REQUIRE(Store::Open((dir.path / "g.db").string(), false, &store).ok());
+  int64_t total = kChaosRunsKept + 2;
+  for (int64_t i = 1; i <= total; ++i) {
+    ChaosRunRecord run;
+    run.stored_at = 5000 + i;
+    run.started_at = 1000 * i;
+    run.ended_at = 1000 * i + 500;
+    run.ok = i % 2 == 0;
+    run.summary = R"({"seed":)" + std::to_string(i) + R"(,"modes":{}})";
+    REQUIRE(store->AddChaosRun(&run).ok());
+    CHECK(run.id == i);
+  }
+  std::vector<ChaosRunRecord> runs;
+  REQUIRE(store->ChaosRuns(1000, &runs).ok());
+  REQUIRE(runs.size() == static_cast<size_t>(kChaosRunsKept));
+  CHECK(runs.front().id == total);  // newest first
+  CHECK(runs.back().id == 3);       // runs 1 and 2 were dropped
+  nlohmann::json j = runs.front().ToJson();
+  CHECK(j["seed"] == total);
+  CHECK(j["ok"] == true);
+  CHECK(j["started_at"] == 1000 * total);
+  CHECK(j["modes"].is_object());
+  runs.clear();
+  REQUIRE(store->ChaosRuns(2, &runs).ok());
+  CHECK(runs.size() == 2);
 }
