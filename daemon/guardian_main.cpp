@@ -15,8 +15,11 @@
 
 #include "daemon/api.h"
 #include "daemon/api_client.h"
+#include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
+#include "daemon/file_util.h"
+#include "daemon/report_html.h"
 #include "detectors/detector.h"
 #include "plugins/playbook_library.h"
 
@@ -330,6 +333,34 @@ std::string QueryString(const std::vector<std::pair<std::string, std::string>>& 
   return q;
 }
 
+// guardian report --html FILE: what the page shows comes from the API (incidents with their
+// steps, /v1/mttr, the stored chaos runs); the page is rendered here and written atomically.
+int WriteReport(const ApiClient& api, const std::string& path, int limit, int64_t since) {
+  guardian::ReportInput in;
+  ApiReply reply;
+  int rc = 0;
+  std::string s = since ? std::to_string(since) : "";
+  if ((rc = Call(api, "GET", "/v1/status", nullptr, &reply))) return rc;
+  in.version = Str(reply.json, "version");
+  std::string q = QueryString({{"limit", std::to_string(limit)}, {"since", s}});
+  if ((rc = Call(api, "GET", "/v1/incidents" + q, nullptr, &reply))) return rc;
+  in.incidents = reply.json["incidents"];
+  if ((rc = Call(api, "GET", "/v1/mttr" + QueryString({{"since", s}}), nullptr, &reply))) return rc;
+  in.mttr = reply.json;
+  if ((rc = Call(api, "GET", "/v1/chaos-runs?limit=100", nullptr, &reply))) return rc;
+  in.chaos_runs = reply.json["runs"];
+  in.generated_at_ms = guardian::SystemClock::Get()->WallMs();
+  Status w = guardian::WriteFileAtomic(path, guardian::RenderReportHtml(in));
+  if (!w.ok()) {
+    std::cerr << "guardian: " << w.message() << "\n";
+    return kExitError;
+  }
+  std::printf("wrote %s: %zu incidents, %zu modes, %zu chaos runs\n", path.c_str(),
+              in.incidents.size(), in.mttr.value("modes", json::array()).size(),
+              in.chaos_runs.size());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -372,6 +403,18 @@ int main(int argc, char** argv) {
   auto* mttr_cmd = app.add_subcommand("mttr", "per-mode MTTD/MTTR against target");
   mttr_cmd->add_flag("--json", as_json, "print JSON");
   mttr_cmd->add_option("--since", mttr_since, "incidents with onset at or after (ms since epoch)");
+
+  std::string report_html;
+  int report_limit = 500;
+  auto* report_cmd =
+      app.add_subcommand("report",
+                         "write the MTTR report: per-mode charts, incident timelines, "
+                         "the chaos-run trend (one self-contained HTML page)");
+  report_cmd->add_option("--html", report_html, "the HTML file to write")->required();
+  report_cmd->add_option("--since", mttr_since,
+                         "incidents with onset at or after (ms since epoch)");
+  report_cmd->add_option("--limit", report_limit, "at most this many incidents (default 500)")
+      ->check(CLI::Range(1, 10000));
 
   std::string check, reason;
   auto* hold_cmd = app.add_subcommand("hold", "stop Guardian acting on a check");
@@ -485,6 +528,8 @@ int main(int argc, char** argv) {
     std::string q = QueryString({{"since", mttr_since ? std::to_string(mttr_since) : ""}});
     if ((rc = Call(api, "GET", "/v1/mttr" + q, nullptr, &reply))) return rc;
     as_json ? PrintJson(reply.json) : PrintMttr(reply.json);
+  } else if (*report_cmd) {
+    return WriteReport(api, report_html, report_limit, mttr_since);
   } else if (*hold_cmd) {
     if ((rc = Call(api, "POST", "/v1/checks/" + check + "/hold", {{"reason", reason}}, &reply)))
       return rc;
