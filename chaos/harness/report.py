@@ -54,6 +54,18 @@ def document(experiments, meta):
     return doc
 
 
+def stored_summary(doc):
+    """What guardiand keeps of a run for the report's trend (POST /v1/chaos-runs): the times,
+    the verdict and the per-mode figures, not each experiment."""
+    runs = [e for e in doc["experiments"] if not e["skipped"]]
+    out = {k: doc[k] for k in ("format", "started_at", "ended_at", "ok", "seed", "repeat")}
+    out.update(experiments=len(runs), failed=sum(1 for e in runs if not e["ok"]),
+               skipped=len(doc["experiments"]) - len(runs),
+               modes={mode: {k: v for k, v in m.items() if k != "skip_reason"}
+                      for mode, m in doc["modes"].items()})
+    return out
+
+
 def _ms(v):
     if v is None:
         return "-"

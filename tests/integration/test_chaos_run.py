@@ -74,6 +74,26 @@ class ChaosRunTest(StackTestCase):
         self.assertIn("ok: 2 experiments, 0 failed", r.stdout)
         with open(self.app_yaml, "rb") as f:
             self.assertEqual(f.read(), self.good)
+        # The run is kept in guardiand for the report's trend, with its figures.
+        stored = self.api("GET", "/v1/chaos-runs", expect=200).json["runs"]
+        self.assertEqual(len(stored), 1, stored)
+        self.assertEqual((stored[0]["ok"], stored[0]["seed"], stored[0]["experiments"]),
+                         (True, 7, 2))
+        self.assertEqual(stored[0]["modes"]["missing_config"]["mttr_ms"], m["mttr_ms"])
+        self.assertEqual(stored[0]["started_at"], doc["started_at"])
+
+    def test_html_writes_the_report_with_the_run_in_its_trend(self):
+        self.start()
+        page = self.path("report.html")
+        r, doc = self.chaos("missing_config", "--html", page,
+                            "--bin-dir", os.environ["GUARDIAN_BIN"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(page, encoding="utf-8") as f:
+            html = f.read()
+        self.assertIn('class="chart trend"', html)
+        self.assertIn("#%d app-config (missing_config)" % doc["experiments"][0]["incident"],
+                      html)
+        self.assertIn("1 chaos runs", r.stderr)
 
     def test_a_fault_guardian_does_not_heal_fails_the_run_and_is_undone(self):
         self.start(playbook="never_heals")
