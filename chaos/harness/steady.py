@@ -1,7 +1,8 @@
 """The stack's steady-state hypothesis: what must hold before a fault and again after it.
 
   guardiand   answers, acts (not observe-only), no incident open, every check ok and not held
-  services    every supervised service ready on its preferred port, accepting connections
+  services    every supervised service ready on its preferred port, accepting connections, its
+              restart backoff back at the base (no failures since it was last verified healthy)
   app         /readyz 200; its items (GET /items: count and checksum), its config file
               (app.yaml's SHA-256) and the flags Guardian set for it (run/flags.json: low-memory
               mode, degraded features, the breaker) as in the baseline taken before the first fault
@@ -72,6 +73,12 @@ def observe(stack):
     for s in st.get("services", []):
         if s.get("state") != "ready":
             snap["problems"].append("service %s is %s" % (s["name"], s.get("state")))
+        elif s.get("failures"):
+            # Its restart backoff is still raised from recent crashes (it resets once the
+            # service has been ready for its healthy_after_ms): the next fault would be timed
+            # against a backoff the last one left, not against Guardian.
+            snap["problems"].append("service %s: %d recent failures, restart backoff not reset "
+                                    "yet" % (s["name"], s["failures"]))
         elif s.get("preferred_port") and s.get("port") != s["preferred_port"]:
             snap["problems"].append("service %s is on port %s, not its preferred %s%s" % (
                 s["name"], s.get("port"), s["preferred_port"],
