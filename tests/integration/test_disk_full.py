@@ -83,7 +83,9 @@ class DiskFullTest(StackTestCase):
     def test_full_disk_freed_cheapest_first_into_the_reserve(self):
         before, own = self.prepare()
         fault = self.inject("disk_full", "--kind", "mixed")
-        self.assertLess(fault["free_after"], 64 << 10)  # really full (statvfs says so)
+        # Really full (statvfs says so): under the 10% threshold. Not a fixed byte count: the
+        # app (or Guardian, woken by the app's ENOSPC) may free a snapshot's 64 KiB at once.
+        self.assertLess(fault["free_after"], self.free()[1] // 10)
         inc = self.wait_incident("app-disk", timeout=LONG_TIMEOUT_S)
         self.assertTrue(inc["within_target"], inc)
         self.assertIn("under 10%", inc["evidence"])
