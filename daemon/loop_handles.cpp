@@ -36,6 +36,13 @@ void SocketWatch::Close(std::shared_ptr<CloseLatch> latch) {
   });
 }
 
+bool PollOnceBeforeDeadline(uv_timer_t* timer, uv_timer_cb cb, bool* polled) {
+  if (*polled) return false;
+  *polled = true;
+  uv_timer_start(timer, cb, 1, 0);
+  return true;
+}
+
 WakeTimer* WakeTimer::Open(uv_loop_t* loop) {
   auto* t = new WakeTimer;
   t->timer_.data = t;
@@ -53,13 +60,8 @@ void WakeTimer::Start(uint64_t ms, std::function<void()> fire) {
 void WakeTimer::OnTimer(uv_timer_t* h) {
   auto* t = static_cast<WakeTimer*>(h->data);
   if (t->closing_ || !t->fire_) return;
-  // The library's wake-up is mostly a deadline: let the loop poll its sockets once first, so
-  // an answer that arrived while the loop stalled is read before the library's timeout runs.
-  if (!t->polled_) {
-    t->polled_ = true;
-    uv_timer_start(&t->timer_, &WakeTimer::OnTimer, 1, 0);  // 0 would run in this timers phase
-    return;
-  }
+  // The library's wake-up is mostly a deadline (c-ares, curl).
+  if (PollOnceBeforeDeadline(h, &WakeTimer::OnTimer, &t->polled_)) return;
   t->fire_();
 }
 

@@ -35,6 +35,14 @@ class SocketWatch {
   std::shared_ptr<CloseLatch> latch_;
 };
 
+// Call first in a deadline timer's callback. Timers run before the loop polls for I/O, so after
+// a stall (a slow callback, a slow spawn) a deadline can be due while the answer already waits
+// on a socket. The first call re-arms `timer` (with `cb`, its callback) for one more loop turn, in
+// which the loop polls, and returns true: the caller returns. The second returns false: the
+// deadline stands. `*polled` is per arming; reset it when the timer is started anew. (1 ms, not 0:
+// a 0 ms timer started in a timer callback runs in the same timers phase, before any poll.)
+bool PollOnceBeforeDeadline(uv_timer_t* timer, uv_timer_cb cb, bool* polled);
+
 // WakeTimer: a one-shot uv_timer a library asks for ("wake me in N ms"). It fires after one
 // more poll of the loop's sockets, so a stalled loop does not turn an answer into a timeout.
 class WakeTimer {

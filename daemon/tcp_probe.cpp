@@ -2,6 +2,8 @@
 
 #include <netinet/in.h>
 
+#include "daemon/loop_handles.h"
+
 namespace guardian {
 
 std::string TcpErrorKind(int status) {
@@ -48,17 +50,9 @@ struct TcpProbe::Handles {
     if (cb) cb(std::move(r));
   }
 
-  // Timers run before the loop polls for I/O: after a stall (a slow callback, a slow spawn)
-  // the deadline can be due while the answer already waits on the socket. The loop polls once
-  // more (a 1 ms timer: a 0 ms one started in a timer callback runs in the same timers phase)
-  // before nothing-came-back is the verdict.
   static void OnDeadline(uv_timer_t* t) {
     auto* self = static_cast<Handles*>(t->data);
-    if (!self->polled_after_deadline) {
-      self->polled_after_deadline = true;
-      uv_timer_start(t, &Handles::OnDeadline, 1, 0);
-      return;
-    }
+    if (PollOnceBeforeDeadline(t, &Handles::OnDeadline, &self->polled_after_deadline)) return;
     self->Finish(UV_ETIMEDOUT, "no answer before the deadline");
   }
 
