@@ -1118,8 +1118,8 @@ class Loader {
           c.playbook = *s;
         }
       }
-    } else {
-      c.playbook = c.mode;
+    } else if (const ModeInfo* mode = FindMode(c.mode)) {
+      c.playbook = std::string(mode->playbook);
     }
 
     if (const Entry* e = Find(*d, "retries")) {

@@ -19,7 +19,7 @@ namespace guardian {
 namespace fs = std::filesystem;
 
 ValidatedConfig LoadValidated(const std::string& path,
-                              const std::map<std::string, std::string>& running) {
+                              const std::map<std::string, std::vector<std::string>>& running) {
   ValidatedConfig v;
   ConfigLoad& load = v.load;
   load = LoadConfigFile(path, DetectorRegistry::Get().SchemaLookup());
@@ -28,23 +28,22 @@ ValidatedConfig LoadValidated(const std::string& path,
   PlaybookLibrary scratch(load.config->playbook_limits);
   v.playbook_errors = scratch.Install(v.scan);
   for (const auto& c : load.config->checks) {
-    auto pb = scratch.Find(c.playbook);
-    std::string mode;
-    if (pb) {
-      mode = pb->mode;
+    PlaybookInfo serves;
+    if (auto pb = scratch.Find(c.playbook)) {
+      serves.modes = pb->modes;
     } else if (auto it = running.find(c.playbook); it != running.end()) {
       // Its file fails to load now (the error is in playbook_errors), but the running library
       // keeps the previous good version, as it does when the file is edited.
-      mode = it->second;
+      serves.modes = it->second;
     }
-    if (mode.empty()) {
+    if (serves.modes.empty()) {
       load.errors.push_back(
           {load.config->path, c.line, 1,
            "check '" + c.id + "': playbook '" + c.playbook + "' not found in playbook_dirs"});
-    } else if (mode != c.mode) {
+    } else if (!serves.Serves(c.mode)) {
       load.errors.push_back({load.config->path, c.line, 1,
                              "check '" + c.id + "': playbook '" + c.playbook + "' is for mode '" +
-                                 mode + "', not '" + c.mode + "'"});
+                                 serves.ModesText() + "', not '" + c.mode + "'"});
     }
   }
   if (!load.errors.empty()) load.config.reset();
@@ -328,9 +327,9 @@ void Daemon::Reload(ReloadDone done) {
   // only swaps in a result that is known good, so a bad reload leaves everything as it was.
   auto v = std::make_shared<ValidatedConfig>();
   std::string path = config_path_;
-  std::map<std::string, std::string> running;
+  std::map<std::string, std::vector<std::string>> running;
   for (const auto& name : playbooks_->Names()) {
-    if (auto pb = playbooks_->Find(name)) running[name] = pb->mode;
+    if (auto pb = playbooks_->Find(name)) running[name] = pb->modes;
   }
   QueueWork(
       &loop_, [v, path, running] { *v = LoadValidated(path, running); },

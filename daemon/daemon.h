@@ -41,7 +41,7 @@ struct ValidatedConfig {
 // what the daemon has installed: a check whose playbook file fails to load now is accepted if
 // a previous good version of it is running, since that version stays in use.
 ValidatedConfig LoadValidated(const std::string& path,
-                              const std::map<std::string, std::string>& running = {});
+                              const std::map<std::string, std::vector<std::string>>& running = {});
 
 // Loads a config and checks what only the daemon's registries know (detectors, playbooks);
 // installs the playbooks found into `playbooks`.

@@ -461,7 +461,7 @@ int main(int argc, char** argv) {
       guardian::PlaybookInfo info;
       Status s = guardian::PlaybookLibrary::Inspect(f, guardian::PlaybookLimits{}, &info);
       if (s.ok()) {
-        std::cout << f << ": ok (" << info.name << ", mode " << info.mode << ")\n";
+        std::cout << f << ": ok (" << info.name << ", mode " << info.ModesText() << ")\n";
       } else {
         std::cerr << s.message() << "\n";
         ++bad;

@@ -97,6 +97,10 @@ struct DegradedState {
 DegradedState ReadDegraded(const std::string& check_state_dir, const std::string& flags_file,
                            const std::string& feature, const std::string& flag = "");
 
+// The general checks' remedy params (`on_fail`, `on_fail_timeout_ms`, `verify_ms`: what the
+// `exec` playbook runs and how long it waits), appended to `specs`.
+std::vector<ParamSpec> WithRemedyParams(std::vector<ParamSpec> specs);
+
 #define GUARDIAN_REGISTER_DETECTOR(ident, ...)            \
   [[maybe_unused]] static const bool ident##_registered = \
       ::guardian::DetectorRegistry::Get().Register(__VA_ARGS__)

@@ -34,6 +34,17 @@ const DetectorFactory* DetectorRegistry::Find(std::string_view mode) const {
   return nullptr;
 }
 
+std::vector<ParamSpec> WithRemedyParams(std::vector<ParamSpec> specs) {
+  specs.push_back({"on_fail", ParamType::kStringList, false,
+                   "argv the `exec` playbook runs when the check fails (no shell); none: alert "
+                   "only"});
+  specs.push_back({"on_fail_timeout_ms", ParamType::kInt, false,
+                   "how long the command may run (default 30000)"});
+  specs.push_back({"verify_ms", ParamType::kInt, false,
+                   "how long the playbook waits for the check to pass after it (default 10000)"});
+  return specs;
+}
+
 Status WatchServiceStatus(const DetectorEnv& env, std::function<void()> wake,
                           std::unique_ptr<FsWatch>* watch) {
   watch->reset();

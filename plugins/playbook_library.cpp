@@ -1,5 +1,6 @@
 #include "plugins/playbook_library.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -37,7 +38,41 @@ void RawField(lua_State* L, const char* name) {
   lua_rawget(L, 1);
 }
 
+// Reads the `mode` field on top of the stack: one mode id, or an array of them (a playbook that
+// serves several general checks, such as `exec`).
+void ReadModes(lua_State* L, std::vector<std::string>* modes, std::vector<std::string>* errors) {
+  const std::string bad = "field 'mode' must be a mode id or a list of them; modes: " + ModeList();
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    if (!FindMode(lua_tostring(L, -1))) return errors->push_back(bad);
+    modes->push_back(lua_tostring(L, -1));
+    return;
+  }
+  if (lua_type(L, -1) != LUA_TTABLE) return errors->push_back(bad);
+  lua_Integer n = static_cast<lua_Integer>(lua_rawlen(L, -1));
+  for (lua_Integer i = 1; i <= n && i <= 64; ++i) {
+    lua_rawgeti(L, -1, i);
+    if (lua_type(L, -1) == LUA_TSTRING && FindMode(lua_tostring(L, -1))) {
+      modes->push_back(lua_tostring(L, -1));
+    } else {
+      errors->push_back("field 'mode' item " + std::to_string(i) +
+                        " is not a mode id; modes: " + ModeList());
+    }
+    lua_pop(L, 1);
+  }
+  if (modes->empty() && errors->empty()) errors->push_back(bad);
+}
+
 }  // namespace
+
+bool PlaybookInfo::Serves(const std::string& mode) const {
+  return std::find(modes.begin(), modes.end(), mode) != modes.end();
+}
+
+std::string PlaybookInfo::ModesText() const {
+  std::string out;
+  for (const auto& m : modes) out += (out.empty() ? "" : ", ") + m;
+  return out;
+}
 
 Status PlaybookLibrary::RunChunk(Sandbox* sb, const std::string& source, const std::string& path,
                                  const PlaybookLimits& limits) {
@@ -97,11 +132,7 @@ Status PlaybookLibrary::Inspect(const std::string& path, const PlaybookLimits& l
         }
         lua_pop(L, 1);
         RawField(L, "mode");
-        if (lua_type(L, -1) == LUA_TSTRING && FindMode(lua_tostring(L, -1))) {
-          info.mode = lua_tostring(L, -1);
-        } else {
-          errors.push_back("field 'mode' must be one of: " + ModeList());
-        }
+        ReadModes(L, &info.modes, &errors);
         lua_pop(L, 1);
         for (const char* phase : kPhases) {
           RawField(L, phase);

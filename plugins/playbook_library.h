@@ -21,13 +21,16 @@ class Sandbox;
 
 struct PlaybookInfo {
   std::string name;
-  std::string mode;
+  std::vector<std::string> modes;  // the check modes it serves (the file's `mode`: one or a list)
   std::string path;
   std::string source;               // the Lua text
   int64_t timeout_ms = 0;           // per phase; 0 = the configured default
   int retries = 0;                  // extra attempts after the first
   std::vector<std::string> phases;  // which of backup/remediate/verify/rollback it defines
   bool disruptive = true;
+
+  bool Serves(const std::string& mode) const;
+  std::string ModesText() const;  // "file, http" for messages
 };
 
 class PlaybookLibrary {

@@ -1,0 +1,79 @@
+#include "daemon/endpoint_probe.h"
+
+#include <algorithm>
+
+#include "daemon/http_client.h"
+#include "daemon/tcp_probe.h"
+
+namespace guardian {
+
+std::string Endpoint::Describe() const {
+  if (!url.empty()) return url;
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+         std::to_string(port);
+}
+
+std::string EndpointUrl(const std::string& host, int port, const std::string& path) {
+  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  std::string p = path.empty() || path[0] != '/' ? "/" + path : path;
+  return "http://" + h + ":" + std::to_string(port) + p;
+}
+
+EndpointProbe::EndpointProbe(uv_loop_t* loop, HttpClient* http, Endpoint endpoint)
+    : loop_(loop), http_(http), endpoint_(std::move(endpoint)) {}
+
+EndpointProbe::~EndpointProbe() {
+  *alive_ = false;
+  for (auto& t : tcp_) t.probe->Cancel();
+  if (http_) {
+    for (uint64_t id : requests_) http_->Cancel(id);
+  }
+}
+
+void EndpointProbe::Run(std::function<void(EndpointAnswer)> done) {
+  int64_t timeout = endpoint_.timeout_ms;
+  if (!endpoint_.url.empty()) {
+    if (!http_) return done({false, "no HTTP client in this daemon"});
+    HttpCall call;
+    call.url = endpoint_.url;
+    call.timeout_ms = timeout;
+    call.max_body_bytes = 64 << 10;
+    auto id = std::make_shared<uint64_t>(0);
+    *id = http_->Start(call, [this, alive = alive_, id, timeout, done](HttpResult r) {
+      if (*alive)
+        requests_.erase(std::remove(requests_.begin(), requests_.end(), *id), requests_.end());
+      EndpointAnswer a;
+      if (!r.ok()) {
+        a.what = r.error_kind == "timeout" ? "no answer within " + std::to_string(timeout) + " ms"
+                                           : r.error_kind + " (" + r.error + ")";
+      } else {
+        a.ok = r.code < 400;
+        a.what = "answered " + std::to_string(r.code) + " in " + std::to_string(r.total_ms) + " ms";
+      }
+      done(std::move(a));
+    });
+    if (*id != 0) requests_.push_back(*id);
+    return;
+  }
+  // The handle is kept until its answer came: dropping it would cancel the connect.
+  tcp_.erase(std::remove_if(tcp_.begin(), tcp_.end(), [](const Tcp& t) { return *t.finished; }),
+             tcp_.end());
+  auto finished = std::make_shared<bool>(false);
+  auto probe = TcpProbe::Start(
+      loop_, endpoint_.host, endpoint_.port, timeout, [finished, timeout, done](TcpProbeResult r) {
+        *finished = true;
+        EndpointAnswer a;
+        a.ok = r.ok();
+        if (r.ok()) {
+          a.what = "connected in " + std::to_string(r.elapsed_ms) + " ms";
+        } else if (r.error_kind == "timeout") {
+          a.what = "no connection within " + std::to_string(timeout) + " ms";
+        } else {
+          a.what = r.error_kind + (r.error.empty() ? "" : " (" + r.error + ")");
+        }
+        done(std::move(a));
+      });
+  if (!*finished) tcp_.push_back({std::move(probe), finished});
+}
+
+}  // namespace guardian
