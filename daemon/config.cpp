@@ -104,7 +104,7 @@ constexpr std::string_view kRetryKeys[] = {"backoff_base_ms", "backoff_max_ms"};
 constexpr std::string_view kLimitsKeys[] = {"instructions", "memory_mb", "phase_timeout_ms"};
 constexpr std::string_view kCheckKeys[] = {"id",     "mode",      "interval_ms", "debounce",
                                            "jitter", "target_ms", "playbook",    "retries",
-                                           "budget", "params",    "depends_on"};
+                                           "budget", "params",    "depends_on",  "targets"};
 constexpr std::string_view kServiceKeys[] = {
     "name", "argv",    "cwd",           "env",          "status_file", "flags_file",     "output",
     "port", "restart", "stop_grace_ms", "stop_on_exit", "cgroup",      "memory_limit_mb"};
@@ -987,6 +987,10 @@ class Loader {
     std::map<std::string, int> first_line;  // id -> line of its first definition
     for (size_t i = 0; i < item.node.size(); ++i) {
       Item check_item = SequenceItem(item, i);
+      if (const YAML::Node& n = check_item.node; n.IsMap() && n["targets"]) {
+        ReadTemplate(check_item, defaults, config);
+        continue;
+      }
       std::optional<CheckConfig> check = ReadCheck(check_item, defaults, config);
       if (!check) continue;
       config.checks.push_back(std::move(*check));
@@ -1001,6 +1005,63 @@ class Loader {
       }
     }
     CheckDependencies(config);
+  }
+
+  // A check template: one entry with `targets`, a list of mappings that each give an `id` and
+  // the params that differ (`{id: web, port: 8080}`), becomes one check per target. Each is read
+  // as if written out in full, so an error in a target names that target's line; an error in
+  // the template itself would repeat for every target, so expansion stops at the first target
+  // that has one.
+  void ReadTemplate(const Item& item, const CheckDefaults& defaults, Config& config) {
+    const YAML::Node& node = item.node;  // const: a look-up must not add the key it looks for
+    Item targets{node["targets"], node["targets"].Mark(), Child(item.path, "targets")};
+    if (!ValidMark(targets.mark)) targets.mark = item.mark;
+    if (node["id"]) {
+      Error(item, "a check template takes its ids from `targets`; remove its `id`");
+      return;
+    }
+    if (!targets.node.IsSequence() || targets.node.size() == 0) {
+      Error(targets, "expected a non-empty sequence of targets ({id: ..., PARAM: ...}), got " +
+                         Describe(targets.node));
+      return;
+    }
+    for (size_t i = 0; i < targets.node.size(); ++i) {
+      Item target = SequenceItem(targets, i);
+      const YAML::Node& tn = target.node;
+      if (!tn.IsMap()) {
+        Error(target,
+              "a target is a mapping with an `id` and the params it sets, got " + Describe(tn));
+        continue;
+      }
+      if (!tn["id"]) {
+        Error(target, "missing required key 'id' (each target names its check)");
+        continue;
+      }
+      YAML::Node check(YAML::NodeType::Map);
+      for (const auto& pair : node) {
+        if (pair.first.IsScalar() && pair.first.Scalar() == "targets") continue;
+        check[pair.first] = pair.second;
+      }
+      YAML::Node params(YAML::NodeType::Map);
+      if (node["params"] && node["params"].IsMap()) {
+        for (const auto& pair : node["params"]) params[pair.first] = pair.second;
+      }
+      for (const auto& pair : tn) {
+        if (pair.first.IsScalar() && pair.first.Scalar() == "id") {
+          check["id"] = pair.second;
+        } else {
+          // The target's value replaces the template's; its own key node keeps its position.
+          if (pair.first.IsScalar()) params.remove(pair.first.Scalar());
+          params[pair.first] = pair.second;
+        }
+      }
+      if (params.size() > 0 || node["params"]) check["params"] = params;
+      size_t errors_before = errors_.size();
+      std::optional<CheckConfig> c =
+          ReadCheck(Item{check, target.mark, target.path}, defaults, config);
+      if (c) config.checks.push_back(std::move(*c));
+      if (errors_.size() != errors_before && i == 0) return;
+    }
   }
 
   // depends_on names other checks of this config, and never leads back to the check itself

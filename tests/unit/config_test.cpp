@@ -1171,3 +1171,73 @@ TEST_CASE("services: duplicate names, and a check naming a service that does not
 }
 
 }  // namespace guardian
+
+namespace guardian {
+namespace {
+
+// ---- check templates --------------------------------------------------------------------------
+
+TEST_CASE("a check template becomes one check per target, each with its own params") {
+  ConfigLoad load = Load(
+      "checks:\n"
+      "  - mode: disk_full\n"
+      "    interval_ms: 250\n"
+      "    params: {min_free_percent: 10}\n"
+      "    targets:\n"
+      "      - {id: data, path: /srv/data}\n"
+      "      - {id: logs, path: /srv/logs, min_free_percent: 20}\n");
+  INFO(AllErrors(load));
+  REQUIRE(load.ok());
+  REQUIRE(load.config->checks.size() == 2);
+  const CheckConfig& data = load.config->checks[0];
+  const CheckConfig& logs = load.config->checks[1];
+  CHECK(data.id == "data");
+  CHECK(logs.id == "logs");
+  CHECK(data.interval_ms == 250);
+  CHECK(logs.interval_ms == 250);
+  CHECK(ParamString(data.params, "path") == "/srv/data");
+  CHECK(ParamNumber(data.params, "min_free_percent", 0) == 10);
+  CHECK(ParamNumber(logs.params, "min_free_percent", 0) == 20);  // the target's own value wins
+  CHECK(data.line == 6);  // each check is known by its target's line
+  CHECK(logs.line == 7);
+}
+
+TEST_CASE("a template's errors name the target's line, and a template error is reported once") {
+  ExpectOneError(Load("checks:\n"
+                      "  - mode: disk_full\n"
+                      "    targets:\n"
+                      "      - {id: a, path: /a}\n"
+                      "      - {id: b, path: /b, inodes: maybe}\n"),
+                 5, 35, "targets[1].params.inodes");
+  ExpectOneError(Load("checks:\n"
+                      "  - mode: disk_full\n"
+                      "    params: {nope: 1}\n"
+                      "    targets:\n"
+                      "      - {id: a, path: /a}\n"
+                      "      - {id: b, path: /b}\n"),
+                 3, 14, "unknown param 'nope'");
+  ExpectOneError(Load("checks:\n"
+                      "  - mode: disk_full\n"
+                      "    targets:\n"
+                      "      - {path: /a}\n"),
+                 4, 9, "missing required key 'id'");
+  ExpectOneError(Load("checks:\n"
+                      "  - id: x\n"
+                      "    mode: disk_full\n"
+                      "    targets: [{id: a, path: /a}]\n"),
+                 2, 5, "takes its ids from `targets`");
+  ExpectOneError(Load("checks:\n"
+                      "  - mode: disk_full\n"
+                      "    targets: []\n"),
+                 3, 14, "non-empty sequence of targets");
+  // Ids from targets are checked for duplicates like any other.
+  ExpectOneError(Load("checks:\n"
+                      "  - mode: disk_full\n"
+                      "    targets:\n"
+                      "      - {id: a, path: /a}\n"
+                      "      - {id: a, path: /b}\n"),
+                 5, 14, "duplicate check id 'a'");
+}
+
+}  // namespace
+}  // namespace guardian
