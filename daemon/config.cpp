@@ -1025,6 +1025,11 @@ class Loader {
                          Describe(targets.node));
       return;
     }
+    // The expanded checks are built as children of one scratch node. yaml-cpp merges the
+    // memory of every node assigned into another: fresh nodes per target would each copy the
+    // whole document's node set (quadratic: 0.5 GB for 1000 targets); children of one node
+    // share its memory, merged once.
+    YAML::Node scratch(YAML::NodeType::Map);
     for (size_t i = 0; i < targets.node.size(); ++i) {
       Item target = SequenceItem(targets, i);
       const YAML::Node& tn = target.node;
@@ -1037,12 +1042,14 @@ class Loader {
         Error(target, "missing required key 'id' (each target names its check)");
         continue;
       }
-      YAML::Node check(YAML::NodeType::Map);
+      YAML::Node check = scratch["check"];
+      YAML::Node params = scratch["params"];
+      check = YAML::Node(YAML::NodeType::Map);
+      params = YAML::Node(YAML::NodeType::Map);
       for (const auto& pair : node) {
         if (pair.first.IsScalar() && pair.first.Scalar() == "targets") continue;
         check[pair.first] = pair.second;
       }
-      YAML::Node params(YAML::NodeType::Map);
       if (node["params"] && node["params"].IsMap()) {
         for (const auto& pair : node["params"]) params[pair.first] = pair.second;
       }
