@@ -66,7 +66,7 @@ class FilesystemDetector : public Detector {
       : loop_(env.loop),
         path_(ParamString(env.check.params, "path")),
         max_used_(ParamNumber(env.check.params, "max_used_percent", 90)),
-        min_gap_ms_(ParamInt(env.check.params, "event_gap_ms", 10)),
+        min_gap_ms_(ParamInt(env.check.params, "event_gap_ms", 2)),
         gap_(env.loop) {}
 
   Status Start(std::function<void()> wake) override {
@@ -151,7 +151,7 @@ GUARDIAN_REGISTER_DETECTOR(
              "a folder on the filesystem (writes into it wake the check at once)"},
             {"max_used_percent", ParamType::kNumber, false, "fails above this (default 90)"},
             {"event_gap_ms", ParamType::kInt, false,
-             "at most one event-woken probe per this many ms (default 10)"},
+             "at most one event-woken probe per this many ms (default 2)"},
         }),
         [](const DetectorEnv& env) { return std::make_shared<FilesystemDetector>(env); }});
 
