@@ -31,19 +31,26 @@ bool PidWatch::ExitedNow() const {
   return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
-Status PidWatch::Start(const ProcessIdentity& id, std::function<void()> exited) {
+Status OpenPidfd(pid_t pid, ProcessIdentity* id, int* fd) {
+  *fd = -1;
+  if (pid <= 0) return Status::NotFound("no pid");
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    if (errno == ESRCH) return Status::NotFound("pid " + std::to_string(pid) + " is gone");
+    return Status::IOError("pidfd_open " + std::to_string(pid) + ": " + std::strerror(errno));
+  }
+  Status s = ReadProcessIdentity(pid, id);
+  if (!s.ok()) {
+    ::close(pidfd);
+    return s;
+  }
+  *fd = pidfd;
+  return Status::OK();
+}
+
+Status PidWatch::Start(int fd, std::function<void()> exited) {
   Close();
-  if (id.pid <= 0) return Status::NotFound("no pid");
-  int fd = static_cast<int>(::syscall(SYS_pidfd_open, id.pid, 0));
-  if (fd < 0) {
-    if (errno == ESRCH) return Status::NotFound("pid " + std::to_string(id.pid) + " is gone");
-    return Status::IOError("pidfd_open " + std::to_string(id.pid) + ": " + std::strerror(errno));
-  }
-  ProcessIdentity now;
-  if (!ReadProcessIdentity(id.pid, &now).ok() || !now.SameAs(id)) {
-    ::close(fd);
-    return Status::NotFound(id.ToString() + " is gone");
-  }
+  if (fd < 0) return Status::InvalidArgument("no pidfd");
   auto* h = new Handle;
   h->fd = fd;
   h->exited = std::move(exited);

@@ -1,11 +1,12 @@
 #pragma once
 // PidWatch: "tell me when this process exits", for a process Guardian did not start (a pidfile's
-// pid). A pidfd is opened first and the pid's start time checked after, so a pid reused between
-// the pidfile's write and the check cannot be the one watched. The pidfd becomes readable when
-// the process exits, whoever its parent is; a uv_poll hands that to the loop. One object owns
-// the handle; destroying it closes the handle (freed in its close callback) without calling back.
+// pid). OpenPidfd opens a pidfd on the pid first and reads the identity of the process it pins
+// after: a pidfd holds the pid, so the number cannot pass to another program in between. The
+// pidfd becomes readable when the process exits, whoever its parent is; a uv_poll hands that to
+// the loop. One object owns the handle; destroying it closes the handle (freed in its close
+// callback) and the pidfd without calling back.
 //
-// Thread: loop thread only.
+// Thread: OpenPidfd blocks (it reads /proc): call it on the pool. PidWatch: loop thread only.
 
 #include <uv.h>
 
@@ -16,6 +17,10 @@
 
 namespace guardian {
 
+// A pidfd on `pid` (in `*fd`, the caller's to close or hand to PidWatch) and the identity of
+// the process it pins. NotFound: no such process, or only its zombie is left.
+Status OpenPidfd(pid_t pid, ProcessIdentity* id, int* fd);
+
 class PidWatch {
  public:
   explicit PidWatch(uv_loop_t* loop);
@@ -23,9 +28,9 @@ class PidWatch {
   PidWatch(const PidWatch&) = delete;
   PidWatch& operator=(const PidWatch&) = delete;
 
-  // Watches `id` (pid and start time). NotFound: no such process any more, or the pid now names
-  // another one (nothing is watched). `exited` runs once, on the loop thread.
-  Status Start(const ProcessIdentity& id, std::function<void()> exited);
+  // Watches the process `pidfd` (from OpenPidfd; owned from here on, closed even on failure).
+  // `exited` runs once, on the loop thread.
+  Status Start(int pidfd, std::function<void()> exited);
   bool watching() const { return h_ != nullptr; }
   // Whether the watched process has exited, asked now (a poll of the pidfd, without waiting),
   // for a caller that must not act on the event's turn in the loop.

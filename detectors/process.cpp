@@ -35,8 +35,10 @@ int64_t WallMs() {
 // Clock ticks are 10 ms, and the two clocks are read a moment apart.
 constexpr double kPidReuseSlackMs = 100;
 
-// Reads the pid in `pidfile` and identifies its process. Blocking: call on the pool.
-Status ReadPidfile(const std::string& pidfile, ProcessIdentity* out) {
+// Reads the pid in `pidfile`, opens a pidfd on it (in `*fd`, -1 unless OK) and identifies its
+// process. Blocking: call on the pool.
+Status ReadPidfile(const std::string& pidfile, ProcessIdentity* out, int* fd) {
+  *fd = -1;
   std::string text;
   Status s = ReadRegularFile(pidfile, 64, &text);
   if (!s.ok()) return Status::NotFound("pidfile " + pidfile + ": " + s.message());
@@ -45,7 +47,9 @@ Status ReadPidfile(const std::string& pidfile, ProcessIdentity* out) {
   while (end && (*end == '\n' || *end == ' ' || *end == '\r')) ++end;
   if (pid <= 0 || pid > 4194304 || !end || *end != '\0')
     return Status::InvalidArgument("pidfile " + pidfile + " holds no pid");
-  s = ReadProcessIdentity(static_cast<pid_t>(pid), out);
+  int pidfd = -1;
+  s = OpenPidfd(static_cast<pid_t>(pid), out, &pidfd);
+  if (s.code() == Status::Code::kIOError) return s;
   if (!s.ok())
     return Status::NotFound("pid " + std::to_string(pid) + " from " + pidfile + " is not running");
   // A pidfile is written after its process starts. A process that started after the file was
@@ -58,10 +62,13 @@ Status ReadPidfile(const std::string& pidfile, ProcessIdentity* out) {
                    static_cast<double>(out->start_ticks) / hz;
     double started_ms = static_cast<double>(WallMs()) - age_s * 1000.0;
     double written_ms = static_cast<double>(st.st_mtim.tv_sec) * 1000.0 + st.st_mtim.tv_nsec / 1e6;
-    if (started_ms > written_ms + kPidReuseSlackMs)
+    if (started_ms > written_ms + kPidReuseSlackMs) {
+      ::close(pidfd);
       return Status::NotFound("pid " + std::to_string(pid) + " from " + pidfile +
                               " is a reused pid: that process started after the file was written");
+    }
   }
+  *fd = pidfd;
   return Status::OK();
 }
 
@@ -106,25 +113,34 @@ class ProcessDetector : public Detector {
     if (known_) return Judge(done);
     auto id = std::make_shared<ProcessIdentity>();
     auto status = std::make_shared<Status>();
+    auto fd = std::make_shared<int>(-1);
     std::string pidfile = pidfile_;
     QueueWork(
-        env_.loop, [id, status, pidfile] { *status = ReadPidfile(pidfile, id.get()); },
-        [this, weak = weak_from_this(), id, status, done] {
-          if (weak.expired()) return done(Observation::Unknown("check closed"));
-          Track(*status, *id);
+        env_.loop,
+        [id, status, fd, pidfile] { *status = ReadPidfile(pidfile, id.get(), fd.get()); },
+        [this, weak = weak_from_this(), id, status, fd, done] {
+          if (weak.expired()) {
+            if (*fd >= 0) ::close(*fd);
+            return done(Observation::Unknown("check closed"));
+          }
+          Track(*status, *id, *fd);
           Judge(done);
         });
   }
 
  private:
-  // Takes what the pidfile said as the process to watch.
-  void Track(const Status& read, const ProcessIdentity& id) {
+  // Takes what the pidfile said as the process to watch (`pidfd`, when read is OK, is owned).
+  void Track(const Status& read, const ProcessIdentity& id, int pidfd) {
     known_ = true;
     exited_at_ = 0;
     identity_ = id;
     why_not_ = read.ok() ? "" : read.message();
-    if (!read.ok() || !pid_watch_) return;
-    Status s = pid_watch_->Start(id, [this] {
+    if (!read.ok()) return;
+    if (!pid_watch_) {
+      ::close(pidfd);
+      return;
+    }
+    Status s = pid_watch_->Start(pidfd, [this] {
       exited_at_ = WallMs();
       why_not_ = identity_.ToString() + " exited";
       if (wake_) wake_();

@@ -1,6 +1,6 @@
 // PidWatch against real processes: the exit of a process it did not start (here a forked
-// child, as a pidfile's daemon would be) wakes it; a pid whose start time does not match is
-// refused; destroying it while it watches closes its handle without calling back.
+// child, as a pidfile's daemon would be) wakes it; OpenPidfd identifies the process it pins and
+// refuses a pid that is gone; destroying a watch closes its handle without calling back.
 #include "daemon/pid_watch.h"
 
 #include <doctest/doctest.h>
@@ -11,6 +11,7 @@
 
 #include "tests/unit/test_loop.h"
 
+using guardian::OpenPidfd;
 using guardian::PidWatch;
 using guardian::ProcessIdentity;
 using guardian::ReadProcessIdentity;
@@ -42,11 +43,12 @@ TEST_CASE("an exit wakes the watch, and ExitedNow sees it before the loop does")
   TestLoop t;
   Child c;
   ProcessIdentity id;
-  REQUIRE(ReadProcessIdentity(c.pid, &id).ok());
+  int fd = -1;
+  REQUIRE(OpenPidfd(c.pid, &id, &fd).ok());
   bool exited = false;
   {
     PidWatch w(&t.loop);
-    REQUIRE(w.Start(id, [&] { exited = true; }).ok());
+    REQUIRE(w.Start(fd, [&] { exited = true; }).ok());
     CHECK_FALSE(w.ExitedNow());
     ::kill(c.pid, SIGKILL);
     // Not reaped yet: a zombie has exited all the same.
@@ -59,32 +61,39 @@ TEST_CASE("an exit wakes the watch, and ExitedNow sees it before the loop does")
   CHECK(exited);
 }
 
-TEST_CASE("a pid that now names another process is refused") {
-  TestLoop t;
+TEST_CASE("OpenPidfd identifies the process it pins, and refuses one that is gone") {
   Child c;
-  ProcessIdentity id;
-  REQUIRE(ReadProcessIdentity(c.pid, &id).ok());
-  id.start_ticks += 1;  // the pidfile's process started at another time: not this one
+  ProcessIdentity read, pinned;
+  REQUIRE(ReadProcessIdentity(c.pid, &read).ok());
+  int fd = -1;
+  REQUIRE(OpenPidfd(c.pid, &pinned, &fd).ok());
+  CHECK(fd >= 0);
+  CHECK(pinned.SameAs(read));
+  ::close(fd);
+  // Killed but not reaped: only a zombie is left, which is not running.
+  ::kill(c.pid, SIGKILL);
+  for (int i = 0; i < 200 && ReadProcessIdentity(c.pid, &read).ok(); ++i) ::usleep(5000);
+  CHECK(OpenPidfd(c.pid, &pinned, &fd).code() == guardian::Status::Code::kNotFound);
+  CHECK(fd == -1);
+  ::waitpid(c.pid, nullptr, 0);
+  c.pid = -1;
+  CHECK(OpenPidfd(0x3fffff, &pinned, &fd).code() == guardian::Status::Code::kNotFound);
+  TestLoop t;
   PidWatch w(&t.loop);
-  bool called = false;
-  CHECK(w.Start(id, [&] { called = true; }).code() == guardian::Status::Code::kNotFound);
+  CHECK(w.Start(-1, [] {}).code() == guardian::Status::Code::kInvalidArgument);
   CHECK_FALSE(w.watching());
-  ProcessIdentity gone;
-  gone.pid = 0x3fffff;  // no such pid
-  CHECK(w.Start(gone, [&] { called = true; }).code() == guardian::Status::Code::kNotFound);
-  uv_run(&t.loop, UV_RUN_NOWAIT);
-  CHECK_FALSE(called);
 }
 
 TEST_CASE("destroying a watch closes its handle without calling back") {
   TestLoop t;
   Child c;
   ProcessIdentity id;
-  REQUIRE(ReadProcessIdentity(c.pid, &id).ok());
+  int fd = -1;
+  REQUIRE(OpenPidfd(c.pid, &id, &fd).ok());
   bool called = false;
   {
     PidWatch w(&t.loop);
-    REQUIRE(w.Start(id, [&] { called = true; }).ok());
+    REQUIRE(w.Start(fd, [&] { called = true; }).ok());
   }
   ::kill(c.pid, SIGKILL);
   ::waitpid(c.pid, nullptr, 0);
