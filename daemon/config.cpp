@@ -1262,7 +1262,15 @@ class Loader {
         }
         continue;
       }
-      if (auto v = ReadParam(e->value, spec.type)) out->emplace(spec.name, std::move(*v));
+      auto v = ReadParam(e->value, spec.type);
+      if (!v) continue;
+      if (const auto* text = std::get_if<std::string>(&*v);
+          text && !spec.choices.empty() &&
+          std::find(spec.choices.begin(), spec.choices.end(), *text) == spec.choices.end()) {
+        Error(e->value, "must be one of " + JoinNames(spec.choices) + ", got '" + *text + "'");
+        continue;
+      }
+      out->emplace(spec.name, std::move(*v));
     }
   }
 

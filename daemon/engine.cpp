@@ -45,7 +45,7 @@ struct Engine::Incident {
 };
 
 Engine::Engine(uv_loop_t* loop, StoreThread* store, PlaybookLibrary* playbooks, const Clock* clock)
-    : loop_(loop), store_(store), playbooks_(playbooks), clock_(clock) {}
+    : loop_(loop), store_(store), playbooks_(playbooks), clock_(clock), listen_table_(loop) {}
 
 Engine::~Engine() = default;
 
@@ -87,6 +87,7 @@ void Engine::Apply(std::shared_ptr<const Config> config) {
     env.loop = loop_;
     env.supervisor = supervisor_;
     env.http = http_;
+    env.listen_table = &listen_table_;
     env.check = c;
     if (const ServiceConfig* svc = config->FindService(ParamString(c.params, "service")))
       env.service = *svc;

@@ -23,6 +23,7 @@
 #include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/guardian_metrics.h"
+#include "daemon/listen_table.h"
 #include "daemon/store.h"
 #include "daemon/store_thread.h"
 #include "plugins/host_api.h"
@@ -146,6 +147,7 @@ class Engine {
   PlaybookLibrary* playbooks_;
   const Clock* clock_;
   std::shared_ptr<const Config> config_;
+  ListenTable listen_table_;  // shared by tcp checks with method listen; outlives the checks
   std::map<std::string, std::unique_ptr<CheckRuntime>> checks_;
   std::map<int64_t, std::unique_ptr<Incident>> incidents_;
   std::map<std::string, std::map<std::string, std::string>> values_;  // per check, cached

@@ -24,7 +24,8 @@ struct ParamSpec {
   std::string name;
   ParamType type;
   bool required = false;
-  std::string doc;  // one line, shown by docs and errors
+  std::string doc;                   // one line, shown by docs and errors
+  std::vector<std::string> choices = {};  // kString only: the values allowed (empty: any)
 };
 
 using ParamValue = std::variant<bool, int64_t, double, std::string, std::vector<std::string>>;

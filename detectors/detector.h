@@ -25,14 +25,16 @@ namespace guardian {
 
 class Supervisor;
 class HttpClient;
+class ListenTable;
 
 // What a detector gets to work with.
 struct DetectorEnv {
   uv_loop_t* loop = nullptr;
-  Supervisor* supervisor = nullptr;  // the services guardiand runs; null in some tests
-  HttpClient* http = nullptr;        // shared HTTP client on the loop; null in some tests
-  CheckConfig check;                 // a copy: the detector may outlive a config reload
-  std::string check_state_dir;       // STATE_DIR/checks/<id>; exists, owned by this check
+  Supervisor* supervisor = nullptr;     // the services guardiand runs; null in some tests
+  HttpClient* http = nullptr;           // shared HTTP client on the loop; null in some tests
+  ListenTable* listen_table = nullptr;  // this host's listening sockets; null in some tests
+  CheckConfig check;                    // a copy: the detector may outlive a config reload
+  std::string check_state_dir;          // STATE_DIR/checks/<id>; exists, owned by this check
   // The config of the service named in params.service, when the check names one (a copy, like
   // `check`); the running Service itself is looked up in `supervisor` at probe time.
   std::optional<ServiceConfig> service;

@@ -3,6 +3,7 @@ HTTP server process known by its pidfile, killed and stopped for real; a real fi
 real size-limited tmpfs filled; a real port closed. Each remedy is a script the check names as
 argv, which stamps a file when it runs, so the test sees what Guardian ran and in what order."""
 
+import json
 import os
 import signal
 import socket
@@ -214,6 +215,55 @@ class GeneralChecksTest(GuardianTestCase):
         self.assertEqual(inc["state"], "escalated", inc)
         step = self.assert_step(inc, "remediate", "failed")
         self.assertIn("only alerts", step["message"])
+
+    def test_tcp_listen_method_reads_the_socket_table_and_heals_a_full_queue(self):
+        port = free_port()
+        listener = ("import socket, time\n"
+                    "s = socket.socket()\n"
+                    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                    "s.bind(('127.0.0.1', %d))\n"
+                    "s.listen(1)\n"
+                    "time.sleep(600)\n" % port)
+        with open(self.path("listener.py"), "w") as f:
+            f.write(listener)
+        self.pidfile = self.path("listener.pid")
+        # Stops the listener that never accepts and starts a fresh one.
+        restart = self.script(
+            "restart.sh",
+            "#!/bin/sh\necho restart >> {s}\n"
+            "pid=$(cat {pf} 2>/dev/null) && kill -KILL \"$pid\" 2>/dev/null\n"
+            "setsid {py} {l} </dev/null >/dev/null 2>&1 &\necho $! > {pf}\n",
+            s=self.path("port.stamps"), pf=self.pidfile, py=sys.executable,
+            l=self.path("listener.py"))
+        subprocess.run([restart], check=True)
+        self.addCleanup(self.kill_server)
+        os.remove(self.path("port.stamps"))
+        self.wait_for(lambda: self.listening(port), what="the listener")
+        self.write_config([{"id": "port", "mode": "tcp", "interval_ms": 100, "retries": 0,
+                            "params": {"port": port, "method": "listen", "on_fail": [restart],
+                                       "verify_ms": 3000}}])
+        self.start_daemon()
+        self.wait_for(lambda: (self.check_status("port") or {}).get("state") == "ok",
+                      what="port ok")
+        # A queue of limit 1 that nobody drains: connect probes every 100 ms would fill it and
+        # fail within three probes. Reading the socket table adds nothing to it.
+        time.sleep(1.0)
+        st = self.check_status("port")
+        self.assertEqual(st["state"], "ok", st)
+        self.assertIn("listening (0 of 1 queued)", json.dumps(st))
+        self.assertEqual(self.incidents("port"), [])
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=1) for _ in range(2)]
+        self.addCleanup(lambda: [c.close() for c in clients])
+        inc = self.incident(self.wait_incident("port")["id"])
+        self.assertEqual(inc["state"], "resolved", inc)
+        self.assertIn("accept queue full (2 waiting, limit 1)", inc["evidence"])
+        self.assertEqual(self.stamps("port"), ["restart"])
+
+    def listening(self, port):
+        """From /proc/net/tcp, not by connecting: a connect would sit in the queue under test."""
+        with open("/proc/net/tcp") as f:
+            return any(":%04X" % port == line.split()[1][-5:] and line.split()[3] == "0A"
+                       for line in f.readlines()[1:])
 
     def test_filesystem_over_its_limit_runs_on_fail(self):
         if os.geteuid() != 0:

@@ -35,6 +35,7 @@ const std::vector<ParamSpec>* TestSchemas(std::string_view mode) {
       {"inodes", ParamType::kBool, false, "also watch free inodes"},
       {"service", ParamType::kString, false, "the supervised service it concerns"},
       {"server", ParamType::kString, false, "a second service it acts on"},
+      {"method", ParamType::kString, false, "how to look", {"statvfs", "df"}},
   };
   if (mode == "missing_config") return &missing_config;
   if (mode == "disk_full") return &disk_full;
@@ -303,6 +304,12 @@ TEST_CASE("unknown param") {
   CHECK(Contains(load.errors[0].message, "did you mean 'required_keys'?"));
 }
 
+const char* const kDiskCheckHead =
+    "id: disk\n"
+    "    mode: disk_full\n"
+    "    params:\n"
+    "      path: /\n";
+
 TEST_CASE("param of the wrong type") {
   std::string head =
       "id: app\n"
@@ -318,15 +325,20 @@ TEST_CASE("param of the wrong type") {
                  "checks[0].params.settle_ms: expected an integer");
   ExpectOneError(Load(Check(head + "      defaults_file: {a: 1}\n")), 6, 22,
                  "expected a path, got a mapping");
-  std::string disk =
-      "id: disk\n"
-      "    mode: disk_full\n"
-      "    params:\n"
-      "      path: /\n";
+  std::string disk = kDiskCheckHead;
   ExpectOneError(Load(Check(disk + "      inodes: yes\n")), 6, 15,
                  "checks[0].params.inodes: expected true or false, got \"yes\"");
   ExpectOneError(Load(Check(disk + "      min_free_percent: ten\n")), 6, 25,
                  "expected a number, got \"ten\"");
+}
+
+TEST_CASE("a param with a fixed set of values names them when given another") {
+  std::string disk = kDiskCheckHead;
+  ExpectOneError(Load(Check(disk + "      method: ping\n")), 6, 15,
+                 "checks[0].params.method: must be one of statvfs, df, got 'ping'");
+  auto ok = Load(Check(disk + "      method: df\n"));
+  REQUIRE(ok.ok());
+  CHECK(guardian::ParamString(ok.config->checks[0].params, "method") == "df");
 }
 
 TEST_CASE("params that are not a mapping") {
