@@ -68,6 +68,7 @@ class Daemon {
   ApiBackend MakeApiBackend();
   // The status snapshot served by /v1/status and written to status.json.
   nlohmann::json StatusJson() const;
+  void AddStatusFields(nlohmann::json* j) const;  // the daemon's own fields of the snapshot
   nlohmann::json HealthJson() const;
   void Stop();
   void WatchPlaybookDirs();

@@ -974,38 +974,93 @@ size_t Engine::running_playbooks() const {
   return n;
 }
 
-nlohmann::json Engine::StatusJson() const {
-  nlohmann::json checks = nlohmann::json::array();
-  for (const auto& [id, c] : checks_) {
-    const char* state = "unknown";
-    switch (c->last_observation().health) {
-      case Observation::Health::kOk:
-        state = "ok";
-        break;
-      case Observation::Health::kFailing:
-        state = "failing";
-        break;
-      case Observation::Health::kUnknown:
-        state = "unknown";
-        break;
-    }
-    checks.push_back(
-        {{"id", id},
-         {"mode", c->config().mode},
-         {"state", state},
-         {"interval_ms", c->config().interval_ms},
-         {"target_ms", c->config().target_ms},
-         {"evidence", c->last_observation().evidence},
-         {"degraded", c->last_observation().degraded},
-         {"gauges", c->last_observation().gauges},
-         {"held", c->held()},
-         {"hold_reason", c->hold_reason()},
-         {"incident",
-          c->incident_id > 0 ? nlohmann::json(c->incident_id) : nlohmann::json(nullptr)},
-         {"hold_since", c->held() ? nlohmann::json(c->hold_since()) : nlohmann::json(nullptr)},
-         {"budget_remaining", c->budget().Remaining()},
-         {"budget_spent", c->budget().spent()}});
+nlohmann::json Engine::CheckStatusJson(const std::string& id, CheckRuntime& c) const {
+  const char* state = "unknown";
+  switch (c.last_observation().health) {
+    case Observation::Health::kOk:
+      state = "ok";
+      break;
+    case Observation::Health::kFailing:
+      state = "failing";
+      break;
+    case Observation::Health::kUnknown:
+      state = "unknown";
+      break;
   }
+  return {{"id", id},
+          {"mode", c.config().mode},
+          {"state", state},
+          {"interval_ms", c.config().interval_ms},
+          {"target_ms", c.config().target_ms},
+          {"evidence", c.last_observation().evidence},
+          {"degraded", c.last_observation().degraded},
+          {"gauges", c.last_observation().gauges},
+          {"held", c.held()},
+          {"hold_reason", c.hold_reason()},
+          {"incident", c.incident_id > 0 ? nlohmann::json(c.incident_id) : nlohmann::json(nullptr)},
+          {"hold_since", c.held() ? nlohmann::json(c.hold_since()) : nlohmann::json(nullptr)},
+          {"budget_remaining", c.budget().Remaining()},
+          {"budget_spent", c.budget().spent()}};
+}
+
+nlohmann::json Engine::StatusJson() const {
+  nlohmann::json j = StatusJsonWithoutChecks();
+  nlohmann::json checks = nlohmann::json::array();
+  for (const auto& [id, c] : checks_) checks.push_back(CheckStatusJson(id, *c));
+  j["checks"] = std::move(checks);
+  return j;
+}
+
+Engine::StatusKey Engine::StatusKeyOf(CheckRuntime& c) {
+  const Observation& o = c.last_observation();
+  return {&c,
+          c.config().mode,
+          c.config().interval_ms,
+          c.config().target_ms,
+          o.health,
+          o.evidence,
+          o.degraded,
+          o.gauges,
+          c.held(),
+          c.hold_reason(),
+          c.incident_id,
+          c.held() ? c.hold_since() : 0,
+          c.budget().Remaining(),
+          c.budget().spent()};
+}
+
+// Field by field, without copying: this runs for every check every second.
+bool Engine::SameStatus(const StatusKey& k, CheckRuntime& c) {
+  const Observation& o = c.last_observation();
+  return k.check == &c && k.health == o.health && k.degraded == o.degraded && k.held == c.held() &&
+         k.incident == c.incident_id && k.hold_since == (c.held() ? c.hold_since() : 0) &&
+         k.budget_remaining == c.budget().Remaining() && k.budget_spent == c.budget().spent() &&
+         k.interval_ms == c.config().interval_ms && k.target_ms == c.config().target_ms &&
+         k.evidence == o.evidence && k.gauges == o.gauges && k.hold_reason == c.hold_reason() &&
+         k.mode == c.config().mode;
+}
+
+std::string Engine::ChecksStatusText() {
+  // Entries of checks that are gone are dropped; both maps are ordered by id.
+  for (auto it = status_cache_.begin(); it != status_cache_.end();) {
+    it = checks_.count(it->first) ? std::next(it) : status_cache_.erase(it);
+  }
+  std::string out = "[";
+  for (const auto& [id, c] : checks_) {
+    StatusEntry& e = status_cache_[id];
+    if (e.text.empty() || !SameStatus(e.key, *c)) {
+      e.key = StatusKeyOf(*c);
+      // Evidence quotes broken files, which may hold bytes that are not UTF-8: replace.
+      e.text =
+          CheckStatusJson(id, *c).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    if (out.size() > 1) out += ',';
+    out += e.text;
+  }
+  return out + "]";
+}
+
+nlohmann::json Engine::StatusJsonWithoutChecks() const {
   nlohmann::json incidents = nlohmann::json::array();
   for (const auto& [id, inc] : incidents_) {
     incidents.push_back({{"id", id},
@@ -1020,7 +1075,6 @@ nlohmann::json Engine::StatusJson() const {
   }
   return {{"mode", config_ && config_->observe ? "observe" : "act"},
           {"incidents", incidents},
-          {"checks", checks},
           {"open_incidents", incidents_.size()},
           {"running_playbooks", running_playbooks()}};
 }

@@ -79,8 +79,13 @@ class Engine {
   // The HTTP client detectors and playbooks share (probes on the loop).
   void set_http(HttpClient* http) { http_ = http; }
 
-  // Status snapshot for the status file.
+  // Status snapshot for the API and metrics.
   nlohmann::json StatusJson() const;
+  // The snapshot without `checks`, and `checks` as JSON text (a compact array), for the status
+  // file written every second: an entry is serialized again only when what it shows changed,
+  // so 1000 quiet checks cost a copy of their text, not 1000 objects built and dumped.
+  nlohmann::json StatusJsonWithoutChecks() const;
+  std::string ChecksStatusText();
   size_t running_playbooks() const;
   size_t open_incidents() const { return incidents_.size(); }
 
@@ -149,6 +154,32 @@ class Engine {
   std::shared_ptr<const Config> config_;
   ListenTable listen_table_;  // shared by tcp checks with method listen; outlives the checks
   std::map<std::string, std::unique_ptr<CheckRuntime>> checks_;
+  // What a check's status entry shows; its text is reused while this stays equal.
+  struct StatusKey {
+    const CheckRuntime* check = nullptr;
+    std::string mode;
+    int64_t interval_ms = 0;
+    int64_t target_ms = 0;
+    Observation::Health health = Observation::Health::kUnknown;
+    std::string evidence;
+    bool degraded = false;
+    std::map<std::string, double> gauges;
+    bool held = false;
+    std::string hold_reason;
+    int64_t incident = 0;
+    int64_t hold_since = 0;
+    int budget_remaining = 0;
+    int budget_spent = 0;
+    bool operator==(const StatusKey&) const = default;
+  };
+  struct StatusEntry {
+    StatusKey key;
+    std::string text;
+  };
+  std::map<std::string, StatusEntry> status_cache_;
+  static StatusKey StatusKeyOf(CheckRuntime& c);
+  static bool SameStatus(const StatusKey& k, CheckRuntime& c);
+  nlohmann::json CheckStatusJson(const std::string& id, CheckRuntime& c) const;
   std::map<int64_t, std::unique_ptr<Incident>> incidents_;
   std::map<std::string, std::map<std::string, std::string>> values_;  // per check, cached
   std::map<int64_t, std::unique_ptr<PlaybookRun>> dry_runs_;

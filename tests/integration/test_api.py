@@ -181,11 +181,21 @@ class EndpointTest(ApiTestCase):
                          [("app", "missing_config", False)])
         self.wait_for(lambda: self.status_check("app")["state"] == "ok", what="app state ok")
 
+        # status.json is the same document (its check entries are kept as text between writes).
+        def file_matches_api():
+            f, a = self.status_json(), self.api("GET", "/v1/status", expect=200).json
+            return f and set(f) == set(a) and f["checks"] == a["checks"] and f
+        self.assertEqual(self.wait_for(file_matches_api, what="status.json as /v1/status")
+                         ["checks"][0]["budget_spent"], 0)
+
         # An open incident shows in health while it lasts.
         write_atomic(self.app, GARBAGE)
         self.wait_content(self.app, GOOD_CONFIG)
         self.wait_incident("app")
         self.wait_for(lambda: self.health()["open_incidents"] == 0, what="no open incident")
+        # ...and the file's entry of the check follows: the action is counted there too.
+        self.assertEqual(self.wait_for(file_matches_api, what="status.json as /v1/status")
+                         ["checks"][0]["budget_spent"], 1)
         self.stop_daemon()
 
     def test_wrong_method_unknown_path_and_stray_parameters(self):
