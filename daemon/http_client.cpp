@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <set>
+#include <vector>
 
 #include "daemon/loop_handles.h"
 
@@ -72,6 +73,10 @@ struct HttpClient::Impl {
   WakeTimer* timer = nullptr;
   std::map<uint64_t, std::unique_ptr<Transfer>> transfers;
   std::set<SocketWatch*> watches;
+  // Easy handles of finished transfers, reset and reused: probes every few tens of ms would
+  // otherwise allocate and free a handle's buffers each time.
+  std::vector<CURL*> spare;
+  static constexpr size_t kMaxSpare = 8;
   uint64_t next_id = 1;
   bool closing = false;
   std::shared_ptr<CloseLatch> close_latch;  // set by Close()
@@ -167,7 +172,11 @@ struct HttpClient::Impl {
       r.body = std::move(t->body);
       auto done = std::move(t->done);
       curl_multi_remove_handle(multi, t->easy);
-      transfers.erase(t->id);  // frees the easy handle
+      if (spare.size() < kMaxSpare) {
+        spare.push_back(t->easy);
+        t->easy = nullptr;
+      }
+      transfers.erase(t->id);  // frees the easy handle unless kept
       ready.emplace_back(std::move(done), std::move(r));
     }
     for (auto& [done, r] : ready) done(std::move(r));
@@ -195,7 +204,13 @@ uint64_t HttpClient::Start(const HttpCall& req, std::function<void(HttpResult)> 
   if (im.closing) return fail("the HTTP client is closed");
   auto t = std::make_unique<Transfer>();
   t->id = im.next_id++;
-  t->easy = curl_easy_init();
+  if (!im.spare.empty()) {
+    t->easy = im.spare.back();
+    im.spare.pop_back();
+    curl_easy_reset(t->easy);  // every option back to its default; only caches are kept
+  } else {
+    t->easy = curl_easy_init();
+  }
   if (!t->easy) return fail("curl_easy_init failed");
   t->max_body = req.max_body_bytes;
   t->done = std::move(done);
@@ -255,6 +270,8 @@ void HttpClient::Close(std::function<void()> closed) {
   im.close_latch = latch;
   for (auto& [id, t] : im.transfers) curl_multi_remove_handle(im.multi, t->easy);
   im.transfers.clear();
+  for (CURL* e : im.spare) curl_easy_cleanup(e);
+  im.spare.clear();
   curl_multi_cleanup(im.multi);  // may still tell OnSocket to drop sockets: latched there
   im.multi = nullptr;
   for (auto* w : im.watches) w->Close(latch);
