@@ -105,24 +105,36 @@ Status DumpListeners(std::vector<Listener>* out) {
   return s;
 }
 
-ListenVerdict JudgeListen(const std::vector<Listener>& table, const std::string& host, int port) {
+ListenTarget ParseListenTarget(const std::string& host, int port) {
+  ListenTarget t;
+  t.port = port;
   in6_addr a6{};
   in_addr a4{};
-  bool v6 = inet_pton(AF_INET6, host.c_str(), &a6) == 1;
-  if (!v6 && inet_pton(AF_INET, host.c_str(), &a4) != 1)
-    return {false, "not a numeric address: '" + host + "'"};
-  std::string canonical = host;  // inet_ntop's spelling, to compare with the table's
+  t.v6 = inet_pton(AF_INET6, host.c_str(), &a6) == 1;
+  if (!t.v6 && inet_pton(AF_INET, host.c_str(), &a4) != 1) {
+    t.error = "not a numeric address: '" + host + "'";
+    return t;
+  }
   char text[INET6_ADDRSTRLEN] = {};
-  if (inet_ntop(v6 ? AF_INET6 : AF_INET, v6 ? static_cast<void*>(&a6) : &a4, text, sizeof(text)))
-    canonical = text;
+  inet_ntop(t.v6 ? AF_INET6 : AF_INET, t.v6 ? static_cast<void*>(&a6) : &a4, text, sizeof(text));
+  t.address = text;
+  return t;
+}
+
+ListenVerdict JudgeListen(const std::vector<Listener>& table, const std::string& host, int port) {
+  return JudgeListen(table, ParseListenTarget(host, port));
+}
+
+ListenVerdict JudgeListen(const std::vector<Listener>& table, const ListenTarget& t) {
+  if (!t.error.empty()) return {false, t.error};
   const Listener* full = nullptr;
   for (const auto& l : table) {
-    if (l.port != port) continue;
+    if (l.port != t.port) continue;
     bool match = false;
-    if (l.v6 == v6) {
-      match = l.address == canonical || l.address == (v6 ? "::" : "0.0.0.0");
-    } else if (!v6 && l.v6) {
-      match = !l.v6only && (l.address == "::" || l.address == "::ffff:" + canonical);
+    if (l.v6 == t.v6) {
+      match = l.address == t.address || l.address == (t.v6 ? "::" : "0.0.0.0");
+    } else if (!t.v6 && l.v6) {
+      match = !l.v6only && (l.address == "::" || l.address == "::ffff:" + t.address);
     }
     if (!match) continue;
     // The kernel drops a SYN while the queue holds more than its limit.

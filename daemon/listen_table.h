@@ -42,6 +42,16 @@ struct ListenVerdict {
   std::string what;  // "listening (0 of 128 queued)", "nothing listens", "accept queue full ..."
 };
 
+// An address and port to look up, parsed once: a check looks its own up every interval.
+struct ListenTarget {
+  std::string error;  // set when `host` is not a numeric address
+  bool v6 = false;
+  std::string address;  // inet_ntop's spelling, as the table has it
+  int port = 0;
+};
+ListenTarget ParseListenTarget(const std::string& host, int port);
+ListenVerdict JudgeListen(const std::vector<Listener>& table, const ListenTarget& target);
+
 // Whether a connect to host:port would be accepted now, by the listeners in `table`: a socket on
 // that port bound to `host` or to the wildcard of its family (an IPv6 wildcard that is not
 // v6only takes IPv4 too), with an accept queue that is not full.

@@ -44,30 +44,31 @@ class EndpointDetector : public Detector {
 // ListenTable) instead of a connect; same answer for a local port, no handshake.
 class ListenDetector : public Detector {
  public:
-  ListenDetector(const DetectorEnv& env, Endpoint e)
+  ListenDetector(const DetectorEnv& env, const Endpoint& e)
       : table_(env.listen_table),
-        endpoint_(std::move(e)),
+        where_(e.Describe()),
+        target_(ParseListenTarget(e.host, e.port)),
         // Probes of many checks within a tenth of their interval (at most 100 ms) share a dump.
         max_age_ms_(std::min<int64_t>(100, env.check.interval_ms / 10)) {}
 
   void Probe(std::function<void(Observation)> done) override {
     if (!table_) return done(Observation::Unknown("no listening-socket table in this daemon"));
-    std::string where = endpoint_.Describe();
-    table_->Query(max_age_ms_, [self = weak_from_this(), where, done](
-                                   const Status& s, const std::vector<Listener>& table) {
+    table_->Query(max_age_ms_, [self = weak_from_this(), done](const Status& s,
+                                                               const std::vector<Listener>& table) {
       auto me = std::static_pointer_cast<ListenDetector>(self.lock());
       if (!me) return;
       if (!s.ok())
-        return done(Observation::Unknown(where + ": cannot read sockets: " + s.message()));
-      ListenVerdict v = JudgeListen(table, me->endpoint_.host, me->endpoint_.port);
-      done(v.ok ? Observation::Ok(where + " " + v.what)
-                : Observation::Failing(where + ": " + v.what));
+        return done(Observation::Unknown(me->where_ + ": cannot read sockets: " + s.message()));
+      ListenVerdict v = JudgeListen(table, me->target_);
+      done(v.ok ? Observation::Ok(me->where_ + " " + v.what)
+                : Observation::Failing(me->where_ + ": " + v.what));
     });
   }
 
  private:
   ListenTable* table_;
-  Endpoint endpoint_;
+  std::string where_;  // "127.0.0.1:8080", for the evidence
+  ListenTarget target_;
   int64_t max_age_ms_;
 };
 
