@@ -31,14 +31,9 @@ function P.remediate(ctx)
 end
 
 function P.verify(ctx)
-  local deadline = guardian.now() + (ctx.params.verify_ms or 10000)
-  local ok, why
-  repeat
-    ok, why = guardian.probe()
-    if ok then return "passes: " .. why end
-    guardian.sleep(10)
-  until guardian.now() >= deadline
-  error("still failing: " .. why)
+  local ok, why = guardian.probe_until(ctx.params.verify_ms or 10000)
+  if not ok then error("still failing: " .. why) end
+  return "passes: " .. why
 end
 
 return P

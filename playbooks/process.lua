@@ -36,14 +36,10 @@ function P.remediate(ctx)
 end
 
 function P.verify(ctx)
-  local deadline = guardian.now() + (ctx.params.start_timeout_ms or 10000)
-  local ok, why
-  repeat
-    ok, why = guardian.probe()
-    if ok then return "passes: " .. why end
-    guardian.sleep(10)
-  until guardian.now() >= deadline
-  error("not up within " .. (ctx.params.start_timeout_ms or 10000) .. " ms: " .. why)
+  local limit = ctx.params.start_timeout_ms or 10000
+  local ok, why = guardian.probe_until(limit)
+  if not ok then error("not up within " .. limit .. " ms: " .. why) end
+  return "passes: " .. why
 end
 
 return P

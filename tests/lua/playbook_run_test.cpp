@@ -23,8 +23,9 @@ using Fixture = RunFixture;
 TEST_CASE("a phase's string result is its message; ctx carries the incident and its evidence") {
   Fixture f;
   f.evidence = "file missing";
-  auto run = f.Run(f.Playbook("remediate = function(ctx) return 'ok for ' .. ctx.check .. '#' .. "
-                              "ctx.incident .. ': ' .. ctx.evidence end"));
+  auto run =
+      f.Run(f.Playbook("remediate = function(ctx) return 'ok for ' .. ctx.check .. '#' .. "
+                       "ctx.incident .. ': ' .. ctx.evidence end"));
   auto [s, msg] = f.Phase(*run, "remediate");
   CHECK(s.ok());
   CHECK(msg == "ok for app#7: file missing");
@@ -195,6 +196,51 @@ TEST_CASE("state values, probe and log go through the run's services") {
   CHECK(f.probes == 1);
   REQUIRE(f.logs.size() == 1);
   CHECK(f.logs[0] == "warn: about to probe");
+}
+
+TEST_CASE(
+    "probe_until re-probes until the check passes, or answers the last failure at the "
+    "deadline") {
+  Fixture f;
+  f.pass_from = 3;
+  auto pb = f.Playbook(
+      "verify = function(ctx)\n"
+      "  local ok, why = guardian.probe_until(60000, 5)\n"
+      "  return tostring(ok) .. '|' .. why\n"
+      "end,\n"
+      "remediate = function(ctx)\n"
+      "  local ok, why = guardian.probe_until(30)\n"
+      "  return tostring(ok) .. '|' .. why\n"
+      "end,\n"
+      "backup = function(ctx) guardian.probe_until(100, 0) end,\n"
+      "rollback = function(ctx) guardian.probe_until(-1) end,\n");
+  auto run = f.Run(pb);
+  auto [s, msg] = f.Phase(*run, "verify");
+  CHECK_MESSAGE(s.ok(), msg);
+  CHECK(msg == "true|fixed");
+  CHECK(f.probes == 3);  // two failures, then the pass; no probe after it
+
+  f.pass_from = 0;
+  f.probes = 0;
+  auto [s1, m1] = f.Phase(*run, "remediate");
+  CHECK_MESSAGE(s1.ok(), m1);
+  CHECK(m1 == "false|still broken");
+  CHECK(f.probes >= 2);  // 30 ms of 10 ms waits: more than the first probe
+
+  auto [s2, m2] = f.Phase(*run, "backup");
+  CHECK_FALSE(s2.ok());
+  CHECK(m2.find("guardian.probe_until: every_ms must be >= 1") != std::string::npos);
+  auto [s3, m3] = f.Phase(*run, "rollback");
+  CHECK_FALSE(s3.ok());
+  CHECK(m3.find("guardian.probe_until: timeout_ms must be >= 0") != std::string::npos);
+
+  // A dry run probes once and does not wait.
+  f.probes = 0;
+  auto dry = f.Run(pb, PlaybookLimits{}, true);
+  auto [s4, m4] = f.Phase(*dry, "remediate");
+  CHECK_MESSAGE(s4.ok(), m4);
+  CHECK(m4 == "false|still broken");
+  CHECK(f.probes == 1);
 }
 
 TEST_CASE("host waits are refused outside a phase (at load time)") {

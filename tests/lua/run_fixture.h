@@ -27,6 +27,7 @@ struct RunFixture {
   std::string evidence;  // ctx.evidence of the runs made
   std::vector<std::string> logs;
   int probes = 0;
+  int pass_from = 0;  // > 0: the probe passes from this call on
   // For guardian.service tests: the supervisor runs get, and the check's params.service.
   Supervisor* supervisor = nullptr;
   std::string service;
@@ -63,7 +64,8 @@ struct RunFixture {
     return info;
   }
 
-  // A started run of `pb` for check "app" watching app/app.yaml; the probe always fails.
+  // A started run of `pb` for check "app" watching app/app.yaml; the probe fails (until
+  // `pass_from`).
   std::unique_ptr<PlaybookRun> Run(std::shared_ptr<const PlaybookInfo> pb,
                                    PlaybookLimits limits = {}, bool dry_run = false) {
     CheckConfig c{};
@@ -77,6 +79,7 @@ struct RunFixture {
     services.http = http;
     services.probe = [this](std::function<void(Observation)> done) {
       ++probes;
+      if (pass_from > 0 && probes >= pass_from) return done(Observation::Ok("fixed"));
       done(Observation::Failing("still broken"));
     };
     services.get_value = [this](const std::string& k) { return values[k]; };
