@@ -10,7 +10,8 @@ view of each check from its API on the Unix socket (/v1/status, /v1/incidents):
   cfg  file_exists  -> mode `file`: inotify on the folder; playbook `exec` runs on_fail
   tfs  fs_space     -> mode `filesystem`: inotify on the mount, statvfs; playbook `exec`
   api  http         -> mode `http`: GET every PROBE_MS with the spec's timeout; playbook `exec`
-  extra port checks -> one `tcp` check template with the list of targets, every 1 s
+  extra port checks -> one `tcp` check template with the list of targets, every 1 s; TCP_METHOD
+                       `connect` (default) or `listen`
 
 Every remedy is the spec's own script, started as argv without a shell, so its first line
 stamps the moment Guardian acted. Use: ../shared/bench/peer/run.sh --adapter
@@ -29,10 +30,13 @@ sys.path.insert(0, os.path.join(ROOT, "chaos"))
 from harness.api import ApiError, GuardianApi  # noqa: E402
 
 NAME = "guardian"
-# Where no event tells a hang (svc's port, the api), a probe every PROBE_MS: a hang is then
-# judged at most PROBE_MS + timeout after it began.
-PROBE_MS = int(os.environ.get("PROBE_MS", "50"))
+# Where no event tells a hang (svc's port, the api), a probe every PROBE_MS without jitter: a
+# hang is then judged at most PROBE_MS + timeout after it began (the goal: timeout + 100 ms).
+PROBE_MS = int(os.environ.get("PROBE_MS", "90"))
 EXTRA_INTERVAL_MS = 1000  # the extra port checks: Monit's `set daemon 1`
+# How the extra port checks look: `connect` (as Monit does) or `listen` (this host's socket
+# table, one sock_diag dump shared by all; same answer for a local port, no handshake).
+TCP_METHOD = os.environ.get("TCP_METHOD", "connect")
 
 
 def guardiand_bin():
@@ -81,6 +85,7 @@ class Adapter:
             "  - id: svc",
             "    mode: process",
             f"    interval_ms: {PROBE_MS}",
+            "    jitter: 0",
             "    params:",
             f"      pidfile: {_q(svc['pidfile'])}",
             f"      start: [{_q(svc['start'])}]",
@@ -101,6 +106,7 @@ class Adapter:
             "  - id: api",
             "    mode: http",
             f"    interval_ms: {PROBE_MS}",
+            "    jitter: 0",
             "    params:",
             f"      url: {_q('http://%s:%d%s' % (api['host'], api['port'], api['http_path']))}",
             f"      timeout_ms: {int(api['timeout_s'] * 1000)}",
@@ -109,7 +115,8 @@ class Adapter:
         if self.extra:
             # One check template, a target per check (docs/config.md, "Check templates").
             lines += ["  - mode: tcp", f"    interval_ms: {EXTRA_INTERVAL_MS}",
-                      f"    params: {{ host: \"127.0.0.1\", port: {self.extra_port}, timeout_ms: 1000 }}",
+                      f"    params: {{ host: \"127.0.0.1\", port: {self.extra_port}, timeout_ms: 1000, "
+                      f"method: {TCP_METHOD} }}",
                       "    targets:"]
             lines += [f"      - {{ id: p{i:04d} }}" for i in range(self.extra)]
         return "\n".join(lines) + "\n"
@@ -126,8 +133,10 @@ class Adapter:
              f"`api`: mode `http` (GET {c['api']['http_path']} every {PROBE_MS} ms, "
              f"{c['api']['timeout_s']} s timeout; `exec` runs remedy.sh); other checks every 1 s")
         if self.extra:
-            d += (f"; plus {self.extra} × mode `tcp` (connect to 127.0.0.1:P, 1 s timeout, every "
-                  f"{EXTRA_INTERVAL_MS} ms, alert only; one loopback acceptor)")
+            how = ("connect to 127.0.0.1:P, 1 s timeout" if TCP_METHOD == "connect" else
+                   "`method: listen`: 127.0.0.1:P looked up in this host's listening sockets")
+            d += (f"; plus {self.extra} × mode `tcp` ({how}, every {EXTRA_INTERVAL_MS} ms, "
+                  "alert only; one loopback acceptor)")
         return d
 
     # ----------------------------------------------------------- process
