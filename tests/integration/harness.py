@@ -160,7 +160,12 @@ def http_request(method, path, body=None, socket_path=None, host_port=None, head
     if isinstance(body, str):
         body = body.encode("utf-8")
     try:
-        conn.request(method, path, body=body, headers=hdrs)
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+        except (BrokenPipeError, ConnectionResetError):
+            # http.client sends the body after the headers; a server that refuses on the headers
+            # alone (413) answers and closes first. Its answer is still there to read.
+            pass
         resp = conn.getresponse()
         data = resp.read()
         return ApiResponse(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data)
