@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "daemon/audit_chain.h"
 #include "daemon/clock.h"
 #include "daemon/notify.h"
 #include "daemon/work.h"
@@ -193,7 +194,9 @@ int Daemon::Run() {
       &sighup_,
       [](uv_signal_t* h, int) {
         spdlog::info("SIGHUP");
-        static_cast<Daemon*>(h->data)->Reload();
+        auto* self = static_cast<Daemon*>(h->data);
+        self->engine_->Audit("signal", "reload_request", "", "SIGHUP");
+        self->Reload();
       },
       SIGHUP);
 
@@ -231,6 +234,7 @@ int Daemon::Run() {
   engine_->Audit("guardiand", "start", "",
                  std::string("pid ") + std::to_string(getpid()) + ", mode " +
                      (config_->observe ? "observe" : "act"));
+  VerifyAuditTrail();
   // systemd: ready only once every handle is set up; the watchdog pings from this loop.
   notifier_ = std::make_unique<Notifier>();
   notifier_->StartWatchdog(&loop_);
@@ -444,15 +448,42 @@ void Daemon::AddStatusFields(nlohmann::json* out) const {
   j["services"] = supervisor_->StatusJson();
   j["config_errors"] = config_errors_;
   j["playbook_errors"] = playbook_errors_;
+  j["audit"] = audit_;
   j["api"] = {
       {"socket", api_socket_},
       {"tcp", api_config_.tcp.empty() ? nlohmann::json(nullptr) : nlohmann::json(api_config_.tcp)}};
 }
 
+void Daemon::VerifyAuditTrail() {
+  auto verifier = std::make_shared<AuditChainVerifier>();
+  store_->Submit([verifier](Store& s) { return s.VerifyAudit(verifier.get()); },
+                 [this, verifier](Status s) {
+                   const AuditChainVerifier& v = *verifier;
+                   if (!s.ok()) {
+                     spdlog::error("audit trail: cannot read it: {}", s.ToString());
+                     audit_ = {{"ok", nullptr}, {"error", s.message()}};
+                     return;
+                   }
+                   audit_ = {{"ok", v.ok()}, {"verified_rows", v.rows()}, {"head", v.head()}};
+                   if (v.ok()) {
+                     // The head, logged, is what a later verify can be compared against.
+                     spdlog::info("audit trail: {} rows verified, head {}", v.rows(), v.head());
+                     return;
+                   }
+                   audit_["broken_row"] = v.broken_id();
+                   audit_["reason"] = v.reason();
+                   spdlog::error(
+                       "audit trail broken at row {}: {}; rows 1 to {} check out (head {}). New "
+                       "rows are still appended; `guardian audit verify` shows it",
+                       v.broken_id(), v.reason(), v.head_id(), v.head());
+                 });
+}
+
 nlohmann::json Daemon::HealthJson() const {
   // From memory, without building the status: health is what probes poll.
-  // "degraded": running, but an operator should look (a rejected reload, a broken playbook).
-  bool degraded = !config_errors_.empty() || !playbook_errors_.empty();
+  // "degraded": running, but an operator should look (a rejected reload, a broken playbook,
+  // an audit trail someone edited).
+  bool degraded = !config_errors_.empty() || !playbook_errors_.empty() || audit_.at("ok") == false;
   return {{"status", degraded ? "degraded" : "ok"},
           {"pid", getpid()},
           {"version", GUARDIAN_VERSION},
@@ -480,7 +511,10 @@ ApiBackend Daemon::MakeApiBackend() {
     if (dry_run) return engine_->DryRun(check, std::move(done));
     engine_->RunNow(check, force, "api", std::move(done));
   };
-  b.reload = [this](std::function<void(Status, nlohmann::json)> done) { Reload(std::move(done)); };
+  b.reload = [this](std::function<void(Status, nlohmann::json)> done) {
+    engine_->Audit("api", "reload_request", "", "");
+    Reload(std::move(done));
+  };
   b.targets = [this] { return MttrTargets(*config_); };
   b.now_ms = [] { return SystemClock::Get()->WallMs(); };
   return b;

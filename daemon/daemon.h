@@ -75,6 +75,8 @@ class Daemon {
   void RescanPlaybooks();
   void WriteStatus();
   void CloseAll();
+  // Walks the audit trail's hash chain on the store thread; logs and keeps (audit_) the verdict.
+  void VerifyAuditTrail();
   // Logs a service's lifecycle event and records it in the audit trail.
   void OnServiceEvent(const Service& service, const ServiceEvent& event);
   // systemd STATUS= text: "N checks, M playbooks, K open incidents" (+ "; " + status_note_).
@@ -98,10 +100,12 @@ class Daemon {
   ApiConfig api_config_;                      // as started; changes need a restart
   std::vector<std::string> config_errors_;    // of the last rejected reload, until one succeeds
   std::vector<std::string> playbook_errors_;  // of the last playbook scan
-  std::vector<ReloadDone> reload_waiters_;    // answered by the reload in flight
-  std::vector<ReloadDone> reload_next_;       // answered by the one queued behind it
-  std::unique_ptr<Notifier> notifier_;        // sd_notify; a no-op outside systemd
-  std::string status_note_;  // e.g. the last reload's rejection, until one succeeds
+  // The audit trail's chain as checked at start: {"ok": null} until the check is done.
+  nlohmann::json audit_ = {{"ok", nullptr}};
+  std::vector<ReloadDone> reload_waiters_;  // answered by the reload in flight
+  std::vector<ReloadDone> reload_next_;     // answered by the one queued behind it
+  std::unique_ptr<Notifier> notifier_;      // sd_notify; a no-op outside systemd
+  std::string status_note_;                 // e.g. the last reload's rejection, until one succeeds
   std::vector<std::unique_ptr<FsWatch>> playbook_watchers_;
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};
   bool stopping_ = false;

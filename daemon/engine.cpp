@@ -131,7 +131,7 @@ void Engine::ResumeObserved() {
 
 void Engine::Audit(const std::string& actor, const std::string& kind, const std::string& check_id,
                    const std::string& detail) {
-  EventRecord e{0, clock_->WallMs(), actor, kind, check_id, detail};
+  EventRecord e{0, clock_->WallMs(), actor, kind, check_id, detail, ""};
   store_->Submit([e](Store& s) { return s.AddEvent(e); },
                  [kind](Status s) {
                    if (!s.ok()) spdlog::error("audit {}: cannot record: {}", kind, s.ToString());
@@ -335,6 +335,11 @@ RunServices Engine::ServicesFor(const std::string& check_id, RunServices::LogFn 
     return Status::OK();
   };
   services.log = std::move(log);
+  CheckRuntime* ch = FindCheck(check_id);
+  std::string actor = "playbook:" + (ch ? ch->config().playbook : std::string("?"));
+  services.audit = [this, check_id, actor](const std::string& action) {
+    Audit(actor, "action", check_id, action);
+  };
   return services;
 }
 

@@ -15,6 +15,7 @@
 
 #include "daemon/api.h"
 #include "daemon/api_client.h"
+#include "daemon/audit_chain.h"
 #include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/daemon.h"
@@ -107,11 +108,11 @@ int Call(const ApiClient& api, const std::string& method, const std::string& pat
   return kExitError;
 }
 
-// --offline: incidents, incident and mttr read straight from the store, read-only, for a
-// post-mortem while the daemon is down. Returns an exit code; fills `out` on success.
-int ReadOffline(const std::string& config, std::string state_dir, const std::string& what,
-                const std::map<std::string, std::string>& query, int64_t id, json* out) {
-  std::map<std::string, int64_t> targets;
+// Opens the daemon's store read-only, found from --state-dir, --config's state_dir,
+// GUARDIAN_STATE_DIR or /var/lib/guardian. Returns an exit code; fills `targets` from the config.
+int OpenStoreReadOnly(const std::string& config, std::string state_dir,
+                      std::unique_ptr<guardian::Store>* store,
+                      std::map<std::string, int64_t>* targets) {
   if (!config.empty()) {
     auto load = guardian::LoadConfigFile(config, guardian::DetectorRegistry::Get().SchemaLookup());
     if (!load.ok()) {
@@ -119,22 +120,36 @@ int ReadOffline(const std::string& config, std::string state_dir, const std::str
       return 2;
     }
     if (state_dir.empty()) state_dir = load.config->state_dir;  // --state-dir wins
-    targets = guardian::MttrTargets(*load.config);
+    *targets = guardian::MttrTargets(*load.config);
   }
   if (state_dir.empty()) {
     const char* env = std::getenv("GUARDIAN_STATE_DIR");
     state_dir = env && *env ? env : "/var/lib/guardian";
   }
+  Status s = guardian::Store::Open(state_dir + "/guardian.db", true, store);
+  if (!s.ok()) {
+    std::cerr << "guardian: " << s.message() << "\n";
+    return kExitError;
+  }
+  return 0;
+}
+
+// --offline: incidents, incident and mttr read straight from the store, read-only, for a
+// post-mortem while the daemon is down. Returns an exit code; fills `out` on success.
+int ReadOffline(const std::string& config, const std::string& state_dir, const std::string& what,
+                const std::map<std::string, std::string>& query, int64_t id, json* out) {
+  std::map<std::string, int64_t> targets;
   std::unique_ptr<guardian::Store> store;
-  Status s = guardian::Store::Open(state_dir + "/guardian.db", true, &store);
-  if (s.ok() && what == "incidents") {
+  if (int rc = OpenStoreReadOnly(config, state_dir, &store, &targets)) return rc;
+  Status s;
+  if (what == "incidents") {
     guardian::IncidentFilter filter;
     s = guardian::ParseIncidentFilter(query, &filter);
     std::vector<guardian::IncidentRecord> list;
     if (s.ok()) s = store->ListIncidents(filter, &list);
     *out = json::array();
     for (const auto& r : list) out->push_back(r.ToJson());
-  } else if (s.ok() && what == "incident") {
+  } else if (what == "incident") {
     std::optional<guardian::IncidentRecord> rec;
     s = store->GetIncident(id, &rec);
     if (s.ok() && !rec) {
@@ -142,7 +157,7 @@ int ReadOffline(const std::string& config, std::string state_dir, const std::str
       return kExitNotFound;
     }
     if (s.ok()) *out = rec->ToJson();
-  } else if (s.ok()) {
+  } else {
     int64_t since = query.count("since") ? std::stoll(query.at("since")) : 0;
     std::vector<guardian::RecoveryTime> times;
     s = store->RecoveryTimes(since, &times);
@@ -178,6 +193,39 @@ std::string Str(const json& j, const char* key) {
 }
 
 void PrintJson(const json& j) { std::cout << j.dump(2, ' ', false, kReplace) << "\n"; }
+
+// `guardian audit verify`: reads the store (the daemon may be running) and walks the chain.
+// Exit 0 when whole, 1 when broken, like `sqlite3 PRAGMA integrity_check` users expect.
+int VerifyAuditCommand(const std::string& config, const std::string& state_dir, bool as_json) {
+  std::map<std::string, int64_t> targets;
+  std::unique_ptr<guardian::Store> store;
+  if (int rc = OpenStoreReadOnly(config, state_dir, &store, &targets)) return rc;
+  guardian::AuditChainVerifier verifier;
+  Status s = store->VerifyAudit(&verifier);
+  if (!s.ok()) {
+    std::cerr << "guardian: audit trail: " << s.message() << "\n";
+    return kExitError;
+  }
+  if (as_json) {
+    json out = {{"ok", verifier.ok()},
+                {"rows", verifier.rows()},
+                {"head", verifier.head()},
+                {"head_id", verifier.head_id()}};
+    if (!verifier.ok()) {
+      out["broken_row"] = verifier.broken_id();
+      out["reason"] = verifier.reason();
+    }
+    PrintJson(out);
+  } else if (verifier.ok()) {
+    std::cout << "audit trail ok: " << verifier.rows() << " rows, head " << verifier.head() << "\n";
+  } else {
+    std::cout << "audit trail broken at row " << verifier.broken_id() << ": " << verifier.reason()
+              << "\n"
+              << "rows 1 to " << verifier.head_id() << " check out (head " << verifier.head()
+              << ")\n";
+  }
+  return verifier.ok() ? 0 : 1;
+}
 
 void PrintStatus(const json& j) {
   std::printf("guardiand pid %s, mode %s, up %s, loop lag p99 %s us, store latency %s ms\n",
@@ -452,6 +500,13 @@ int main(int argc, char** argv) {
       playbook_cmd->add_subcommand("lint", "load playbooks as the daemon would and report errors");
   lint_cmd->add_option("FILE", lint_files)->required();
 
+  auto* audit_cmd =
+      app.add_subcommand("audit", "the audit trail of what Guardian and operators did");
+  audit_cmd->require_subcommand(1);
+  auto* verify_cmd = audit_cmd->add_subcommand(
+      "verify", "check the audit trail's hash chain; name the first row that does not fit");
+  verify_cmd->add_flag("--json", as_json, "print JSON");
+
   CLI11_PARSE(app, argc, argv);
 
   if (*check_cmd) return guardian::CheckConfigCommand(check_file);
@@ -469,6 +524,8 @@ int main(int argc, char** argv) {
     }
     return bad ? 2 : 0;
   }
+
+  if (*verify_cmd) return VerifyAuditCommand(config, state_dir, as_json);
 
   if (offline) {
     if (!*incidents_cmd && !*incident_cmd && !*mttr_cmd) {

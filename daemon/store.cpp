@@ -2,6 +2,8 @@
 
 #include <string_view>
 
+#include "daemon/audit_chain.h"
+
 namespace guardian {
 namespace {
 
@@ -75,7 +77,14 @@ CREATE TABLE chaos_runs(
   summary TEXT NOT NULL
 );
 )sql",
+    // 5: the audit trail is hash-chained (daemon/audit_chain.h); rows written before this are
+    // chained by SealUnchainedEvents in the same transaction.
+    R"sql(
+ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT '';
+)sql",
 };
+// The migration after which the events table has its hash column.
+constexpr int kEventsHashVersion = 5;
 constexpr int kLatestVersion = sizeof(kMigrations) / sizeof(kMigrations[0]);
 
 // A prepared statement that finalizes itself.
@@ -129,6 +138,12 @@ IncidentRecord ReadIncident(Stmt& st) {
   r.reason = st.Text(11);
   r.caused_by = st.Int(12);
   return r;
+}
+
+const char* kEventColumns = "id, at, actor, kind, check_id, detail, hash";
+
+EventRecord ReadEvent(Stmt& st) {
+  return {st.Int(0), st.Int(1), st.Text(2), st.Text(3), st.Text(4), st.Text(5), st.Text(6)};
 }
 
 }  // namespace
@@ -235,9 +250,10 @@ Status Store::Migrate() {
                               " is newer than this build (" + std::to_string(kLatestVersion) + ")");
   }
   for (; v < kLatestVersion; ++v) {
-    std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[v] +
-                      "PRAGMA user_version=" + std::to_string(v + 1) + ";COMMIT;";
+    std::string sql = std::string("BEGIN IMMEDIATE;") + kMigrations[v];
     Status s = Exec(sql.c_str());
+    if (s.ok() && v + 1 == kEventsHashVersion) s = SealUnchainedEvents();
+    if (s.ok()) s = Exec(("PRAGMA user_version=" + std::to_string(v + 1) + ";COMMIT;").c_str());
     if (!s.ok()) {
       Exec("ROLLBACK");
       return Status::IOError("migration to schema " + std::to_string(v + 1) + ": " + s.message());
@@ -422,23 +438,105 @@ Status Store::CountIncidents(int64_t since,
 }
 
 Status Store::AddEvent(const EventRecord& e) {
-  Stmt st(db_, "INSERT INTO events(at, actor, kind, check_id, detail) VALUES(?,?,?,?,?)");
-  if (!st.ok()) return Error("prepare add event");
-  st.Bind(1, e.at).Bind(2, e.actor).Bind(3, e.kind).Bind(4, e.check_id).Bind(5, e.detail);
-  if (st.Step() != SQLITE_DONE) return Error("add event");
+  // Reading the last row and writing the next in one write transaction keeps the chain whole
+  // even if another connection wrote in between.
+  Status s = Exec("BEGIN IMMEDIATE");
+  if (!s.ok()) return s;
+  EventRecord row = e;
+  s = ChainEvent(&row);
+  if (s.ok()) {
+    Stmt st(db_,
+            "INSERT INTO events(id, at, actor, kind, check_id, detail, hash) "
+            "VALUES(?,?,?,?,?,?,?)");
+    if (!st.ok()) {
+      s = Error("prepare add event");
+    } else {
+      st.Bind(1, row.id).Bind(2, row.at).Bind(3, row.actor).Bind(4, row.kind);
+      st.Bind(5, row.check_id).Bind(6, row.detail).Bind(7, row.hash);
+      if (st.Step() != SQLITE_DONE) s = Error("add event");
+    }
+  }
+  if (s.ok()) return Exec("COMMIT");
+  Exec("ROLLBACK");
+  return s;
+}
+
+Status Store::ChainEvent(EventRecord* row) {
+  Stmt last(db_, "SELECT id, hash FROM events ORDER BY id DESC LIMIT 1");
+  if (!last.ok()) return Error("prepare last event");
+  int rc = last.Step();
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("last event");
+  bool first = rc == SQLITE_DONE;
+  row->id = first ? 1 : last.Int(0) + 1;
+  row->hash = AuditRowHash(first ? kAuditGenesis : last.Text(1), *row);
+  if (row->hash.empty()) return Status::IOError("audit: SHA-256 failed");
   return Status::OK();
 }
 
+Status Store::SealUnchainedEvents() {
+  std::vector<EventRecord> rows;
+  Status s = AuditRows(0, -1, &rows);
+  std::string prev = kAuditGenesis;
+  for (size_t i = 0; s.ok() && i < rows.size(); ++i) {
+    // Renumbered 1, 2, 3... so that the verifier's gap check holds for old trails too.
+    int64_t old_id = rows[i].id;
+    rows[i].id = static_cast<int64_t>(i) + 1;
+    rows[i].hash = AuditRowHash(prev, rows[i]);
+    Stmt st(db_, "UPDATE events SET id=?, hash=? WHERE id=?");
+    if (!st.ok()) return Error("prepare seal event");
+    st.Bind(1, rows[i].id).Bind(2, rows[i].hash).Bind(3, old_id);
+    if (st.Step() != SQLITE_DONE) return Error("seal event");
+    prev = rows[i].hash;
+  }
+  return s;
+}
+
 Status Store::Events(int limit, std::vector<EventRecord>* out) {
-  Stmt st(db_, "SELECT id, at, actor, kind, check_id, detail FROM events ORDER BY id DESC LIMIT ?");
+  Stmt st(
+      db_,
+      (std::string("SELECT ") + kEventColumns + " FROM events ORDER BY id DESC LIMIT ?").c_str());
   if (!st.ok()) return Error("prepare events");
   st.Bind(1, int64_t{limit});
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
-    out->push_back({st.Int(0), st.Int(1), st.Text(2), st.Text(3), st.Text(4), st.Text(5)});
+    out->push_back(ReadEvent(st));
   }
   if (rc != SQLITE_DONE) return Error("events");
   return Status::OK();
+}
+
+Status Store::AuditRows(int64_t after_id, int limit, std::vector<EventRecord>* out) {
+  Stmt st(db_,
+          (std::string("SELECT ") + kEventColumns + " FROM events WHERE id>? ORDER BY id LIMIT ?")
+              .c_str());
+  if (!st.ok()) return Error("prepare audit rows");
+  st.Bind(1, after_id).Bind(2, int64_t{limit});
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    out->push_back(ReadEvent(st));
+  }
+  if (rc != SQLITE_DONE) return Error("audit rows");
+  return Status::OK();
+}
+
+Status Store::VerifyAudit(AuditChainVerifier* verifier) {
+  // Pages, so a long trail is never all in memory; one read transaction, so the daemon
+  // appending meanwhile cannot make a page boundary look like a gap.
+  Status s = Exec("BEGIN");
+  int64_t after = 0;
+  while (s.ok()) {
+    std::vector<EventRecord> page;
+    s = AuditRows(after, 1000, &page);
+    if (!s.ok() || page.empty()) break;
+    bool whole = true;
+    for (const auto& row : page) {
+      if (!(whole = verifier->Feed(row))) break;
+    }
+    if (!whole) break;
+    after = page.back().id;
+  }
+  Exec("COMMIT");
+  return s;
 }
 
 Status Store::AddChaosRun(ChaosRunRecord* run) {
@@ -489,8 +587,8 @@ nlohmann::json ChaosRunRecord::ToJson() const {
 }
 
 nlohmann::json EventRecord::ToJson() const {
-  return {{"id", id},     {"at", at},          {"actor", actor},
-          {"kind", kind}, {"check", check_id}, {"detail", detail}};
+  return {{"id", id},          {"at", at},         {"actor", actor}, {"kind", kind},
+          {"check", check_id}, {"detail", detail}, {"hash", hash}};
 }
 
 Status Store::SetValue(const std::string& check_id, const std::string& key,

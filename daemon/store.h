@@ -20,6 +20,8 @@
 
 namespace guardian {
 
+class AuditChainVerifier;
+
 // Incident states. Terminal: resolved, escalated.
 inline constexpr const char* kStateOpen = "open";            // detected, not yet acting
 inline constexpr const char* kStateRunning = "running";      // playbook attempt in progress
@@ -64,14 +66,17 @@ struct HoldRecord {
   int64_t since = 0;  // wall ms
 };
 
-// One entry of the audit trail: who (actor: api, signal, config, engine) did what (kind).
+// One entry of the audit trail: who (actor: api, guardiand, escalation, supervisor, or
+// playbook:NAME) did what (kind). Rows are numbered 1, 2, 3... and hash-chained
+// (daemon/audit_chain.h).
 struct EventRecord {
-  int64_t id = 0;
+  int64_t id = 0;  // set by AddEvent
   int64_t at = 0;  // wall ms
   std::string actor;
-  std::string kind;  // hold|release|run|reload|reload_rejected|start|mode
+  std::string kind;  // hold|release|run|reload|reload_rejected|start|action|service_*
   std::string check_id;
   std::string detail;
+  std::string hash;  // set by AddEvent
   nlohmann::json ToJson() const;
 };
 
@@ -135,8 +140,13 @@ class Store {
   // Incidents per (mode, state) with onset at or after `since`.
   Status CountIncidents(int64_t since, std::map<std::pair<std::string, std::string>, int64_t>* out);
 
+  // Appends `e` to the audit trail as the next row of the chain (its id and hash are set).
   Status AddEvent(const EventRecord& e);
   Status Events(int limit, std::vector<EventRecord>* out);  // newest first
+  // Up to `limit` rows (-1: all) with id above `after_id`, in id order.
+  Status AuditRows(int64_t after_id, int limit, std::vector<EventRecord>* out);
+  // Feeds every row, in id order, to `verifier` until it finds the chain broken.
+  Status VerifyAudit(AuditChainVerifier* verifier);
 
   Status AddChaosRun(ChaosRunRecord* run);  // sets run->id; keeps the newest kChaosRunsKept
   Status ChaosRuns(int limit, std::vector<ChaosRunRecord>* out);  // newest first
@@ -157,6 +167,10 @@ class Store {
   // Fills the steps of each incident in [begin, end).
   Status LoadSteps(IncidentRecord* begin, IncidentRecord* end);
   Status Error(const char* what);
+  // Sets the id and hash `row` gets as the next row of the audit chain.
+  Status ChainEvent(EventRecord* row);
+  // Migration 5: numbers and chains the rows an older guardiand wrote without hashes.
+  Status SealUnchainedEvents();
 
   sqlite3* db_;
 };

@@ -43,6 +43,9 @@ struct RunServices {
   // (PlaybookRun::recorded) and answer as success would, acting on nothing; reads, probe and
   // log run for real. set_value is never called: values set stay in the run, for its own gets.
   bool dry_run = false;
+  // Outside a dry run, each host call that acts ("remediate: guardian.service.restart()") for
+  // the audit trail; may be empty (tests).
+  std::function<void(const std::string& action)> audit;
 };
 
 struct HostModule {

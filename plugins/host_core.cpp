@@ -17,7 +17,7 @@ namespace {
 std::optional<int> DryRunSleep(lua_State* L, lua_Integer ms) {
   PlaybookRun* run = PlaybookRun::From(L);
   run->CheckCanWait(L, "guardian.sleep");  // before recording: such a call never happens
-  if (!run->RecordIfDryRun(L, "guardian.sleep", 1,
+  if (!run->RecordAction(L, "guardian.sleep", 1,
                            "answered at once instead of waiting " + std::to_string(ms) + " ms"))
     return std::nullopt;
   return run->AwaitNothing(L, "guardian.sleep", [](lua_State*) { return 0; });

@@ -72,7 +72,7 @@ int RunGrant(lua_State* L, const char* call, const std::string& what, MakeCall m
   Setup setup = SetupOf(L, call);
   HttpClient* http = run->services().http;
   if (!http) return luaL_error(L, "%s: no HTTP client in this daemon", call);
-  if (run->RecordIfDryRun(L, call, lua_gettop(L)))
+  if (run->RecordAction(L, call, lua_gettop(L)))
     return run->AwaitNothing(L, call, [what](lua_State* L) {
       lua_pushboolean(L, 1);
       lua_pushstring(L, ("dry run: would " + what).c_str());

@@ -82,7 +82,7 @@ int Gzip(lua_State* L) {
   std::string p = Resolve(L, 1, true);
   PlaybookRun* run = PlaybookRun::From(L);
   run->CheckCanWait(L, "guardian.disk.gzip");
-  if (run->RecordIfDryRun(L, "guardian.disk.gzip", 1))
+  if (run->RecordAction(L, "guardian.disk.gzip", 1))
     return run->AwaitNothing(L, "guardian.disk.gzip", [](lua_State* L) {
       lua_newtable(L);
       return 1;
@@ -103,7 +103,7 @@ int Move(lua_State* L) {
   std::string to = Resolve(L, 2, true);
   PlaybookRun* run = PlaybookRun::From(L);
   run->CheckCanWait(L, "guardian.disk.move");
-  if (run->RecordIfDryRun(L, "guardian.disk.move", 2))
+  if (run->RecordAction(L, "guardian.disk.move", 2))
     return run->AwaitNothing(L, "guardian.disk.move", [](lua_State* L) {
       lua_pushboolean(L, 1);
       return 1;

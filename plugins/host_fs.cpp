@@ -72,7 +72,7 @@ int PushTrue(lua_State* L) {
 std::optional<int> DryRun(lua_State* L, const char* call, int nargs, bool waits) {
   PlaybookRun* run = PlaybookRun::From(L);
   if (waits) run->CheckCanWait(L, call);  // before recording: such a call never happens
-  if (!run->RecordIfDryRun(L, call, nargs)) return std::nullopt;
+  if (!run->RecordAction(L, call, nargs)) return std::nullopt;
   return waits ? run->AwaitNothing(L, call, PushTrue) : PushTrue(L);
 }
 

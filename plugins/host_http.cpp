@@ -63,7 +63,7 @@ int Request(lua_State* L, const char* call, const std::string& method) {
   }
   HttpClient* client = run->services().http;
   if (!client) return luaL_error(L, "%s: no HTTP client in this daemon", call);
-  if (method != "GET" && run->RecordIfDryRun(L, call, opts - 1))
+  if (method != "GET" && run->RecordAction(L, call, opts - 1))
     return run->AwaitNothing(L, call, [](lua_State* L) {
       PushJson(L, {{"ok", true}, {"status", 200}, {"body", ""}, {"ms", 0}});
       return 1;

@@ -14,8 +14,9 @@ int LogAt(lua_State* L, const char* level, const char* call) {
   std::string line(msg, len);
   lua_replace(L, 1);  // the text as logged is what a dry run records
   PlaybookRun* run = PlaybookRun::From(L);
-  // A log line is no action: a dry run records it, so it shows among the actions, and logs it.
-  run->RecordIfDryRun(L, call, 1);
+  // A log line is no action: a dry run records it, so it shows among the actions, and logs
+  // it; a real run keeps it out of the audit trail.
+  if (run->dry_run()) run->RecordAction(L, call, 1);
   if (run->services().log) run->services().log(level, line);
   return 0;
 }

@@ -36,7 +36,7 @@ std::optional<int> DryRun(lua_State* L) {
   PlaybookRun* run = PlaybookRun::From(L);
   run->CheckCanWait(L, "guardian.proc.run");  // before recording: such a call never happens
   int nargs = std::min(lua_gettop(L), 2);     // argv and opts
-  if (!run->RecordIfDryRun(L, "guardian.proc.run", nargs,
+  if (!run->RecordAction(L, "guardian.proc.run", nargs,
                            "not started; answered code 0 with empty output"))
     return std::nullopt;
   return run->AwaitNothing(L, "guardian.proc.run", [](lua_State* L) {

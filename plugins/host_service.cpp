@@ -154,7 +154,7 @@ int MemoryFn(lua_State* L) {
 bool DryRun(lua_State* L, const char* call, int nargs, int* results) {
   PlaybookRun* run = PlaybookRun::From(L);
   run->CheckCanWait(L, call);
-  if (!run->RecordIfDryRun(L, call, nargs)) return false;
+  if (!run->RecordAction(L, call, nargs)) return false;
   *results = run->AwaitNothing(L, call, PushTrue);
   return true;
 }

@@ -112,7 +112,7 @@ int Backup(lua_State* L) {
   }
   PlaybookRun* run = PlaybookRun::From(L);
   run->CheckCanWait(L, "guardian.sqlite.backup");
-  if (run->RecordIfDryRun(L, "guardian.sqlite.backup", 1))
+  if (run->RecordAction(L, "guardian.sqlite.backup", 1))
     return run->AwaitNothing(L, "guardian.sqlite.backup", [](lua_State* L) {
       return PushBackup(L, BackupInfo{"(dry run)", WallMs(), 0}, WallMs());
     });
@@ -138,7 +138,7 @@ int Checkpoint(lua_State* L) {
   std::string path = Resolve(L, 1, true);
   PlaybookRun* run = PlaybookRun::From(L);
   run->CheckCanWait(L, "guardian.sqlite.checkpoint");
-  if (run->RecordIfDryRun(L, "guardian.sqlite.checkpoint", 1))
+  if (run->RecordAction(L, "guardian.sqlite.checkpoint", 1))
     return run->AwaitNothing(L, "guardian.sqlite.checkpoint", [](lua_State* L) {
       lua_pushboolean(L, 1);
       lua_pushstring(L, "checkpointed (dry run)");
@@ -181,7 +181,7 @@ int Restore(lua_State* L) {
     return luaL_error(L, "guardian.sqlite.restore: %s is not one of this check's backups",
                       backup.c_str());
   run->CheckCanWait(L, "guardian.sqlite.restore");
-  if (run->RecordIfDryRun(L, "guardian.sqlite.restore", 2))
+  if (run->RecordAction(L, "guardian.sqlite.restore", 2))
     return run->AwaitNothing(L, "guardian.sqlite.restore", [](lua_State* L) {
       lua_pushboolean(L, 1);
       return 1;

@@ -38,7 +38,7 @@ int Set(lua_State* L) {
   PlaybookRun* run = PlaybookRun::From(L);
   // In a dry run set_value keeps the value in the run only (see PlaybookRun's constructor):
   // the check's stored values stay as they are, and later gets in the run see the new one.
-  run->RecordIfDryRun(L, "guardian.state.set", 2, "kept in this dry run only");
+  run->RecordAction(L, "guardian.state.set", 2, "kept in this dry run only");
   Status s = run->services().set_value(key, value);
   if (!s.ok()) return luaL_error(L, "guardian.state.set: %s", s.message().c_str());
   return 0;

@@ -193,8 +193,12 @@ void PlaybookRun::CheckCanWait(lua_State* L, const char* what) const {
   }
 }
 
-bool PlaybookRun::RecordIfDryRun(lua_State* L, const char* call, int nargs, std::string note) {
-  if (!services_.dry_run) return false;
+bool PlaybookRun::RecordAction(lua_State* L, const char* call, int nargs, std::string note) {
+  if (!services_.dry_run) {
+    if (services_.audit)
+      services_.audit(phase_ + ": " + DryRunText({phase_, call, FormatLuaArgs(L, 1, nargs), {}}));
+    return false;
+  }
   // The recorder lives outside the Lua memory cap, so a playbook looping over calls must not
   // grow it without bound; the actions past the limit are still skipped.
   if (recorded_.size() < kMaxRecorded) {

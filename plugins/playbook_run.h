@@ -60,11 +60,12 @@ class PlaybookRun {
   int Await(lua_State* L, const char* what, Starter start);
   // Raises unless `L` is the running phase's coroutine and may yield (what Await requires).
   void CheckCanWait(lua_State* L, const char* what) const;
-  // The dry-run gate of host functions that act. Outside a dry run returns false: act. In a
-  // dry run records `call` with the arguments in stack slots 1..nargs under the current phase
-  // and returns true: the caller answers what success answers and acts on nothing. Call it
-  // after checking the arguments and the path policy, so those fail as in a real run.
-  bool RecordIfDryRun(lua_State* L, const char* call, int nargs, std::string note = {});
+  // The gate of host functions that act. Outside a dry run it writes `call` with the
+  // arguments in stack slots 1..nargs to the audit trail (RunServices::audit) and returns
+  // false: act. In a dry run it records them under the current phase and returns true: the
+  // caller answers what success answers and acts on nothing. Call it after checking the
+  // arguments and the path policy, so those fail as in a real run.
+  bool RecordAction(lua_State* L, const char* call, int nargs, std::string note = {});
   // Answers a call that would have waited, without waiting: yields like Await and resumes on
   // the next loop turn with `result`, so it can only happen where a real wait could.
   int AwaitNothing(lua_State* L, const char* what, Pusher result);

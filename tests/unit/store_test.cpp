@@ -8,19 +8,12 @@
 
 #include <filesystem>
 
+#include "tests/unit/temp_dir.h"
+
 using namespace guardian;
 namespace fs = std::filesystem;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/guardian-store-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
 IncidentRecord MakeIncident(const std::string& check) {
   IncidentRecord r;
   r.check_id = check;
@@ -49,6 +42,7 @@ TEST_CASE("caused_by links an incident to its root cause's; an older store gains
   REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
   REQUIRE(sqlite3_exec(db,
                        "ALTER TABLE incidents DROP COLUMN caused_by; DROP TABLE chaos_runs; "
+                       "ALTER TABLE events DROP COLUMN hash; "
                        "PRAGMA user_version=2",
                        nullptr, nullptr, nullptr) == SQLITE_OK);
   sqlite3_close(db);
