@@ -406,6 +406,24 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
     });
     return;
   }
+  if (p == "/v1/debug/stall" && backend_.debug_stall) {
+    if (!method_is("POST")) return wrong_method("POST");
+    nlohmann::json body;
+    std::string why;
+    using T = nlohmann::json::value_t;
+    if (!ParseBody(req, &body, &why) ||
+        !CheckFields(body, {{"loop_ms", T::number_unsigned}, {"store_ms", T::number_unsigned}},
+                     &why)) {
+      return respond(ErrorResponse(400, why));
+    }
+    if (body.size() != 1) return respond(ErrorResponse(400, "give one of loop_ms, store_ms"));
+    std::string where = body.begin().key() == "loop_ms" ? "loop" : "store";
+    int64_t ms = body.begin()->get<int64_t>();
+    if (ms < 1 || ms > 60000) return respond(ErrorResponse(400, "ms must be 1..60000"));
+    Status s = backend_.debug_stall(where, ms);
+    if (!s.ok()) return fail(s);
+    return respond(JsonResponse(200, {{"stalled", where}, {"ms", ms}}));
+  }
   static const std::regex kCheckAction("^/v1/checks/([a-z0-9_-]{1,64})/(hold|release|run)$");
   if (std::regex_match(p, m, kCheckAction)) {
     if (!method_is("POST")) return wrong_method("POST");

@@ -34,6 +34,9 @@ struct ApiBackend {
   // MTTR targets per mode, for /v1/mttr rows with no incidents yet.
   std::function<std::map<std::string, int64_t>()> targets;
   std::function<int64_t()> now_ms;  // wall clock (chaos runs' stored_at)
+  // Test builds only (GUARDIAN_TEST_HOOKS): stalls the loop or the store thread for `ms`, so
+  // tests can see the watchdog withhold its pings. Empty otherwise: the route is a 404.
+  std::function<Status(const std::string& where, int64_t ms)> debug_stall;
 };
 
 // One snapshot answer (status, metrics) reused by the other requests of the same server pass

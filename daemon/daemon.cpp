@@ -13,6 +13,7 @@
 #include "daemon/audit_chain.h"
 #include "daemon/clock.h"
 #include "daemon/notify.h"
+#include "daemon/self_check.h"
 #include "daemon/work.h"
 #include "detectors/detector.h"
 
@@ -237,7 +238,11 @@ int Daemon::Run() {
   VerifyAuditTrail();
   // systemd: ready only once every handle is set up; the watchdog pings from this loop.
   notifier_ = std::make_unique<Notifier>();
-  notifier_->StartWatchdog(&loop_);
+  // Both limits are one ping period: a stall or an unanswered store that long costs a ping.
+  uint64_t watchdog_us = notifier_->StartWatchdog(
+      &loop_, [this](int64_t late_ms) { return SelfCheckWatchdog(late_ms); });
+  int64_t ping_ms = static_cast<int64_t>(watchdog_us / 2000);
+  self_check_ = std::make_unique<SelfCheck>(SelfCheckLimits{ping_ms, ping_ms});
   notifier_->Ready(NotifyStatus());
   if (exit_code != 0) Stop();
   uv_run(&loop_, UV_RUN_DEFAULT);
@@ -449,6 +454,11 @@ void Daemon::AddStatusFields(nlohmann::json* out) const {
   j["config_errors"] = config_errors_;
   j["playbook_errors"] = playbook_errors_;
   j["audit"] = audit_;
+  if (notifier_ && notifier_->ping_period_ms() > 0) {
+    j["watchdog"] = {{"ping_period_ms", notifier_->ping_period_ms()},
+                     {"withheld", notifier_->withheld()},
+                     {"withheld_reason", notifier_->withheld_reason()}};
+  }
   j["api"] = {
       {"socket", api_socket_},
       {"tcp", api_config_.tcp.empty() ? nlohmann::json(nullptr) : nlohmann::json(api_config_.tcp)}};
@@ -517,7 +527,40 @@ ApiBackend Daemon::MakeApiBackend() {
   };
   b.targets = [this] { return MttrTargets(*config_); };
   b.now_ms = [] { return SystemClock::Get()->WallMs(); };
+#ifdef GUARDIAN_TEST_HOOKS
+  b.debug_stall = [this](const std::string& where, int64_t ms) {
+    spdlog::warn("debug: stalling the {} for {} ms on request", where, ms);
+    if (where == "loop") {
+      ::usleep(static_cast<useconds_t>(ms) * 1000);  // on purpose: a wedged loop
+    } else {
+      store_->Submit([ms](Store&) {
+        ::usleep(static_cast<useconds_t>(ms) * 1000);
+        return Status::OK();
+      });
+    }
+    return Status::OK();
+  };
+#endif
   return b;
+}
+
+std::string Daemon::SelfCheckWatchdog(int64_t tick_late_ms) {
+  int64_t now = static_cast<int64_t>(uv_now(&loop_));
+  self_check_->SawLag(std::max(tick_late_ms, lag_->TakePeakUs() / 1000));
+  std::string why = self_check_->Judge(now);
+  // A round trip through the store thread and SQLite, judged at the next tick.
+  if (self_check_->StoreProbeSent(now)) {
+    store_->Submit(
+        [](Store& s) {
+          return s.SchemaVersion() >= 0 ? Status::OK()
+                                        : Status::IOError("cannot read the schema version");
+        },
+        [this](Status s) {
+          self_check_->StoreProbeDone(static_cast<int64_t>(uv_now(&loop_)),
+                                      s.ok() ? "" : s.message());
+        });
+  }
+  return why;
 }
 
 void Daemon::WriteStatus() {

@@ -23,6 +23,7 @@
 #include "daemon/http_server.h"
 #include "daemon/loop_lag.h"
 #include "daemon/notify.h"
+#include "daemon/self_check.h"
 #include "daemon/store_thread.h"
 #include "daemon/supervisor.h"
 #include "daemon/timer.h"
@@ -75,6 +76,8 @@ class Daemon {
   void RescanPlaybooks();
   void WriteStatus();
   void CloseAll();
+  // The watchdog's health function: loop stalls and a store round trip (SelfCheck).
+  std::string SelfCheckWatchdog(int64_t tick_late_ms);
   // Walks the audit trail's hash chain on the store thread; logs and keeps (audit_) the verdict.
   void VerifyAuditTrail();
   // Logs a service's lifecycle event and records it in the audit trail.
@@ -105,6 +108,7 @@ class Daemon {
   std::vector<ReloadDone> reload_waiters_;  // answered by the reload in flight
   std::vector<ReloadDone> reload_next_;     // answered by the one queued behind it
   std::unique_ptr<Notifier> notifier_;      // sd_notify; a no-op outside systemd
+  std::unique_ptr<SelfCheck> self_check_;   // whether the watchdog may be pinged
   std::string status_note_;                 // e.g. the last reload's rejection, until one succeeds
   std::vector<std::unique_ptr<FsWatch>> playbook_watchers_;
   uv_signal_t sigterm_{}, sigint_{}, sighup_{};

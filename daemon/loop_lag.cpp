@@ -17,6 +17,7 @@ void LoopLag::Tick() {
   uint64_t now = uv_hrtime();
   int64_t lag_us = now > expected_ns_ ? static_cast<int64_t>((now - expected_ns_) / 1000) : 0;
   ring_[next_] = lag_us;
+  peak_us_ = std::max(peak_us_, lag_us);
   next_ = (next_ + 1) % ring_.size();
   filled_ = std::min(filled_ + 1, ring_.size());
   expected_ns_ = now + static_cast<uint64_t>(period_ms_) * 1'000'000;
@@ -29,6 +30,12 @@ int64_t LoopLag::PercentileUs(double p) const {
       std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
   return v[k];
+}
+
+int64_t LoopLag::TakePeakUs() {
+  int64_t p = peak_us_;
+  peak_us_ = 0;
+  return p;
 }
 
 int64_t LoopLag::MaxUs() const {

@@ -20,6 +20,8 @@ class LoopLag {
   int64_t PercentileUs(double p) const;
   int64_t MaxUs() const;
   size_t samples() const { return filled_; }
+  // The worst lag since the last call (for the watchdog's self-check), then starts afresh.
+  int64_t TakePeakUs();
 
  private:
   void Tick();
@@ -30,6 +32,7 @@ class LoopLag {
   std::vector<int64_t> ring_;
   size_t next_ = 0;
   size_t filled_ = 0;
+  int64_t peak_us_ = 0;
 };
 
 }  // namespace guardian

@@ -4,6 +4,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -59,7 +60,7 @@ void Notifier::Stopping() {
   Send("STOPPING=1\nSTATUS=stopping");
 }
 
-uint64_t Notifier::StartWatchdog(uv_loop_t* loop) {
+uint64_t Notifier::StartWatchdog(uv_loop_t* loop, HealthFn healthy) {
   if (!enabled_ || watchdog_) return 0;
   uint64_t usec = 0;
   // > 0 only if WATCHDOG_USEC is set and WATCHDOG_PID (if set) is this process.
@@ -69,16 +70,41 @@ uint64_t Notifier::StartWatchdog(uv_loop_t* loop) {
     return 0;
   }
   // Half the period, as sd_watchdog_enabled(3) advises: one late tick is not yet a kill.
-  int64_t period_ms = static_cast<int64_t>(usec / 2000);
-  if (period_ms < 1) period_ms = 1;
+  ping_period_ms_ = std::max<int64_t>(1, static_cast<int64_t>(usec / 2000));
+  loop_ = loop;
+  healthy_ = std::move(healthy);
   watchdog_ = std::make_unique<Timer>(loop);
   // A chore: it must not keep a stopping loop alive.
   watchdog_->Unref();
   // The first ping comes from the timer too: only a loop that runs pings.
-  watchdog_->StartRepeat(period_ms, [this] { Send("WATCHDOG=1"); });
-  spdlog::info("systemd watchdog: {} ms, pinging every {} ms from the loop", usec / 1000,
-               period_ms);
+  next_due_ms_ = uv_now(loop) + static_cast<uint64_t>(ping_period_ms_);
+  watchdog_->StartRepeat(ping_period_ms_, [this] { WatchdogTick(); });
+  spdlog::info("systemd watchdog: {} ms, pinging every {} ms from the loop while healthy",
+               usec / 1000, ping_period_ms_);
   return usec;
+}
+
+void Notifier::WatchdogTick() {
+  uint64_t now = uv_now(loop_);
+  int64_t late = now > next_due_ms_ ? static_cast<int64_t>(now - next_due_ms_) : 0;
+  next_due_ms_ = now + static_cast<uint64_t>(ping_period_ms_);
+  std::string why = healthy_ ? healthy_(late) : "";
+  if (why.empty()) {
+    if (!withheld_reason_.empty()) {
+      spdlog::info("watchdog: healthy again, pinging");
+      Send("STATUS=" + last_status_);
+    }
+    withheld_reason_.clear();
+    Send("WATCHDOG=1");
+    return;
+  }
+  ++withheld_;
+  if (withheld_reason_.empty()) {
+    // On the change only: a wedged store would otherwise log every tick until systemd acts.
+    spdlog::error("watchdog: withholding the ping: {}", why);
+    Send("STATUS=watchdog ping withheld: " + why);
+  }
+  withheld_reason_ = why;
 }
 
 void Notifier::StopWatchdog() { watchdog_.reset(); }

@@ -6,6 +6,8 @@
 // The watchdog pings come from a timer on the daemon's own loop, not from a thread, on
 // purpose: if the loop is stuck (a blocking callback, a deadlock), the pings stop and systemd
 // kills and restarts the daemon. A thread would keep pinging for a daemon that does nothing.
+// A loop that turns but badly (long stalls, a store that does not answer) is caught by the
+// health function the daemon gives (SelfCheck): the ping is withheld while it says no.
 //
 // Loop thread only. The watchdog's timer must be released with StopWatchdog() before the loop
 // is closed.
@@ -13,6 +15,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -36,15 +39,29 @@ class Notifier {
   void Reloading();
   void Stopping();
 
+  // Asked before each ping with how late this tick runs (ms): "" to ping, else why not.
+  using HealthFn = std::function<std::string(int64_t tick_late_ms)>;
   // If the unit has a watchdog (WatchdogSec=, seen as WATCHDOG_USEC), pings WATCHDOG=1 every
-  // half period from `loop`. Returns the period in microseconds, 0 if there is no watchdog.
-  uint64_t StartWatchdog(uv_loop_t* loop);
+  // half period from `loop` while `healthy` (may be empty) says so. Returns the period in
+  // microseconds, 0 if there is no watchdog.
+  uint64_t StartWatchdog(uv_loop_t* loop, HealthFn healthy = nullptr);
   // Closes the timer; safe to call twice or without StartWatchdog().
   void StopWatchdog();
+  // Pings withheld because `healthy` said no, and why the last one was ("" while healthy).
+  int64_t withheld() const { return withheld_; }
+  const std::string& withheld_reason() const { return withheld_reason_; }
+  int64_t ping_period_ms() const { return ping_period_ms_; }
 
  private:
   void Send(const std::string& state);
+  void WatchdogTick();
   bool enabled_ = false;
+  uv_loop_t* loop_ = nullptr;
+  HealthFn healthy_;
+  int64_t ping_period_ms_ = 0;
+  uint64_t next_due_ms_ = 0;  // uv_now of the next tick
+  int64_t withheld_ = 0;
+  std::string withheld_reason_;
   std::string last_status_;
   std::unique_ptr<Timer> watchdog_;
 };

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -152,6 +153,65 @@ class NotifyTest(SystemdTestCase):
         self.drain()
         self.assertTrue(any(m.get("STOPPING") == "1" for _, m in self.messages[pos:]),
                         [m for _, m in self.messages[pos:]])
+
+    def test_pings_are_withheld_while_the_loop_or_the_store_is_stalled(self):
+        # POST /v1/debug/stall exists in test builds only (GUARDIAN_TEST_HOOKS).
+        self.write_one_check()
+        d = self.start_with_env({"NOTIFY_SOCKET": self.sock_path, "WATCHDOG_USEC": "1000000"})
+        self.wait_log("systemd watchdog: 1000 ms, pinging every 500 ms")
+        # A receiver thread stamps each datagram when it arrives, not when the test looks.
+        stop = threading.Event()
+
+        def receive():
+            while not stop.is_set():
+                self.drain()
+                time.sleep(0.01)
+        t = threading.Thread(target=receive, daemon=True)
+        t.start()
+        self.addCleanup(lambda: (stop.set(), t.join()))
+
+        def pings(since, until=None):
+            return [at for at, m in list(self.messages)
+                    if m.get("WATCHDOG") == "1" and at >= since and (until is None or at <= until)]
+
+        def withheld(since, what):
+            return [at for at, m in list(self.messages) if at >= since
+                    and m.get("STATUS", "").startswith("watchdog ping withheld: " + what)]
+
+        start = time.monotonic()
+        self.wait_for(lambda: len(pings(start)) >= 2, 3, "2 pings", daemon=d)
+        for bad in ({}, {"loop_ms": 1, "store_ms": 1}, {"loop_ms": 0}, {"loop_ms": 60001},
+                    {"cpu_ms": 5}, {"loop_ms": "5"}):
+            self.api("POST", "/v1/debug/stall", bad, expect=400)
+
+        # The loop wedged for 2 s: no ping while it is stuck, and the first tick after it
+        # withholds its ping too (the stall was longer than a ping period), then pings resume.
+        t0 = time.monotonic()
+        self.api("POST", "/v1/debug/stall", {"loop_ms": 2000}, expect=200)
+        t1 = time.monotonic()
+        self.assertGreaterEqual(t1 - t0, 1.9)
+        self.assertEqual(pings(t0 + 0.05, t1 - 0.05), [])
+        at = self.wait_for(lambda: withheld(t1 - 0.05, "loop stalled"), 2, "the ping withheld",
+                           daemon=d)[0]
+        self.assertEqual(pings(t1 - 0.05, at), [], "a ping went out before the withheld one")
+        self.wait_log("watchdog: withholding the ping: loop stalled")
+        self.wait_for(lambda: pings(at), 2, "pings again after the stall", daemon=d)
+        self.wait_log("watchdog: healthy again")
+
+        # The store thread wedged for 3 s while the loop runs on: the API still answers from
+        # memory, and the pings stop once the store has not answered for a ping period.
+        t2 = time.monotonic()
+        self.api("POST", "/v1/debug/stall", {"store_ms": 3000}, expect=200)
+        self.assertEqual(self.api("GET", "/v1/health", expect=200).json["pid"], d.pid)
+        at = self.wait_for(lambda: withheld(t2, "store has not answered"), 3,
+                           "the ping withheld for the store", daemon=d)[0]
+        self.assertEqual(pings(at, t2 + 2.9), [], "pinged while the store was still stuck")
+        self.wait_for(lambda: pings(t2 + 3.0), 3, "pings again after the store stall", daemon=d)
+        wd = self.api("GET", "/v1/status", expect=200).json["watchdog"]
+        self.assertEqual(wd["ping_period_ms"], 500)
+        self.assertGreaterEqual(wd["withheld"], 2)
+        self.assertEqual(wd["withheld_reason"], "")
+        self.assertTrue(d.alive())
 
     def test_watchdog_pid_of_another_process_disables_pings(self):
         # sd_watchdog_enabled() honours WATCHDOG_PID: the watchdog is someone else's.
