@@ -92,8 +92,9 @@ const ServiceConfig* Config::FindService(std::string_view name) const {
 namespace {
 
 constexpr std::string_view kTopKeys[] = {
-    "state_dir", "playbook_dirs",   "log_level", "mode",   "api",      "defaults",
-    "budget",    "playbook_limits", "retry",     "checks", "services", "port_registry"};
+    "state_dir", "playbook_dirs", "log_level",       "mode",  "api",
+    "defaults",  "budget",        "playbook_limits", "retry", "checks",
+    "services",  "port_registry", "breaker"};
 constexpr std::string_view kApiKeys[] = {"socket",        "socket_mode",     "tcp",
                                          "allow_remote",  "max_connections", "request_timeout_ms",
                                          "max_body_bytes"};
@@ -682,6 +683,10 @@ class Loader {
 
     if (const Entry* e = FindContainer(*entries, "budget")) {
       ReadBudget(e->value, &config.budget);
+    }
+
+    if (const Entry* e = FindContainer(*entries, "breaker")) {
+      ReadBudget(e->value, &config.breaker);
     }
 
     if (const Entry* e = FindContainer(*entries, "retry")) {

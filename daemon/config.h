@@ -111,6 +111,9 @@ struct Config {
   bool observe = false;                    // `mode: observe`: detect and record, never act
   ApiConfig api;
   Budget budget;
+  // The remediation breaker: playbook attempts across all checks; past it, observe-only until
+  // the window has passed (docs/config.md, "breaker").
+  Budget breaker{30, 60'000};
   RetryPolicy retry;
   PlaybookLimits playbook_limits;
   std::vector<CheckConfig> checks;

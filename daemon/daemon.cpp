@@ -492,13 +492,14 @@ void Daemon::VerifyAuditTrail() {
 nlohmann::json Daemon::HealthJson() const {
   // From memory, without building the status: health is what probes poll.
   // "degraded": running, but an operator should look (a rejected reload, a broken playbook,
-  // an audit trail someone edited).
-  bool degraded = !config_errors_.empty() || !playbook_errors_.empty() || audit_.at("ok") == false;
+  // an audit trail someone edited, a tripped remediation breaker).
+  bool degraded = !config_errors_.empty() || !playbook_errors_.empty() ||
+                  audit_.at("ok") == false || engine_->breaker_open();
   return {{"status", degraded ? "degraded" : "ok"},
           {"pid", getpid()},
           {"version", GUARDIAN_VERSION},
           {"uptime_ms", SystemClock::Get()->WallMs() - started_at_},
-          {"mode", config_->observe ? "observe" : "act"},
+          {"mode", config_->observe || engine_->breaker_open() ? "observe" : "act"},
           {"checks", config_->checks.size()},
           {"open_incidents", engine_->open_incidents()},
           {"loop_lag_us", {{"p99", lag_->PercentileUs(0.99)}, {"max", lag_->MaxUs()}}}};

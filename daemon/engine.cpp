@@ -45,7 +45,12 @@ struct Engine::Incident {
 };
 
 Engine::Engine(uv_loop_t* loop, StoreThread* store, PlaybookLibrary* playbooks, const Clock* clock)
-    : loop_(loop), store_(store), playbooks_(playbooks), clock_(clock), listen_table_(loop) {}
+    : loop_(loop),
+      store_(store),
+      playbooks_(playbooks),
+      clock_(clock),
+      listen_table_(loop),
+      breaker_(Budget{}, clock) {}
 
 Engine::~Engine() = default;
 
@@ -64,6 +69,7 @@ static bool SameCheck(const CheckConfig& a, const CheckConfig& b) {
 
 void Engine::Apply(std::shared_ptr<const Config> config) {
   config_ = config;
+  breaker_.set_budget(config->breaker);
   std::map<std::string, const CheckConfig*> wanted;
   for (const auto& c : config->checks) wanted[c.id] = &c;
 
@@ -441,6 +447,57 @@ bool Engine::MayAct(CheckRuntime* check, std::string* why) const {
   return true;
 }
 
+bool Engine::SpendBreaker() {
+  if (breaker_open_) return false;
+  if (breaker_.TrySpend()) return true;
+  TripBreaker();
+  return false;
+}
+
+void Engine::TripBreaker() {
+  const Budget& b = config_->breaker;
+  breaker_open_ = true;
+  breaker_since_ = clock_->WallMs();
+  breaker_closes_at_ = breaker_since_ + b.window_ms;
+  breaker_reason_ = "remediation breaker open: " + std::to_string(b.max_actions) +
+                    " playbook attempts across all checks within " +
+                    std::to_string(b.window_ms / 1000) +
+                    " s; observe-only until it closes by itself after " +
+                    std::to_string(b.window_ms / 1000) + " s";
+  spdlog::error("{}", breaker_reason_);
+  Audit("guardiand", "breaker_open", "", breaker_reason_);
+  // Attempts already under way were allowed and run to their end: stopping them between
+  // backup and remediate would waste what they spent and leave their checks broken.
+  breaker_timer_ = std::make_unique<Timer>(loop_);
+  breaker_timer_->Start(b.window_ms, [this] { CloseBreaker(); });
+}
+
+void Engine::CloseBreaker() {
+  if (!breaker_open_) return;
+  breaker_open_ = false;
+  breaker_reason_.clear();
+  FreeNextTurn(std::move(breaker_timer_));  // we are in its callback
+  breaker_.Reset();                         // what tripped it is the past window's
+  spdlog::warn("remediation breaker closed after {} s: acting again",
+               (clock_->WallMs() - breaker_since_) / 1000);
+  Audit("guardiand", "breaker_closed", "", "");
+  ResumeObserved();
+}
+
+nlohmann::json Engine::BreakerJson() const {
+  const Budget& b = config_ ? config_->breaker : Budget{};
+  nlohmann::json j = {{"open", breaker_open_},
+                      {"max_actions", b.max_actions},
+                      {"window_ms", b.window_ms},
+                      {"actions_in_window", breaker_.spent()}};
+  if (breaker_open_) {
+    j["reason"] = breaker_reason_;
+    j["since"] = breaker_since_;
+    j["closes_at"] = breaker_closes_at_;
+  }
+  return j;
+}
+
 void Engine::Observe(Incident* inc, const std::string& why) {
   bool was = inc->observing;
   bool was_acting = inc->rec.state == kStateRunning;
@@ -674,6 +731,8 @@ void Engine::StartAttempt(Incident* inc) {
   std::string service = ServiceOf(inc->rec.check_id);
   if (const Incident* acting = ActingOn(service, inc->rec.id))
     return WaitTurn(inc, *acting, service);
+  // The check's own budget is judged first: an attempt it refuses spends nothing shared.
+  if (check->budget().Remaining() > 0 && !SpendBreaker()) return Observe(inc, breaker_reason_);
   if (!check->budget().TrySpend()) {
     return Escalate(inc, "action budget spent (" +
                              std::to_string(check->config().budget.max_actions) + " actions per " +
@@ -951,6 +1010,7 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished,
 
 void Engine::Shutdown(std::function<void()> done) {
   shutting_down_ = true;
+  breaker_timer_.reset();
   shutdown_done_ = std::move(done);
   for (auto& [id, inc] : incidents_) {
     inc->retry_timer.reset();
@@ -1078,7 +1138,9 @@ nlohmann::json Engine::StatusJsonWithoutChecks() const {
                                                           : nlohmann::json(nullptr)},
                          {"reason", inc->rec.reason}});
   }
-  return {{"mode", config_ && config_->observe ? "observe" : "act"},
+  // An open breaker is observe-only in effect; `breaker` says why and until when.
+  return {{"mode", (config_ && config_->observe) || breaker_open_ ? "observe" : "act"},
+          {"breaker", BreakerJson()},
           {"incidents", incidents},
           {"open_incidents", incidents_.size()},
           {"running_playbooks", running_playbooks()}};

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/backoff.h"
 #include "daemon/check_runtime.h"
 #include "daemon/clock.h"
 #include "daemon/config.h"
@@ -26,6 +27,7 @@
 #include "daemon/listen_table.h"
 #include "daemon/store.h"
 #include "daemon/store_thread.h"
+#include "daemon/timer.h"
 #include "plugins/host_api.h"
 #include "plugins/playbook_library.h"
 
@@ -85,6 +87,10 @@ class Engine {
   // file written every second: an entry is serialized again only when what it shows changed,
   // so 1000 quiet checks cost a copy of their text, not 1000 objects built and dumped.
   nlohmann::json StatusJsonWithoutChecks() const;
+  // True while the remediation breaker holds every check observe-only.
+  bool breaker_open() const { return breaker_open_; }
+  // {"open", "max_actions", "window_ms", "actions_in_window"[, "reason", "since", "closes_at"]}
+  nlohmann::json BreakerJson() const;
   std::string ChecksStatusText();
   size_t running_playbooks() const;
   size_t open_incidents() const { return incidents_.size(); }
@@ -146,6 +152,11 @@ class Engine {
   CheckRuntime* FindCheck(const std::string& id);
   void CloseCheck(std::unique_ptr<CheckRuntime> check);
   void MaybeShutdownDone();
+  // The remediation breaker (config breaker): spends one of the actions all checks share, or
+  // trips it: every check observe-only until the window has passed. False when it is open.
+  bool SpendBreaker();
+  void TripBreaker();
+  void CloseBreaker();
 
   uv_loop_t* loop_;
   StoreThread* store_;
@@ -189,6 +200,12 @@ class Engine {
   int closing_checks_ = 0;
   bool shutting_down_ = false;
   std::function<void()> shutdown_done_;
+  mutable ActionBudget breaker_;  // mutable: reading what was spent drops what expired
+  bool breaker_open_ = false;
+  std::string breaker_reason_;
+  int64_t breaker_since_ = 0;             // wall ms it tripped
+  int64_t breaker_closes_at_ = 0;         // wall ms it closes by itself
+  std::unique_ptr<Timer> breaker_timer_;  // while open; closed by Shutdown with the rest
   GuardianMetrics* metrics_ = nullptr;
   Supervisor* supervisor_ = nullptr;
   HttpClient* http_ = nullptr;

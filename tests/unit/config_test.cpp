@@ -395,6 +395,19 @@ TEST_CASE("budget with a bad value, top level and per check") {
                  4, 27, "checks[0].budget.max_actions: expected an integer, got \"many\"");
 }
 
+TEST_CASE("breaker: read like a budget, refused the same way") {
+  auto load = Load(WithCheck("breaker: {max_actions: 7, window_ms: 120000}\n"));
+  INFO("errors:\n" << AllErrors(load));
+  REQUIRE(load.ok());
+  CHECK(load.config->breaker.max_actions == 7);
+  CHECK(load.config->breaker.window_ms == 120'000);
+  CHECK(load.config->budget.max_actions == 5);  // the per-check budget is its own
+  ExpectOneError(Load(WithCheck("breaker:\n  max_actions: 0\n")), 2, 16,
+                 "breaker.max_actions: must be >= 1, got 0");
+  ExpectOneError(Load(WithCheck("breaker: {window: 5}\n")), 1, 11,
+                 "breaker: unknown key 'window'");
+}
+
 TEST_CASE("backoff_max_ms below backoff_base_ms") {
   ExpectOneError(Load(WithCheck("retry:\n  backoff_base_ms: 5000\n  backoff_max_ms: 1000\n")), 3,
                  19, "retry.backoff_max_ms: must be >= backoff_base_ms (5000), got 1000");
@@ -501,6 +514,8 @@ TEST_CASE("defaults for everything left out") {
   CHECK(c.log_level == "info");
   CHECK(c.budget.max_actions == 5);
   CHECK(c.budget.window_ms == 3'600'000);
+  CHECK(c.breaker.max_actions == 30);
+  CHECK(c.breaker.window_ms == 60'000);
   CHECK(c.retry.backoff_base_ms == 1'000);
   CHECK(c.retry.backoff_max_ms == 30'000);
   CHECK(c.playbook_limits.instructions == 10'000'000);
