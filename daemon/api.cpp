@@ -43,8 +43,9 @@ bool CheckFields(const nlohmann::json& body,
                  const std::vector<std::pair<std::string, nlohmann::json::value_t>>& allowed,
                  std::string* why) {
   for (const auto& [key, value] : body.items()) {
-    auto it =
-        std::find_if(allowed.begin(), allowed.end(), [&](const auto& a) { return a.first == key; });
+    // Named captures: clang before 16 cannot capture a structured binding.
+    auto it = std::find_if(allowed.begin(), allowed.end(),
+                           [&name = key](const auto& a) { return a.first == name; });
     if (it == allowed.end()) {
       *why = "unknown field '" + key + "'";
       return false;
@@ -155,7 +156,7 @@ Status ParseIncidentFilter(const std::map<std::string, std::string>& query,
       static const char* kStates[] = {kStateOpen, kStateRunning, kStateWaiting, kStateResolved,
                                       kStateEscalated};
       if (std::none_of(std::begin(kStates), std::end(kStates),
-                       [&](const char* s) { return value == s; })) {
+                       [&v = value](const char* s) { return v == s; })) {
         return Status::InvalidArgument(
             "state: must be open, running, waiting, resolved or escalated, got '" + value + "'");
       }

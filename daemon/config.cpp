@@ -1235,14 +1235,16 @@ class Loader {
       if (!name || config.FindService(*name)) continue;
       std::vector<std::string_view> names;
       for (const auto& s : config.services) names.push_back(s.name);
-      Item at = params->value;
+      // Emplaced, never assigned: YAML::Node's operator= writes through to the node it refers
+      // to (here the params mapping being iterated, whose entries it would free), not rebinds.
+      std::optional<Item> at;
       for (const auto& pair : params->value.node) {
         YAML::Node key = pair.first;
         if (key.IsScalar() && key.Scalar() == param) {
-          at = ValueItem(key, pair.second, Child(params->value.path, param));
+          at.emplace(ValueItem(key, pair.second, Child(params->value.path, param)));
         }
       }
-      Error(at,
+      Error(at ? *at : params->value,
             "no service named '" + *name + "'" + Suggest(*name, names) +
                 (names.empty() ? "; add it under services:" : "; services: " + JoinNames(names)));
     }

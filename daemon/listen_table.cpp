@@ -20,12 +20,19 @@ namespace {
 
 std::string Errno(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
+// NLMSG_OK for a signed `left` (NLMSG_NEXT takes it below zero past a short last message),
+// without the macro's comparison of the unsigned nlmsg_len with it.
+bool MessageFits(const nlmsghdr* nlh, int left) {
+  return left >= static_cast<int>(sizeof(nlmsghdr)) && nlh->nlmsg_len >= sizeof(nlmsghdr) &&
+         nlh->nlmsg_len <= static_cast<unsigned>(left);
+}
+
 }  // namespace
 
 Status ParseListenerDump(const void* data, size_t len, std::vector<Listener>* out, bool* done) {
   auto* nlh = static_cast<const nlmsghdr*>(data);
   int left = static_cast<int>(len);
-  for (; NLMSG_OK(nlh, left); nlh = NLMSG_NEXT(nlh, left)) {
+  for (; MessageFits(nlh, left); nlh = NLMSG_NEXT(nlh, left)) {
     if (nlh->nlmsg_type == NLMSG_DONE) {
       *done = true;
       return Status::OK();

@@ -5,7 +5,7 @@
 namespace guardian {
 
 LoopLag::LoopLag(uv_loop_t* loop, int64_t period_ms, size_t window)
-    : loop_(loop), period_ms_(period_ms), timer_(loop), ring_(window, 0) {}
+    : period_ms_(period_ms), timer_(loop), ring_(window, 0) {}
 
 void LoopLag::Start() {
   expected_ns_ = uv_hrtime() + static_cast<uint64_t>(period_ms_) * 1'000'000;

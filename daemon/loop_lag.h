@@ -25,7 +25,6 @@ class LoopLag {
 
  private:
   void Tick();
-  uv_loop_t* loop_;
   int64_t period_ms_;
   Timer timer_;
   uint64_t expected_ns_ = 0;

@@ -17,7 +17,8 @@ Status ParsePortRegistry(const std::string& text, PortTable* out) {
   if (services == doc.end()) return Status::OK();
   if (!services->is_object()) return Status::Corruption("\"services\" is not an object");
   for (const auto& [name, entry] : services->items()) {
-    auto port_in = [&](const char* key) -> int {
+    // Named capture: clang before 16 cannot capture a structured binding.
+    auto port_in = [&entry = entry](const char* key) -> int {
       auto it = entry.find(key);
       if (it == entry.end() || !it->is_number_integer()) return 0;
       int64_t v = it->get<int64_t>();

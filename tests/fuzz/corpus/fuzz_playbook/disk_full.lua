@@ -1,0 +1,1 @@
+../../../../playbooks/disk_full.lua

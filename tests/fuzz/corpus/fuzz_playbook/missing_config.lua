@@ -1,0 +1,1 @@
+../../../../playbooks/missing_config.lua

@@ -1,0 +1,1 @@
+../../../../playbooks/port_conflict.lua
