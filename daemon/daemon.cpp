@@ -238,10 +238,9 @@ int Daemon::Run() {
   VerifyAuditTrail();
   // systemd: ready only once every handle is set up; the watchdog pings from this loop.
   notifier_ = std::make_unique<Notifier>();
+  notifier_->StartWatchdog(&loop_, [this] { return SelfCheckWatchdog(); });
   // Both limits are one ping period: a stall or an unanswered store that long costs a ping.
-  uint64_t watchdog_us = notifier_->StartWatchdog(
-      &loop_, [this](int64_t late_ms) { return SelfCheckWatchdog(late_ms); });
-  int64_t ping_ms = static_cast<int64_t>(watchdog_us / 2000);
+  int64_t ping_ms = notifier_->ping_period_ms();
   self_check_ = std::make_unique<SelfCheck>(SelfCheckLimits{ping_ms, ping_ms});
   notifier_->Ready(NotifyStatus());
   if (exit_code != 0) Stop();
@@ -545,9 +544,9 @@ ApiBackend Daemon::MakeApiBackend() {
   return b;
 }
 
-std::string Daemon::SelfCheckWatchdog(int64_t tick_late_ms) {
+std::string Daemon::SelfCheckWatchdog() {
   int64_t now = static_cast<int64_t>(uv_now(&loop_));
-  self_check_->SawLag(std::max(tick_late_ms, lag_->TakePeakUs() / 1000));
+  self_check_->SawLag(lag_->TakePeakUs() / 1000);
   std::string why = self_check_->Judge(now);
   // A round trip through the store thread and SQLite, judged at the next tick.
   if (self_check_->StoreProbeSent(now)) {

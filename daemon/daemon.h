@@ -77,7 +77,7 @@ class Daemon {
   void WriteStatus();
   void CloseAll();
   // The watchdog's health function: loop stalls and a store round trip (SelfCheck).
-  std::string SelfCheckWatchdog(int64_t tick_late_ms);
+  std::string SelfCheckWatchdog();
   // Walks the audit trail's hash chain on the store thread; logs and keeps (audit_) the verdict.
   void VerifyAuditTrail();
   // Logs a service's lifecycle event and records it in the audit trail.

@@ -448,7 +448,6 @@ bool Engine::MayAct(CheckRuntime* check, std::string* why) const {
 }
 
 bool Engine::SpendBreaker() {
-  if (breaker_open_) return false;
   if (breaker_.TrySpend()) return true;
   TripBreaker();
   return false;
@@ -727,6 +726,9 @@ void Engine::StartAttempt(Incident* inc) {
   if (!check) return Escalate(inc, "check '" + inc->rec.check_id + "' is no longer configured");
   std::string why;
   if (!MayAct(check, &why)) return Observe(inc, why);
+  // Not in MayAct: that also stops attempts under way (HeldBack), which the breaker lets finish.
+  // Judged before `observing` is cleared, so a waiting incident gets no second observe step.
+  if (breaker_open_) return Observe(inc, breaker_reason_);
   inc->observing = false;
   std::string service = ServiceOf(inc->rec.check_id);
   if (const Incident* acting = ActingOn(service, inc->rec.id))

@@ -153,7 +153,7 @@ class Engine {
   void CloseCheck(std::unique_ptr<CheckRuntime> check);
   void MaybeShutdownDone();
   // The remediation breaker (config breaker): spends one of the actions all checks share, or
-  // trips it: every check observe-only until the window has passed. False when it is open.
+  // trips it: every check observe-only until the window has passed. False when it trips.
   bool SpendBreaker();
   void TripBreaker();
   void CloseBreaker();

@@ -33,7 +33,9 @@ int64_t LoopLag::PercentileUs(double p) const {
 }
 
 int64_t LoopLag::TakePeakUs() {
-  int64_t p = peak_us_;
+  uint64_t now = uv_hrtime();
+  int64_t overdue = now > expected_ns_ ? static_cast<int64_t>((now - expected_ns_) / 1000) : 0;
+  int64_t p = std::max(peak_us_, overdue);
   peak_us_ = 0;
   return p;
 }

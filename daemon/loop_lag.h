@@ -21,6 +21,8 @@ class LoopLag {
   int64_t MaxUs() const;
   size_t samples() const { return filled_; }
   // The worst lag since the last call (for the watchdog's self-check), then starts afresh.
+  // Includes how overdue this timer is right now: after a stall, a caller whose timer the loop
+  // runs first would otherwise not see it until the next call.
   int64_t TakePeakUs();
 
  private:

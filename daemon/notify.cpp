@@ -71,13 +71,11 @@ uint64_t Notifier::StartWatchdog(uv_loop_t* loop, HealthFn healthy) {
   }
   // Half the period, as sd_watchdog_enabled(3) advises: one late tick is not yet a kill.
   ping_period_ms_ = std::max<int64_t>(1, static_cast<int64_t>(usec / 2000));
-  loop_ = loop;
   healthy_ = std::move(healthy);
   watchdog_ = std::make_unique<Timer>(loop);
   // A chore: it must not keep a stopping loop alive.
   watchdog_->Unref();
   // The first ping comes from the timer too: only a loop that runs pings.
-  next_due_ms_ = uv_now(loop) + static_cast<uint64_t>(ping_period_ms_);
   watchdog_->StartRepeat(ping_period_ms_, [this] { WatchdogTick(); });
   spdlog::info("systemd watchdog: {} ms, pinging every {} ms from the loop while healthy",
                usec / 1000, ping_period_ms_);
@@ -85,10 +83,7 @@ uint64_t Notifier::StartWatchdog(uv_loop_t* loop, HealthFn healthy) {
 }
 
 void Notifier::WatchdogTick() {
-  uint64_t now = uv_now(loop_);
-  int64_t late = now > next_due_ms_ ? static_cast<int64_t>(now - next_due_ms_) : 0;
-  next_due_ms_ = now + static_cast<uint64_t>(ping_period_ms_);
-  std::string why = healthy_ ? healthy_(late) : "";
+  std::string why = healthy_ ? healthy_() : "";
   if (why.empty()) {
     if (!withheld_reason_.empty()) {
       spdlog::info("watchdog: healthy again, pinging");

@@ -39,8 +39,8 @@ class Notifier {
   void Reloading();
   void Stopping();
 
-  // Asked before each ping with how late this tick runs (ms): "" to ping, else why not.
-  using HealthFn = std::function<std::string(int64_t tick_late_ms)>;
+  // Asked before each ping: "" to ping, else why not.
+  using HealthFn = std::function<std::string()>;
   // If the unit has a watchdog (WatchdogSec=, seen as WATCHDOG_USEC), pings WATCHDOG=1 every
   // half period from `loop` while `healthy` (may be empty) says so. Returns the period in
   // microseconds, 0 if there is no watchdog.
@@ -56,10 +56,8 @@ class Notifier {
   void Send(const std::string& state);
   void WatchdogTick();
   bool enabled_ = false;
-  uv_loop_t* loop_ = nullptr;
   HealthFn healthy_;
   int64_t ping_period_ms_ = 0;
-  uint64_t next_due_ms_ = 0;  // uv_now of the next tick
   int64_t withheld_ = 0;
   std::string withheld_reason_;
   std::string last_status_;
