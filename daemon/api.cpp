@@ -425,6 +425,29 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
     if (!s.ok()) return fail(s);
     return respond(JsonResponse(200, {{"stalled", where}, {"ms", ms}}));
   }
+  if (p == "/v1/debug/store-fault" && backend_.debug_store_fault) {
+    if (!method_is("POST")) return wrong_method("POST");
+    nlohmann::json body;
+    std::string why;
+    using T = nlohmann::json::value_t;
+    if (!ParseBody(req, &body, &why) ||
+        !CheckFields(
+            body,
+            {{"fault", T::string}, {"after", T::number_unsigned}, {"count", T::number_unsigned}},
+            &why)) {
+      return respond(ErrorResponse(400, why));
+    }
+    if (!body.contains("fault")) return respond(ErrorResponse(400, "field 'fault' is required"));
+    std::string fault = body["fault"].get<std::string>();
+    int64_t after = body.value("after", int64_t{0});
+    int64_t count = body.contains("count") ? body["count"].get<int64_t>() : -1;
+    nlohmann::json out = backend_.debug_store_fault(fault, after, count);
+    if (out.is_null()) {
+      return respond(
+          ErrorResponse(400, "fault must be one of none, enospc, eio, short_write, fsync_eio"));
+    }
+    return respond(JsonResponse(200, out));
+  }
   static const std::regex kCheckAction("^/v1/checks/([a-z0-9_-]{1,64})/(hold|release|run)$");
   if (std::regex_match(p, m, kCheckAction)) {
     if (!method_is("POST")) return wrong_method("POST");

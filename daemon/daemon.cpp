@@ -12,6 +12,7 @@
 
 #include "daemon/audit_chain.h"
 #include "daemon/clock.h"
+#include "daemon/fault_vfs.h"
 #include "daemon/notify.h"
 #include "daemon/self_check.h"
 #include "daemon/work.h"
@@ -449,6 +450,13 @@ void Daemon::AddStatusFields(nlohmann::json* out) const {
                       {"max", lag_->MaxUs()},
                       {"samples", lag_->samples()}};
   j["store_latency_ms"] = store_->last_latency_ms();
+  StoreHealth sh = store_->health();
+  j["store"] = {{"state", sh.degraded ? "degraded" : "ok"},
+                {"pending_writes", sh.pending},
+                {"write_errors", sh.write_errors},
+                {"dropped_writes", sh.dropped},
+                {"degraded_since", sh.degraded_since ? nlohmann::json(sh.degraded_since) : nullptr},
+                {"last_error", sh.last_error}};
   j["services"] = supervisor_->StatusJson();
   j["config_errors"] = config_errors_;
   j["playbook_errors"] = playbook_errors_;
@@ -465,35 +473,37 @@ void Daemon::AddStatusFields(nlohmann::json* out) const {
 
 void Daemon::VerifyAuditTrail() {
   auto verifier = std::make_shared<AuditChainVerifier>();
-  store_->Submit([verifier](Store& s) { return s.VerifyAudit(verifier.get()); },
-                 [this, verifier](Status s) {
-                   const AuditChainVerifier& v = *verifier;
-                   if (!s.ok()) {
-                     spdlog::error("audit trail: cannot read it: {}", s.ToString());
-                     audit_ = {{"ok", nullptr}, {"error", s.message()}};
-                     return;
-                   }
-                   audit_ = {{"ok", v.ok()}, {"verified_rows", v.rows()}, {"head", v.head()}};
-                   if (v.ok()) {
-                     // The head, logged, is what a later verify can be compared against.
-                     spdlog::info("audit trail: {} rows verified, head {}", v.rows(), v.head());
-                     return;
-                   }
-                   audit_["broken_row"] = v.broken_id();
-                   audit_["reason"] = v.reason();
-                   spdlog::error(
-                       "audit trail broken at row {}: {}; rows 1 to {} check out (head {}). New "
-                       "rows are still appended; `guardian audit verify` shows it",
-                       v.broken_id(), v.reason(), v.head_id(), v.head());
-                 });
+  store_->Query([verifier](Store& s) { return s.VerifyAudit(verifier.get()); },
+                [this, verifier](Status s) {
+                  const AuditChainVerifier& v = *verifier;
+                  if (!s.ok()) {
+                    spdlog::error("audit trail: cannot read it: {}", s.ToString());
+                    audit_ = {{"ok", nullptr}, {"error", s.message()}};
+                    return;
+                  }
+                  audit_ = {{"ok", v.ok()}, {"verified_rows", v.rows()}, {"head", v.head()}};
+                  if (v.ok()) {
+                    // The head, logged, is what a later verify can be compared against.
+                    spdlog::info("audit trail: {} rows verified, head {}", v.rows(), v.head());
+                    return;
+                  }
+                  audit_["broken_row"] = v.broken_id();
+                  audit_["reason"] = v.reason();
+                  spdlog::error(
+                      "audit trail broken at row {}: {}; rows 1 to {} check out (head {}). New "
+                      "rows are still appended; `guardian audit verify` shows it",
+                      v.broken_id(), v.reason(), v.head_id(), v.head());
+                });
 }
 
 nlohmann::json Daemon::HealthJson() const {
   // From memory, without building the status: health is what probes poll.
   // "degraded": running, but an operator should look (a rejected reload, a broken playbook,
-  // an audit trail someone edited, a tripped remediation breaker).
+  // an audit trail someone edited, a tripped remediation breaker, a store whose disk refuses
+  // writes).
+  bool store_degraded = store_->health().degraded;
   bool degraded = !config_errors_.empty() || !playbook_errors_.empty() ||
-                  audit_.at("ok") == false || engine_->breaker_open();
+                  audit_.at("ok") == false || engine_->breaker_open() || store_degraded;
   return {{"status", degraded ? "degraded" : "ok"},
           {"pid", getpid()},
           {"version", GUARDIAN_VERSION},
@@ -501,6 +511,7 @@ nlohmann::json Daemon::HealthJson() const {
           {"mode", config_->observe || engine_->breaker_open() ? "observe" : "act"},
           {"checks", config_->checks.size()},
           {"open_incidents", engine_->open_incidents()},
+          {"store", store_degraded ? "degraded" : "ok"},
           {"loop_lag_us", {{"p99", lag_->PercentileUs(0.99)}, {"max", lag_->MaxUs()}}}};
 }
 
@@ -510,7 +521,7 @@ ApiBackend Daemon::MakeApiBackend() {
   b.status = [this] { return StatusJson(); };
   b.metrics = [this] { return metrics_->Render(StatusJson()); };
   b.store = [this](std::function<Status(Store&)> work, std::function<void(Status)> done) {
-    store_->Submit(std::move(work), std::move(done));
+    store_->Query(std::move(work), std::move(done));
   };
   b.hold = [this](const std::string& check, const std::string& reason) {
     return engine_->Hold(check, reason, "api");
@@ -533,12 +544,23 @@ ApiBackend Daemon::MakeApiBackend() {
     if (where == "loop") {
       ::usleep(static_cast<useconds_t>(ms) * 1000);  // on purpose: a wedged loop
     } else {
-      store_->Submit([ms](Store&) {
+      store_->Query([ms](Store&) {
         ::usleep(static_cast<useconds_t>(ms) * 1000);
         return Status::OK();
       });
     }
     return Status::OK();
+  };
+  b.debug_store_fault = [](const std::string& fault, int64_t after, int64_t count) {
+    FaultPlan plan;
+    if (!ParseFaultKind(fault, &plan.kind)) return nlohmann::json();
+    plan.after = after;
+    plan.count = count;
+    spdlog::warn("debug: store fault {} (after {}, count {}) on request", fault, after, count);
+    SetFaultPlan(plan);
+    FaultStats st = CurrentFaultStats();
+    return nlohmann::json{{"fault", fault},      {"after", after},    {"count", count},
+                          {"writes", st.writes}, {"syncs", st.syncs}, {"injected", st.injected}};
   };
 #endif
   return b;
@@ -550,7 +572,7 @@ std::string Daemon::SelfCheckWatchdog() {
   std::string why = self_check_->Judge(now);
   // A round trip through the store thread and SQLite, judged at the next tick.
   if (self_check_->StoreProbeSent(now)) {
-    store_->Submit(
+    store_->Query(
         [](Store& s) {
           return s.SchemaVersion() >= 0 ? Status::OK()
                                         : Status::IOError("cannot read the schema version");

@@ -281,6 +281,7 @@ void Engine::Open(CheckRuntime* check, const Observation& obs,
   spdlog::warn("check {}: {} confirmed: {}", c.id, c.mode, obs.evidence);
   check->incident_id = -1;  // opening: ignore observations until the incident exists
   opening_.insert(c.id);
+  inc->rec.id = store_->NewIncidentId();
   auto rec = std::make_shared<IncidentRecord>(inc->rec);
   Incident* raw = inc.release();
   store_->Submit([rec](Store& s) { return s.InsertIncident(rec.get()); },
@@ -508,6 +509,7 @@ void Engine::Observe(Incident* inc, const std::string& why) {
   if (was) return;
   spdlog::warn("incident {} ({}): not acting: {}", inc->rec.id, inc->rec.check_id, why);
   auto step = std::make_shared<StepRecord>();
+  step->id = store_->NewStepId();
   step->incident_id = inc->rec.id;
   step->attempt = inc->attempt;
   step->phase = "observe";
@@ -703,6 +705,7 @@ void Engine::TakeTurn(int64_t id) {
   std::string service = ServiceOf(inc->rec.check_id);
   if (const Incident* acting = ActingOn(service, id)) return WaitTurn(inc, *acting, service);
   auto step = std::make_shared<StepRecord>();
+  step->id = store_->NewStepId();
   step->incident_id = id;
   step->attempt = inc->attempt;
   step->phase = "wait";
@@ -776,6 +779,7 @@ void Engine::StartAttempt(Incident* inc) {
 
 void Engine::RunStep(Incident* inc, const std::string& phase, std::function<void(Status)> next) {
   auto step = std::make_shared<StepRecord>();
+  step->id = store_->NewStepId();
   step->incident_id = inc->rec.id;
   step->attempt = inc->attempt;
   step->phase = phase;

@@ -51,6 +51,13 @@ GuardianMetrics::GuardianMetrics() {
   r_.AddHistogram("guardian_store_write_latency_seconds",
                   "Store jobs: time queued plus time running on the store thread.", {},
                   LatencyBuckets());
+  r_.AddGauge("guardian_store_degraded",
+              "1 while the disk refuses the store's writes and journal writes wait in memory.", {});
+  r_.AddGauge("guardian_store_pending_writes", "Journal writes waiting in memory.", {});
+  r_.AddCounter("guardian_store_write_errors_total",
+                "Store writes the disk refused (full, I/O error), counting retries.", {});
+  r_.AddCounter("guardian_store_dropped_writes_total",
+                "Journal writes lost: past the in-memory bound, or failed for good.", {});
   r_.AddCounter("guardian_config_reloads_total", "Config reloads, by result.", {"result"});
   r_.AddCounter("guardian_api_requests_total", "API requests handled.", {});
 
@@ -93,6 +100,11 @@ void GuardianMetrics::Reload(bool ok) {
   r_.Inc("guardian_config_reloads_total", {ok ? "ok" : "rejected"});
 }
 
+void GuardianMetrics::CatchUp(const std::string& counter, double total, double* seen) {
+  r_.Inc(counter, {}, total > *seen ? total - *seen : 0);
+  if (total > *seen) *seen = total;
+}
+
 void GuardianMetrics::ApiRequest() { r_.Inc("guardian_api_requests_total", {}); }
 
 std::string GuardianMetrics::Render(const nlohmann::json& status) {
@@ -129,6 +141,14 @@ std::string GuardianMetrics::Render(const nlohmann::json& status) {
     r_.Set("guardian_loop_lag_seconds", {stat},
            static_cast<double>(lag.value(stat, int64_t{0})) / 1e6);
   }
+  const auto& store = status.value("store", nlohmann::json::object());
+  r_.Set("guardian_store_degraded", {}, store.value("state", "ok") == "degraded" ? 1 : 0);
+  r_.Set("guardian_store_pending_writes", {}, store.value("pending_writes", 0));
+  // The store thread counts; these counters only catch up with it.
+  CatchUp("guardian_store_write_errors_total", store.value("write_errors", 0.0),
+          &store_write_errors_seen_);
+  CatchUp("guardian_store_dropped_writes_total", store.value("dropped_writes", 0.0),
+          &store_dropped_seen_);
   return r_.Render();
 }
 

@@ -32,7 +32,12 @@ class GuardianMetrics {
   std::string Render(const nlohmann::json& status);
 
  private:
+  // Adds to `counter` what `total`, counted elsewhere, has gained since it was last `seen`.
+  void CatchUp(const std::string& counter, double total, double* seen);
+
   MetricsRegistry r_;
+  double store_write_errors_seen_ = 0;
+  double store_dropped_seen_ = 0;
 };
 
 }  // namespace guardian

@@ -1,8 +1,10 @@
 #include "daemon/store.h"
 
 #include <string_view>
+#include <utility>
 
 #include "daemon/audit_chain.h"
+#include "daemon/fault_vfs.h"
 
 namespace guardian {
 namespace {
@@ -188,7 +190,14 @@ Status Store::Open(const std::string& path, bool read_only, std::unique_ptr<Stor
   sqlite3* db = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;
-  int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+  // The daemon's writes go through the fault seam (daemon/fault_vfs.h); readers need not.
+  const char* vfs = nullptr;
+  if (!read_only) {
+    Status v = RegisterFaultVfs();
+    if (!v.ok()) return v;
+    vfs = kFaultVfsName;
+  }
+  int rc = sqlite3_open_v2(path.c_str(), &db, flags, vfs);
   if (rc != SQLITE_OK) {
     std::string msg = path + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close(db);
@@ -228,12 +237,48 @@ int Store::SchemaVersion() {
 }
 
 Status Store::Error(const char* what) {
+  NoteFailure();
   return Status::IOError(std::string(what) + ": " + sqlite3_errmsg(db_));
+}
+
+void Store::NoteFailure() {
+  switch (sqlite3_errcode(db_) & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+      write_fault_ = true;
+      break;
+    default:
+      break;
+  }
+}
+
+bool Store::TakeWriteFault() { return std::exchange(write_fault_, false); }
+
+void Store::RollbackIfOpen() {
+  // SQLite rolls some failed transactions back itself; one left open would swallow every
+  // later write into it.
+  if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+Status Store::LastIds(int64_t* incident, int64_t* step) {
+  // AUTOINCREMENT never reuses an id, even of a deleted row: sqlite_sequence remembers.
+  Stmt st(db_,
+          "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name='incidents'), 0), "
+          "COALESCE((SELECT MAX(id) FROM incidents), 0)), "
+          "MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name='steps'), 0), "
+          "COALESCE((SELECT MAX(id) FROM steps), 0))");
+  if (!st.ok() || st.Step() != SQLITE_ROW) return Error("read last ids");
+  *incident = st.Int(0);
+  *step = st.Int(1);
+  return Status::OK();
 }
 
 Status Store::Exec(const char* sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    NoteFailure();
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
     return Status::IOError(msg);
@@ -265,8 +310,8 @@ Status Store::Migrate() {
 Status Store::InsertIncident(IncidentRecord* rec) {
   Stmt st(db_,
           "INSERT INTO incidents(check_id, mode, state, onset_at, detected_at, recovered_at, "
-          "target_ms, playbook, attempts, evidence, reason, caused_by) "
-          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+          "target_ms, playbook, attempts, evidence, reason, caused_by, id) "
+          "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Error("prepare insert incident");
   st.Bind(1, rec->check_id).Bind(2, rec->mode).Bind(3, rec->state).Bind(4, rec->onset_at);
   st.Bind(5, rec->detected_at).Bind(6, rec->recovered_at).Bind(7, rec->target_ms);
@@ -275,6 +320,7 @@ Status Store::InsertIncident(IncidentRecord* rec) {
       .Bind(10, rec->evidence)
       .Bind(11, rec->reason)
       .Bind(12, rec->caused_by);
+  if (rec->id > 0) st.Bind(13, rec->id);  // else NULL: the next id
   if (st.Step() != SQLITE_DONE) return Error("insert incident");
   rec->id = sqlite3_last_insert_rowid(db_);
   return Status::OK();
@@ -293,11 +339,12 @@ Status Store::UpdateIncident(const IncidentRecord& rec) {
 
 Status Store::InsertStep(StepRecord* step) {
   Stmt st(db_,
-          "INSERT INTO steps(incident_id, attempt, phase, started_at, ended_at, status, message) "
-          "VALUES(?,?,?,?,?,?,?)");
+          "INSERT INTO steps(incident_id, attempt, phase, started_at, ended_at, status, message, "
+          "id) VALUES(?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Error("prepare insert step");
   st.Bind(1, step->incident_id).Bind(2, int64_t{step->attempt}).Bind(3, step->phase);
   st.Bind(4, step->started_at).Bind(5, step->ended_at).Bind(6, step->status).Bind(7, step->message);
+  if (step->id > 0) st.Bind(8, step->id);  // else NULL: the next id
   if (st.Step() != SQLITE_DONE) return Error("insert step");
   step->id = sqlite3_last_insert_rowid(db_);
   return Status::OK();

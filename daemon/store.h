@@ -122,9 +122,13 @@ class Store {
   static int LatestSchemaVersion();
   int SchemaVersion();
 
-  Status InsertIncident(IncidentRecord* rec);  // sets rec->id
+  // Both insert with the record's id when it has one (the daemon numbers them itself, see
+  // StoreThread), else with the next free one, which they set.
+  Status InsertIncident(IncidentRecord* rec);
   Status UpdateIncident(const IncidentRecord& rec);
-  Status InsertStep(StepRecord* step);  // sets step->id
+  Status InsertStep(StepRecord* step);
+  // The highest incident and step ids ever given out (0 when none).
+  Status LastIds(int64_t* incident, int64_t* step);
   Status FinishStep(const StepRecord& step);
   // Marks every step still `running` of incident `id` as interrupted; returns their phases.
   Status InterruptRunningSteps(int64_t incident_id, int64_t now, const std::string& why,
@@ -160,6 +164,12 @@ class Store {
 
   Status IntegrityCheck();
 
+  // True once after a call failed because the disk refused (full, I/O error, read-only): the
+  // same write may succeed once the disk recovers. Clears the flag.
+  bool TakeWriteFault();
+  // Ends a transaction a failed call left open.
+  void RollbackIfOpen();
+
  private:
   explicit Store(sqlite3* db) : db_(db) {}
   Status Exec(const char* sql);
@@ -167,12 +177,14 @@ class Store {
   // Fills the steps of each incident in [begin, end).
   Status LoadSteps(IncidentRecord* begin, IncidentRecord* end);
   Status Error(const char* what);
+  void NoteFailure();  // sets write_fault_ when the last SQLite error came from the disk
   // Sets the id and hash `row` gets as the next row of the audit chain.
   Status ChainEvent(EventRecord* row);
   // Migration 5: numbers and chains the rows an older guardiand wrote without hashes.
   Status SealUnchainedEvents();
 
   sqlite3* db_;
+  bool write_fault_ = false;
 };
 
 }  // namespace guardian
