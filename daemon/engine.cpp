@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iterator>
 
+#include "daemon/crash_point.h"
 #include "daemon/modes.h"
 #include "daemon/timer.h"
 #include "plugins/dry_run.h"
@@ -301,6 +302,7 @@ void Engine::Open(CheckRuntime* check, const Observation& obs,
                      if (opened) opened(s, 0);
                      return;
                    }
+                   CrashPoint("incident", "opened");
                    inc->rec.id = rec->id;
                    int64_t id = rec->id;
                    if (check) check->incident_id = id;
@@ -803,6 +805,7 @@ void Engine::ActStep(std::shared_ptr<StepRecord> step, Status journaled,
     if (!shutting_down_) next(Status::IOError(why));
     return;
   }
+  CrashPoint("step", step->phase, "running");
   auto finish = [this, id, step, next](Status s, std::string msg) {
     step->ended_at = clock_->WallMs();
     step->status = s.ok() ? "ok" : (shutting_down_ ? "interrupted" : "failed");
@@ -816,7 +819,9 @@ void Engine::ActStep(std::shared_ptr<StepRecord> step, Status journaled,
       metrics_->PhaseFinished(it->second->rec.mode, step->phase, step->status,
                               step->ended_at - step->started_at);
     }
-    store_->Submit([step](Store& s) { return s.FinishStep(*step); });
+    CrashPoint("step", step->phase, "ended");
+    store_->Submit([step](Store& s) { return s.FinishStep(*step); },
+                   [phase = step->phase](Status) { CrashPoint("step", phase, "journaled"); });
     if (shutting_down_) return;  // resumed at the next start
     next(s);
   };

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "daemon/crash_point.h"
+
 namespace guardian {
 namespace {
 
@@ -44,6 +46,12 @@ int Read(sqlite3_file* f, void* buf, int amt, sqlite3_int64 off) {
   return Real(f)->pMethods->xRead(Real(f), buf, amt, off);
 }
 int Write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
+  // Crash tests (daemon/crash_point.h): die in the middle of a store write, torn or not.
+  if (CrashPointDue("store_write_torn")) {
+    if (amt > 1) Real(f)->pMethods->xWrite(Real(f), buf, amt / 2, off);
+    CrashNow();
+  }
+  CrashPoint("store_write");
   FaultKind kind;
   if (ShouldFail(false, &kind)) {
     switch (kind) {

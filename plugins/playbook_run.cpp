@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "daemon/clock.h"
+#include "daemon/crash_point.h"
 #include "daemon/params.h"
 
 namespace guardian {
@@ -197,6 +198,7 @@ bool PlaybookRun::RecordAction(lua_State* L, const char* call, int nargs, std::s
   if (!services_.dry_run) {
     if (services_.audit)
       services_.audit(phase_ + ": " + DryRunText({phase_, call, FormatLuaArgs(L, 1, nargs), {}}));
+    CrashPoint("action", phase_);  // mid-phase, just before the host call acts
     return false;
   }
   // The recorder lives outside the Lua memory cap, so a playbook looping over calls must not

@@ -304,13 +304,15 @@ class GuardianTestCase(unittest.TestCase):
 
     # --- the daemon ------------------------------------------------------------------------
 
-    def start_daemon(self, config_path=None, wait_ready=True, timeout=TIMEOUT_S):
+    def start_daemon(self, config_path=None, wait_ready=True, timeout=TIMEOUT_S, env=None):
+        """`env`: variables added to the daemon's environment (e.g. GUARDIAN_CRASH_AT)."""
         config_path = config_path or self.config_path
         self._log_count += 1
         log_path = self.path("guardiand-%d.log" % self._log_count)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen([GUARDIAND, "--config", config_path], stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=dict(os.environ, **env) if env else None)
         d = Daemon(proc, log_path, config_path)
         self.daemons.append(d)
         if wait_ready:
