@@ -233,6 +233,14 @@ void PrintStatus(const json& j) {
               FormatMs(j.value("uptime_ms", json())).c_str(),
               Str(j.value("loop_lag_us", json::object()), "p99").c_str(),
               Str(j, "store_latency_ms").c_str());
+  const json store = j.value("store", json::object());
+  if (store.value("state", "ok") == "degraded") {
+    std::printf(
+        "store degraded: the disk refuses writes (%s); %s journal writes wait in memory, "
+        "%s dropped\n",
+        Str(store, "last_error").c_str(), Str(store, "pending_writes").c_str(),
+        Str(store, "dropped_writes").c_str());
+  }
   std::printf("%-20s %-20s %-8s %-8s %-8s %-6s %s\n", "CHECK", "MODE", "STATE", "HELD", "INCIDENT",
               "BUDGET", "EVIDENCE");
   for (const auto& c : j.value("checks", json::array())) {

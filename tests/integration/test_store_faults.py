@@ -75,6 +75,8 @@ class StoreFaultTest(ApiTestCase):
                 self.assertEqual(self.health()["store"], "degraded")
                 self.assertEqual(self.metric("guardian_store_degraded"), 1)
                 self.assertGreater(self.metric("guardian_store_pending_writes"), 0)
+                r = self.run_cli("status")
+                self.assertIn("store degraded: the disk refuses writes", r.stdout)
                 # Reads answer from disk meanwhile: the new incident is not there yet.
                 self.assertFalse([i for i in self.incidents("app") if i["id"] > newer])
 
