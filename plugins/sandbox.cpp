@@ -9,6 +9,8 @@
 #include <limits>
 #include <new>
 
+#include "plugins/lua_patterns.h"
+
 namespace guardian {
 namespace {
 
@@ -63,32 +65,46 @@ struct SandboxLib {
     }
   }
 
+  // Takes `n` units from the instruction budget and checks the deadline; trips (without
+  // raising) when either is spent. `doing` says what spent it, for the message.
+  static void Spend(Sandbox* self, int64_t n, const char* doing) {
+    if (n >= self->instructions_left_) {
+      self->instructions_left_ = 0;
+      char message[sizeof self->trip_message_];
+      std::snprintf(message, sizeof message, "instruction budget exceeded (%lld)%s%s",
+                    static_cast<long long>(self->max_instructions_), doing[0] ? " " : "", doing);
+      Trip(self, message);
+    } else {
+      self->instructions_left_ -= n;
+      if (self->deadline_mono_ms_ != 0 && MonoNowMs() >= self->deadline_mono_ms_) {
+        char message[sizeof self->trip_message_];
+        std::snprintf(message, sizeof message, "phase deadline exceeded%s%s", doing[0] ? " " : "",
+                      doing);
+        Trip(self, message);
+      }
+    }
+  }
+
   // Spends `n` units of the instruction budget and checks the deadline. Once tripped it re-arms
   // the hook on this thread to fire on every instruction, so a `pcall` that catches the error
   // is interrupted again at its next instruction, and raises (position taken at `level`).
-  static void Charge(lua_State* L, int64_t n, int level) {
+  static void Charge(lua_State* L, int64_t n, int level, const char* doing = "") {
     Sandbox* self = From(L);
     if (!self->armed_) return;
-    if (!self->trip_) {
-      if (n >= self->instructions_left_) {
-        self->instructions_left_ = 0;
-        char message[sizeof self->trip_message_];
-        std::snprintf(message, sizeof message, "instruction budget exceeded (%lld)",
-                      static_cast<long long>(self->max_instructions_));
-        Trip(self, message);
-      } else {
-        self->instructions_left_ -= n;
-        if (self->deadline_mono_ms_ != 0 && MonoNowMs() >= self->deadline_mono_ms_) {
-          Trip(self, "phase deadline exceeded");
-        }
-      }
-    }
+    if (!self->trip_) Spend(self, n, doing);
     if (!self->trip_) return;
     lua_sethook(L, &Sandbox::Hook, LUA_MASKCOUNT, 1);
     luaL_where(L, level);
     lua_pushstring(L, self->trip_message_);
     lua_concat(L, 2);
     lua_error(L);
+  }
+
+  // The steps of the bounded pattern functions (lua_patterns.h), charged as instructions.
+  static void ChargePattern(lua_State* L, int64_t steps, const char* function) {
+    char doing[64];
+    std::snprintf(doing, sizeof doing, "matching a pattern in %s", function);
+    Charge(L, steps, 1, doing);
   }
 
   // --- read-only proxies ---------------------------------------------------------------------
@@ -390,11 +406,14 @@ struct SandboxLib {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &kProxyCacheKey);
 
     // Strings index the real string table through their metatable (("").rep), so dump is
-    // removed from it and rep wrapped in it, not just hidden behind the proxy.
+    // removed from it and rep and the pattern functions replaced in it, not just hidden behind
+    // the proxy.
     lua_pushnil(L);
     lua_setfield(L, string_lib, "dump");
     lua_pushcfunction(L, StringRep);
     lua_setfield(L, string_lib, "rep");
+    static const PatternCharge kChargePattern = &SandboxLib::ChargePattern;
+    InstallBoundedPatterns(L, string_lib, &kChargePattern);
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
     lua_pushboolean(L, 0);  // getmetatable("") == false

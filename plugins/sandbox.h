@@ -101,7 +101,7 @@ class Sandbox {
   bool armed_ = false;
   // The trip decision lives in plain members so the hook never needs to allocate to make it.
   bool trip_ = false;
-  char trip_message_[64] = {};
+  char trip_message_[128] = {};
   std::string tripped_;
 };
 
