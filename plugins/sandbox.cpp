@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +16,9 @@ namespace guardian {
 namespace {
 
 constexpr int kHookEvery = 1000;  // instructions between two budget checks
+// What one element costs a C loop over a table (or string) that has a metatable: each read may
+// be a metamethod call, and one written in C (rawlen, table.concat) runs no instructions.
+constexpr int64_t kMetaElementCost = 32;
 
 // Registry key (by address) of the weak table that maps each real table to its read-only proxy,
 // so a table reached twice gives the same proxy (and `a.b == a.b` holds).
@@ -29,6 +33,20 @@ int64_t MonoNowMs() {
 int64_t ClampCount(lua_Unsigned n) {
   constexpr auto kMax = static_cast<lua_Unsigned>(std::numeric_limits<int64_t>::max());
   return n >= kMax ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(n);
+}
+
+// `n` elements at `each` apiece, saturating.
+int64_t Scaled(int64_t n, int64_t each) {
+  return n > std::numeric_limits<int64_t>::max() / each ? std::numeric_limits<int64_t>::max()
+                                                        : n * each;
+}
+
+// The cost of the elements first..last (none when last < first), each costing `each`.
+int64_t RangeCost(lua_Integer first, lua_Integer last, int64_t each) {
+  if (last < first) return 0;
+  int64_t n = ClampCount(static_cast<lua_Unsigned>(last) - static_cast<lua_Unsigned>(first));
+  if (n < std::numeric_limits<int64_t>::max()) ++n;
+  return Scaled(n, each);
 }
 
 // Calls upvalue 1 (the stock library function) with this call's arguments.
@@ -105,6 +123,13 @@ struct SandboxLib {
     char doing[64];
     std::snprintf(doing, sizeof doing, "matching a pattern in %s", function);
     Charge(L, steps, 1, doing);
+  }
+
+  // What one element of the value at `idx` costs a C loop (see kMetaElementCost).
+  static int64_t ElementCost(lua_State* L, int idx) {
+    if (!lua_getmetatable(L, idx)) return 1;
+    lua_pop(L, 1);
+    return kMetaElementCost;
   }
 
   // --- read-only proxies ---------------------------------------------------------------------
@@ -315,14 +340,16 @@ struct SandboxLib {
     return 1;
   }
 
-  // table.insert/remove/move loop in C over a count the script controls (a __len metamethod
-  // can claim 2^62 elements), where the count hook never fires: charge the loop up front.
+  // table.insert/remove/move/concat/unpack/sort loop in C over a count the script controls (a
+  // __len metamethod can claim 2^62 elements, an __index written in C makes them up), where the
+  // count hook never fires: charge the loop up front. The checks mirror the stock functions',
+  // so their own errors (wrong types, "too many elements") come first.
   static int TableInsert(lua_State* L) {
     if (lua_gettop(L) == 3 && lua_type(L, 1) == LUA_TTABLE) {
       const auto end = static_cast<lua_Unsigned>(luaL_len(L, 1)) + 1u;
       int is_num = 0;
       const auto pos = static_cast<lua_Unsigned>(lua_tointegerx(L, 2, &is_num));
-      if (is_num && pos - 1u < end) Charge(L, ClampCount(end - pos), 1);
+      if (is_num && pos - 1u < end) Charge(L, Scaled(ClampCount(end - pos), ElementCost(L, 1)), 1);
     }
     return CallOriginal(L);
   }
@@ -334,7 +361,8 @@ struct SandboxLib {
       const lua_Integer pos = lua_isnoneornil(L, 2) ? size : lua_tointegerx(L, 2, &is_num);
       if (is_num && pos < size &&
           static_cast<lua_Unsigned>(pos) - 1u <= static_cast<lua_Unsigned>(size)) {
-        Charge(L, ClampCount(static_cast<lua_Unsigned>(size) - static_cast<lua_Unsigned>(pos)), 1);
+        const auto n = static_cast<lua_Unsigned>(size) - static_cast<lua_Unsigned>(pos);
+        Charge(L, Scaled(ClampCount(n), ElementCost(L, 1)), 1);
       }
     }
     return CallOriginal(L);
@@ -347,7 +375,44 @@ struct SandboxLib {
     const lua_Integer e = lua_tointegerx(L, 3, &e_num);
     // Same validity test as the stock function, so its "too many elements" error comes first.
     if (f_num && e_num && e >= f && (f > 0 || e < LUA_MAXINTEGER + f)) {
-      Charge(L, ClampCount(static_cast<lua_Unsigned>(e) - static_cast<lua_Unsigned>(f) + 1u), 1);
+      const int dest = lua_isnoneornil(L, 5) ? 1 : 5;
+      Charge(L, RangeCost(f, e, std::max(ElementCost(L, 1), ElementCost(L, dest))), 1);
+    }
+    return CallOriginal(L);
+  }
+
+  // Charges the elements i..j of the list at 1, i and j being arguments `at` and `at` + 1
+  // (default 1 and #list), when they are integers.
+  static void ChargeRange(lua_State* L, int at) {
+    int i_num = 1;
+    int j_num = 1;
+    const lua_Integer i = lua_isnoneornil(L, at) ? 1 : lua_tointegerx(L, at, &i_num);
+    const lua_Integer j =
+        lua_isnoneornil(L, at + 1) ? luaL_len(L, 1) : lua_tointegerx(L, at + 1, &j_num);
+    if (i_num && j_num) Charge(L, RangeCost(i, j, ElementCost(L, 1)), 1);
+  }
+
+  static int TableConcat(lua_State* L) {
+    if (lua_type(L, 1) == LUA_TTABLE) ChargeRange(L, 3);
+    return CallOriginal(L);
+  }
+
+  // Any value can be unpacked (a string's elements are all nil), up to the stack's limit.
+  static int TableUnpack(lua_State* L) {
+    const int type = lua_type(L, 1);
+    if (!lua_isnoneornil(L, 3) || type == LUA_TTABLE || type == LUA_TSTRING) ChargeRange(L, 2);
+    return CallOriginal(L);
+  }
+
+  // About n log2 n comparisons, each reading (and maybe writing) elements.
+  static int TableSort(lua_State* L) {
+    if (lua_type(L, 1) == LUA_TTABLE) {
+      const lua_Integer n = luaL_len(L, 1);
+      if (n > 1 && n < std::numeric_limits<int>::max()) {
+        int log2 = 1;
+        while (log2 < 62 && (lua_Integer{1} << log2) < n) ++log2;
+        Charge(L, RangeCost(1, n, ElementCost(L, 1) * log2), 1);
+      }
     }
     return CallOriginal(L);
   }
@@ -432,6 +497,9 @@ struct SandboxLib {
     Wrap(L, table_copy, "insert", TableInsert);
     Wrap(L, table_copy, "remove", TableRemove);
     Wrap(L, table_copy, "move", TableMove);
+    Wrap(L, table_copy, "concat", TableConcat);
+    Wrap(L, table_copy, "unpack", TableUnpack);
+    Wrap(L, table_copy, "sort", TableSort);
 
     lua_createtable(L, 0, 3);
     const int os_copy = lua_gettop(L);
@@ -454,7 +522,7 @@ struct SandboxLib {
     lua_setfield(L, env, "setmetatable");
     lua_pushcfunction(L, Print);
     lua_setfield(L, env, "print");
-    lua_getfield(L, table_lib, "unpack");
+    lua_getfield(L, table_copy, "unpack");
     lua_setfield(L, env, "unpack");
 
     PushProxy(L, string_lib, "string");

@@ -179,6 +179,24 @@ TEST_CASE("escape attempts are refused with a clear message and the sandbox stay
       {"local t = {} for i = 1, 5000 do t[i] = i end\n"
        "for i = 1, 10000 do table.insert(t, 1, i) end",
        "instruction budget exceeded"},
+      // Virtual elements: an __index written in C answers every read without running an
+      // instruction, so these looped in C for 2^40 elements (table.concat returns "" for a
+      // table without length, so nothing grows either) or sorted 2^31 zeros.
+      {"return table.concat(setmetatable({}, {__index = table.concat}), '', 1, 1 << 40)",
+       "instruction budget exceeded"},
+      {"return table.concat(setmetatable({}, {__index = table.concat}), '', 1, 1 << 19)",
+       "instruction budget exceeded"},
+      {"return table.concat({}, '', math.mininteger, math.maxinteger)",
+       "instruction budget exceeded"},
+      {"table.sort(setmetatable({}, {__len = function() return (1 << 31) - 2 end,\n"
+       "  __index = rawlen, __newindex = print}))",
+       "instruction budget exceeded"},
+      {"while true do table.unpack(setmetatable({}, {__index = rawlen}), 1, 999000) end",
+       "instruction budget exceeded"},
+      {"while true do unpack('', 1, 999000) end", "instruction budget exceeded"},
+      {"table.move(setmetatable({}, {__index = rawlen}), 1, 1 << 20, 1,\n"
+       "  setmetatable({}, {__newindex = print}))",
+       "instruction budget exceeded"},
       // Memory: the accounting allocator refuses growth past the cap.
       {"local s = 'x' while true do s = s .. s end", "not enough memory"},
       {"local s = 'x' while true do s = s:rep(2) end", "not enough memory"},
