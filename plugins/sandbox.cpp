@@ -16,6 +16,11 @@ namespace guardian {
 namespace {
 
 constexpr int kHookEvery = 1000;  // instructions between two budget checks
+// Memory a script allocates costs budget too: one instruction per kBytesPerInstruction, charged
+// every kAllocChargeEvery bytes. Without it a loop of few instructions that each build a
+// multi-megabyte string (s .. s, string.rep) kept the loop busy until the phase deadline.
+constexpr int64_t kBytesPerInstruction = 16;
+constexpr int64_t kAllocChargeEvery = 64 << 10;
 // What one element costs a C loop over a table (or string) that has a metatable: each read may
 // be a metamethod call, and one written in C (rawlen, table.concat) runs no instructions.
 constexpr int64_t kMetaElementCost = 32;
@@ -123,6 +128,19 @@ struct SandboxLib {
     char doing[64];
     std::snprintf(doing, sizeof doing, "matching a pattern in %s", function);
     Charge(L, steps, 1, doing);
+  }
+
+  // Charges what the script allocated since the last charge. The allocator cannot raise, so
+  // a trip here makes the next instruction of the running code raise instead (the hook).
+  static void ChargeAllocation(Sandbox* self) {
+    const int64_t n = self->alloc_uncharged_ / kBytesPerInstruction;
+    self->alloc_uncharged_ %= kBytesPerInstruction;
+    Spend(self, n, "allocating memory");
+    if (!self->trip_) return;
+    lua_sethook(self->L_, &Sandbox::Hook, LUA_MASKCOUNT, 1);
+    if (self->armed_thread_ != nullptr) {
+      lua_sethook(self->armed_thread_, &Sandbox::Hook, LUA_MASKCOUNT, 1);
+    }
   }
 
   // What one element of the value at `idx` costs a C loop (see kMetaElementCost).
@@ -606,6 +624,10 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     return ptr;
   }
   self->used_ += static_cast<int64_t>(nsize) - static_cast<int64_t>(old_size);
+  if (nsize > old_size && self->armed_ && !self->trip_) {
+    self->alloc_uncharged_ += static_cast<int64_t>(nsize - old_size);
+    if (self->alloc_uncharged_ >= kAllocChargeEvery) SandboxLib::ChargeAllocation(self);
+  }
   return block;
 }
 
@@ -656,6 +678,8 @@ void Sandbox::Arm(int64_t max_instructions, int64_t deadline_mono_ms, lua_State*
   instructions_left_ = max_instructions;
   deadline_mono_ms_ = deadline_mono_ms;
   armed_ = true;
+  armed_thread_ = thread;
+  alloc_uncharged_ = 0;
   trip_ = false;
   trip_message_[0] = '\0';
   tripped_.clear();
@@ -664,7 +688,10 @@ void Sandbox::Arm(int64_t max_instructions, int64_t deadline_mono_ms, lua_State*
     lua_sethook(thread, &Sandbox::Hook, LUA_MASKCOUNT, kHookEvery);
 }
 
-void Sandbox::Disarm() { armed_ = false; }
+void Sandbox::Disarm() {
+  armed_ = false;
+  armed_thread_ = nullptr;
+}
 
 Status Sandbox::PCall(int nargs, int nresults) {
   const int function = lua_gettop(L_) - nargs;

@@ -99,6 +99,8 @@ class Sandbox {
   int64_t instructions_left_ = 0;
   int64_t deadline_mono_ms_ = 0;
   bool armed_ = false;
+  lua_State* armed_thread_ = nullptr;  // the thread Arm was given (nullptr: the main state)
+  int64_t alloc_uncharged_ = 0;        // bytes allocated while armed, not charged yet
   // The trip decision lives in plain members so the hook never needs to allocate to make it.
   bool trip_ = false;
   char trip_message_[128] = {};

@@ -197,7 +197,17 @@ TEST_CASE("escape attempts are refused with a clear message and the sandbox stay
       {"table.move(setmetatable({}, {__index = rawlen}), 1, 1 << 20, 1,\n"
        "  setmetatable({}, {__newindex = print}))",
        "instruction budget exceeded"},
-      // Memory: the accounting allocator refuses growth past the cap.
+  };
+  for (const Attack& a : attacks) ExpectStopped(sb, a.code, a.expected);
+}
+
+TEST_CASE("memory bombs hit the cap; churn within it costs budget") {
+  Sandbox sb(kMemory);
+  // The daemon's default budget: allocations are charged too (16 bytes an instruction), and
+  // with the unit tests' smaller one the budget, not the cap, would stop these first.
+  constexpr int64_t kDaemonBudget = 10'000'000;
+  const Attack attacks[] = {
+      // The accounting allocator refuses growth past the cap.
       {"local s = 'x' while true do s = s .. s end", "not enough memory"},
       {"local s = 'x' while true do s = s:rep(2) end", "not enough memory"},
       {"local s = 'x' while true do s = string.rep(s, 2, s) end", "not enough memory"},
@@ -207,11 +217,35 @@ TEST_CASE("escape attempts are refused with a clear message and the sandbox stay
       {"local t = {} local i = 0 while true do i = i + 1 t[i] = {i} end", "not enough memory"},
       {"local t = {} while true do t[#t + 1] = tostring(#t) .. ('y'):rep(100) end",
        "not enough memory"},
+      {"local parts = {} for i = 1, 200 do parts[i] = ('z'):rep(1 << 16) end\n"
+       "local t = {} while true do t[#t + 1] = table.concat(parts) end",
+       "not enough memory"},
       {"while true do pcall(function() local t = {} while true do t[#t + 1] = ('x'):rep(999) .. "
        "#t end end) end",
        "instruction budget exceeded"},
+      // Within the cap, but each instruction builds megabytes: the allocations spend the
+      // budget (unbudgeted, these ran until the deadline, holding the loop).
+      {"local s = ('x'):rep(1 << 20) while true do local t = s .. s end",
+       "instruction budget exceeded (10000000) allocating memory"},
+      {"while true do pcall(string.rep, 'x', 1 << 20) end",
+       "instruction budget exceeded (10000000) allocating memory"},
+      {"local s = ('x'):rep(1 << 20) while true do local u = s:upper() end",
+       "instruction budget exceeded (10000000) allocating memory"},
   };
-  for (const Attack& a : attacks) ExpectStopped(sb, a.code, a.expected);
+  for (const Attack& a : attacks) {
+    // Each bomb starts without the previous one's garbage: lauxlib's buffers (string.rep,
+    // table.concat) allocate without Lua's emergency collection, so they would fail early.
+    lua_gc(sb.L(), LUA_GCCOLLECT);
+    const int64_t start = NowMs();
+    ExpectStopped(sb, a.code, a.expected, kDaemonBudget);
+    CHECK_MESSAGE(NowMs() - start < 5000, a.code);
+  }
+  // What a normal script allocates costs little: 1 MiB is 65536 instructions (string.rep
+  // allocates twice: its buffer, then the string).
+  const Status s = Run(sb, "local s = ('x'):rep(1 << 20) return #s", 200'000);
+  CHECK_MESSAGE(s.ok(), s.message());
+  CHECK(Contains(Run(sb, "local s = ('x'):rep(4 << 20) return #s", 200'000).message(),
+                 "instruction budget exceeded (200000) allocating memory"));
 }
 
 TEST_CASE("what the environment allows") {
@@ -437,7 +471,7 @@ TEST_CASE("memory_used goes up and down, and the cap holds") {
   CHECK(sb.memory_used() < with_big - (2 << 20) + 4096);
 
   // A bomb fails, and the memory comes back once it is garbage.
-  CHECK(Contains(Run(sb, "local t = {} while true do t[#t + 1] = {} end").message(),
+  CHECK(Contains(Run(sb, "local t = {} while true do t[#t + 1] = {} end", 10'000'000).message(),
                  "not enough memory"));
   CHECK(sb.memory_used() <= kMemory);
   lua_gc(sb.L(), LUA_GCCOLLECT);
