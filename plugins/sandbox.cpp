@@ -143,6 +143,32 @@ struct SandboxLib {
     }
   }
 
+  // A memory error (on top) reached a pcall or xpcall. If the cap refused what a full
+  // collection does not make room for, it ends the run like a budget trip: raised again now
+  // and at every instruction after, so catching it cannot keep a script going. Lua's own
+  // allocations collect and try again before they fail (refused twice); lauxlib's buffers
+  // (string.rep, table.concat, gsub) fail at once, so collect here and see if it would fit.
+  static void CheckMemoryError(lua_State* L, int status) {
+    Sandbox* self = From(L);
+    if (!self->armed_ || status != LUA_ERRMEM) return;
+    bool real = self->refused_twice_;
+    if (!real) {
+      lua_gc(L, LUA_GCCOLLECT);
+      real = self->refused_growth_ > self->limit_ - self->used_;
+    }
+    self->refused_twice_ = false;
+    self->refused_growth_ = 0;
+    if (!real) return;  // "not enough memory" that memory now allows: an ordinary error
+    if (!self->trip_) {
+      char message[sizeof self->trip_message_];
+      std::snprintf(message, sizeof message, "memory cap exceeded (%lld bytes)",
+                    static_cast<long long>(self->limit_));
+      Trip(self, message);
+    }
+    lua_sethook(L, &Sandbox::Hook, LUA_MASKCOUNT, 1);
+    lua_error(L);
+  }
+
   // What one element of the value at `idx` costs a C loop (see kMetaElementCost).
   static int64_t ElementCost(lua_State* L, int idx) {
     if (!lua_getmetatable(L, idx)) return 1;
@@ -293,6 +319,28 @@ struct SandboxLib {
     return 1;
   }
 
+  // The end of pcall and xpcall (also their continuation after a wait): results, or false and
+  // the error, which must not be a memory error the cap stands by (CheckMemoryError).
+  static int PcallDone(lua_State* L, int status, lua_KContext extra) {
+    if (status != LUA_OK && status != LUA_YIELD) {
+      CheckMemoryError(L, status);
+      lua_pushboolean(L, 0);
+      lua_pushvalue(L, -2);
+      return 2;
+    }
+    return lua_gettop(L) - static_cast<int>(extra);
+  }
+
+  // pcall that does not let a memory error be caught (CheckMemoryError); with a continuation,
+  // so playbooks may wait inside it.
+  static int Pcall(lua_State* L) {
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    const int status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, PcallDone);
+    return PcallDone(L, status, 0);
+  }
+
   // xpcall whose message handler is skipped once the budget tripped: an error raised from the
   // hook runs the handler with hooks off, so a looping handler would never stop.
   static int XpcallHandler(lua_State* L) {
@@ -303,16 +351,8 @@ struct SandboxLib {
     return 1;
   }
 
-  static int XpcallDone(lua_State* L, int status, lua_KContext extra) {
-    if (status != LUA_OK && status != LUA_YIELD) {
-      lua_pushboolean(L, 0);
-      lua_pushvalue(L, -2);
-      return 2;
-    }
-    return lua_gettop(L) - static_cast<int>(extra);
-  }
-
-  // Same stack dance as the stock xpcall, with a continuation so playbooks may wait inside it.
+  // Same stack dance as the stock xpcall, with a continuation so playbooks may wait inside it;
+  // a memory error is not caught (CheckMemoryError).
   static int Xpcall(lua_State* L) {
     const int n = lua_gettop(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -322,8 +362,8 @@ struct SandboxLib {
     lua_pushboolean(L, 1);
     lua_pushvalue(L, 1);
     lua_rotate(L, 3, 2);
-    const int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, XpcallDone);
-    return XpcallDone(L, status, 2);
+    const int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, PcallDone);
+    return PcallDone(L, status, 2);
   }
 
   // string.rep as in lstrlib, except that an empty string with an empty separator returns at
@@ -527,13 +567,15 @@ struct SandboxLib {
 
     lua_createtable(L, 0, 32);
     const int env = lua_gettop(L);
-    static constexpr const char* kBase[] = {
-        "assert",   "error",    "ipairs", "next",     "pairs",  "pcall",       "select",
-        "tonumber", "tostring", "type",   "rawequal", "rawlen", "getmetatable"};
+    static constexpr const char* kBase[] = {"assert", "error",    "ipairs",   "next",
+                                            "pairs",  "select",   "tonumber", "tostring",
+                                            "type",   "rawequal", "rawlen",   "getmetatable"};
     for (const char* name : kBase) {
       lua_getglobal(L, name);
       lua_setfield(L, env, name);
     }
+    lua_pushcfunction(L, Pcall);
+    lua_setfield(L, env, "pcall");
     lua_pushcfunction(L, Xpcall);
     lua_setfield(L, env, "xpcall");
     lua_pushcfunction(L, SetMetatable);
@@ -614,7 +656,14 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   }
   if (nsize > old_size && self->enforce_limit_) {
     const int64_t room = self->limit_ - self->used_;
-    if (room < 0 || nsize - old_size > static_cast<uint64_t>(room)) return nullptr;
+    if (room < 0 || nsize - old_size > static_cast<uint64_t>(room)) {
+      // Lua's core asks again, the same, after an emergency collection.
+      self->refused_twice_ = self->refused_ptr_ == ptr && self->refused_size_ == nsize;
+      self->refused_ptr_ = ptr;
+      self->refused_size_ = nsize;
+      self->refused_growth_ = static_cast<int64_t>(nsize - old_size);
+      return nullptr;
+    }
   }
   void* block = std::realloc(ptr, nsize);
   if (block == nullptr) {
@@ -624,6 +673,7 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     return ptr;
   }
   self->used_ += static_cast<int64_t>(nsize) - static_cast<int64_t>(old_size);
+  if (nsize > old_size) self->refused_size_ = 0;  // whatever comes next is not a retry
   if (nsize > old_size && self->armed_ && !self->trip_) {
     self->alloc_uncharged_ += static_cast<int64_t>(nsize - old_size);
     if (self->alloc_uncharged_ >= kAllocChargeEvery) SandboxLib::ChargeAllocation(self);
@@ -680,6 +730,9 @@ void Sandbox::Arm(int64_t max_instructions, int64_t deadline_mono_ms, lua_State*
   armed_ = true;
   armed_thread_ = thread;
   alloc_uncharged_ = 0;
+  refused_size_ = 0;
+  refused_twice_ = false;
+  refused_growth_ = 0;
   trip_ = false;
   trip_message_[0] = '\0';
   tripped_.clear();

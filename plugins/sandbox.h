@@ -101,6 +101,12 @@ class Sandbox {
   bool armed_ = false;
   lua_State* armed_thread_ = nullptr;  // the thread Arm was given (nullptr: the main state)
   int64_t alloc_uncharged_ = 0;        // bytes allocated while armed, not charged yet
+  // The cap's last refusal: the request (to tell Lua's retry), whether it was the retry, and
+  // how much it would have grown.
+  const void* refused_ptr_ = nullptr;
+  size_t refused_size_ = 0;
+  bool refused_twice_ = false;
+  int64_t refused_growth_ = 0;
   // The trip decision lives in plain members so the hook never needs to allocate to make it.
   bool trip_ = false;
   char trip_message_[128] = {};
