@@ -273,6 +273,22 @@ TEST_CASE(
                  "instruction budget exceeded (200000) allocating memory"));
 }
 
+TEST_CASE("each caught error costs budget: raising one takes microseconds") {
+  Sandbox sb(kMemory);
+  // The daemon's budget. Uncharged, this loop raised two million errors, for 13 s.
+  const char* loops[] = {"while true do pcall(error, 'again') end",
+                         "while true do xpcall(error, function(m) return m end, 'again') end",
+                         "while true do pcall(string.rep) end"};
+  for (const char* code : loops) {
+    const int64_t start = NowMs();
+    ExpectStopped(sb, code, "instruction budget exceeded (10000000)", 10'000'000);
+    CHECK_MESSAGE(NowMs() - start < 1000, code);
+  }
+  // A few caught errors cost nothing to speak of.
+  const Status s = Run(sb, "for i = 1, 50 do pcall(error, i) end", 100'000);
+  CHECK_MESSAGE(s.ok(), s.message());
+}
+
 TEST_CASE("what the environment allows") {
   Sandbox sb(kMemory);
   const Status s = Run(sb, R"lua(
