@@ -28,16 +28,32 @@ constexpr int64_t kMetaElementCost = 32;
 // catching one takes some microseconds, about a thousand instructions' time. Uncharged,
 // `while true do pcall(error, "x") end` held the loop for 13 s on its budget.
 constexpr int64_t kCaughtErrorCost = 1000;
+// The hook also counts the CPU time since it last ran, as one instruction per
+// kNsPerInstruction: an instruction takes 5-10 ns here (some 50 in a sanitizer build), so
+// this only shows when instructions are slow. Some do work in proportion to a long string
+// without allocating (a == b, utf8.len(s) on megabytes); counted as one each, 1000 of them
+// held the loop for a second and a loop of them until the phase deadline.
+constexpr int64_t kNsPerInstruction = 100;
+constexpr int64_t kSlowStretchNs = 1'000'000;  // 1000 instructions in more than 1 ms
 
 // Registry key (by address) of the weak table that maps each real table to its read-only proxy,
 // so a table reached twice gives the same proxy (and `a.b == a.b` holds).
 const char kProxyCacheKey = 0;
 
-int64_t MonoNowMs() {
+// CPU time of this thread: what the phase computes, not the time it waits or is preempted.
+int64_t ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+int64_t MonoNowNs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
+
+int64_t MonoNowMs() { return MonoNowNs() / 1'000'000; }
 
 int64_t ClampCount(lua_Unsigned n) {
   constexpr auto kMax = static_cast<lua_Unsigned>(std::numeric_limits<int64_t>::max());
@@ -480,6 +496,15 @@ struct SandboxLib {
     return CallOriginal(L);
   }
 
+  // tonumber and utf8.len/offset/codepoint scan a string in C without allocating: on
+  // megabytes each call takes milliseconds, so charge the scan up front (1 per 16 bytes).
+  static int ScansString(lua_State* L) {
+    if (lua_type(L, 1) == LUA_TSTRING) {
+      Charge(L, static_cast<int64_t>(lua_rawlen(L, 1) / 16), 1);
+    }
+    return CallOriginal(L);
+  }
+
   static int PcallTraceback(lua_State* L) {
     const char* message = nullptr;
     if (lua_isstring(L, 1)) {
@@ -579,6 +604,8 @@ struct SandboxLib {
       lua_getglobal(L, name);
       lua_setfield(L, env, name);
     }
+    Wrap(L, env, "tonumber", ScansString);
+    for (const char* name : {"len", "offset", "codepoint"}) Wrap(L, utf8_lib, name, ScansString);
     lua_pushcfunction(L, Pcall);
     lua_setfield(L, env, "pcall");
     lua_pushcfunction(L, Xpcall);
@@ -687,8 +714,39 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
 }
 
 void Sandbox::Hook(lua_State* L, lua_Debug*) {
+  Sandbox* self = SandboxLib::From(L);
+  int64_t n = lua_gethookcount(L);
+  char doing[96] = "";
+  if (self->armed_ && !self->trip_) {
+    // The thread's CPU clock is a system call (some 0.7 us here, against a few for 1000
+    // instructions), so it is read only when the monotonic clock says this stretch was slow;
+    // preemption makes a stretch slow too, but costs no CPU.
+    const int64_t mono = MonoNowNs();
+    if (mono - self->mono_mark_ns_ > kSlowStretchNs) {
+      const int64_t cpu = ThreadCpuNs();
+      const int64_t counted = self->counted_since_cpu_mark_ + n;
+      const int64_t worth = (cpu - self->cpu_mark_ns_) / kNsPerInstruction;
+      if (worth > counted) {
+        std::snprintf(doing, sizeof doing, "(the last %lld instructions took %lld ms of CPU)",
+                      static_cast<long long>(counted),
+                      static_cast<long long>((cpu - self->cpu_mark_ns_) / 1'000'000));
+        n += worth - counted;
+      }
+      self->cpu_mark_ns_ = cpu;
+      self->counted_since_cpu_mark_ = 0;
+    } else {
+      self->counted_since_cpu_mark_ += n;
+    }
+    self->mono_mark_ns_ = mono;
+  }
   // Level 0: inside a hook the running function is the interrupted Lua function itself.
-  SandboxLib::Charge(L, lua_gethookcount(L), 0);
+  SandboxLib::Charge(L, n, 0, doing);
+}
+
+void Sandbox::Resuming() {
+  mono_mark_ns_ = MonoNowNs();
+  cpu_mark_ns_ = ThreadCpuNs();
+  counted_since_cpu_mark_ = 0;
 }
 
 Status Sandbox::Load(std::string_view source, const std::string& chunkname) {
@@ -735,6 +793,7 @@ void Sandbox::Arm(int64_t max_instructions, int64_t deadline_mono_ms, lua_State*
   armed_ = true;
   armed_thread_ = thread;
   alloc_uncharged_ = 0;
+  Resuming();
   refused_size_ = 0;
   refused_twice_ = false;
   refused_growth_ = 0;

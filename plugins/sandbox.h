@@ -65,6 +65,9 @@ class Sandbox {
   // `thread` (pass the thread that will run; nullptr = main state).
   void Arm(int64_t max_instructions, int64_t deadline_mono_ms, lua_State* thread = nullptr);
   void Disarm();
+  // Call before resuming an armed thread that waited: the hook charges the CPU time the script
+  // took, and the loop's work meanwhile is not the script's.
+  void Resuming();
   // Why the budget stopped the script ("instruction budget exceeded (N)", "phase deadline
   // exceeded"), or empty when it did not.
   const std::string& tripped() const { return tripped_; }
@@ -101,6 +104,11 @@ class Sandbox {
   bool armed_ = false;
   lua_State* armed_thread_ = nullptr;  // the thread Arm was given (nullptr: the main state)
   int64_t alloc_uncharged_ = 0;        // bytes allocated while armed, not charged yet
+  // For the hook's look at the time: when it last ran (monotonic), this thread's CPU time when
+  // it last read it, and the instructions it counted since.
+  int64_t mono_mark_ns_ = 0;
+  int64_t cpu_mark_ns_ = 0;
+  int64_t counted_since_cpu_mark_ = 0;
   // The cap's last refusal: the request (to tell Lua's retry), whether it was the retry, and
   // how much it would have grown.
   const void* refused_ptr_ = nullptr;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -289,6 +290,31 @@ TEST_CASE("each caught error costs budget: raising one takes microseconds") {
   CHECK_MESSAGE(s.ok(), s.message());
 }
 
+TEST_CASE("slow instructions are charged by the CPU time they take") {
+  Sandbox sb(32 << 20);
+  // Each of these instructions compares megabytes without allocating. Counted as one each,
+  // such a loop ran until the phase deadline; the hook's look at the CPU clock stops it.
+  const Attack slow[] = {
+      {"local a, b = ('x'):rep(6e6), ('x'):rep(6e6) while a == b do end",
+       "instruction budget exceeded (10000000) (the last "},
+      {"local a, b = ('x'):rep(6e6), ('x'):rep(6e6) .. 'y' while a < b do end",
+       "instruction budget exceeded (10000000) (the last "},
+      // C functions that scan a string are charged for it up front: the first 1000
+      // instructions would already take seconds.
+      {"local s = ('x'):rep(1e7) local n = 0 while true do n = n + utf8.len(s) end",
+       "instruction budget exceeded (10000000)"},
+      {"local s = ('1'):rep(1e7) while true do local x = tonumber(s) end",
+       "instruction budget exceeded (10000000)"},
+      {"local s = ('x'):rep(1e7) while true do local x = utf8.offset(s, 1e7) end",
+       "instruction budget exceeded (10000000)"},
+  };
+  for (const Attack& a : slow) {
+    const int64_t start = NowMs();
+    ExpectStopped(sb, a.code, a.expected, 10'000'000);
+    CHECK_MESSAGE(NowMs() - start < 3000, a.code);
+  }
+}
+
 TEST_CASE("what the environment allows") {
   Sandbox sb(kMemory);
   const Status s = Run(sb, R"lua(
@@ -524,9 +550,20 @@ namespace {
 // Stands in for a host call that waits (guardian.sleep): yields to the host.
 int HostWait(lua_State* L) { return lua_yield(L, 0); }
 
+// Makes host.sleep() (HostWait) a global of `sb`.
+void InstallHost(Sandbox& sb) {
+  lua_State* L = sb.L();
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, HostWait);
+  lua_setfield(L, -2, "sleep");
+  sb.SetReadOnlyGlobal("host");
+}
+
 // Runs `code` as a phase the way the host does: a thread from lua_newthread, lua_resume until
-// it stops yielding. Returns the final lua_resume status and stores the error message.
-int RunPhase(Sandbox& sb, const char* code, int64_t budget, std::string* error, int* resumes) {
+// it stops yielding, `between` run before each resume (the loop's other work). Returns the
+// final lua_resume status and stores the error message.
+int RunPhase(Sandbox& sb, const char* code, int64_t budget, std::string* error, int* resumes,
+             const std::function<void()>& between = {}) {
   lua_State* L = sb.L();
   lua_State* thread = lua_newthread(L);
   const int ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -536,7 +573,9 @@ int RunPhase(Sandbox& sb, const char* code, int64_t budget, std::string* error, 
   int status = LUA_YIELD;
   *resumes = 0;
   while (status == LUA_YIELD && *resumes < 100000) {
+    if (between) between();
     int nres = 0;
+    sb.Resuming();
     status = lua_resume(thread, L, 0, &nres);
     ++*resumes;
     if (status == LUA_YIELD) lua_pop(thread, nres);
@@ -550,11 +589,7 @@ int RunPhase(Sandbox& sb, const char* code, int64_t budget, std::string* error, 
 
 TEST_CASE("threads made by the host are bound by the same budget") {
   Sandbox sb(kMemory);
-  lua_State* L = sb.L();
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, HostWait);
-  lua_setfield(L, -2, "sleep");
-  sb.SetReadOnlyGlobal("host");
+  InstallHost(sb);
 
   std::string error;
   int resumes = 0;
@@ -585,6 +620,25 @@ TEST_CASE("threads made by the host are bound by the same budget") {
                  &resumes) == LUA_OK);
   CHECK(resumes == 2);
   ExpectHealthy(sb);
+}
+
+TEST_CASE("what the loop computes while a phase waits is not charged to the phase") {
+  Sandbox sb(kMemory);
+  InstallHost(sb);
+  std::string error;
+  int resumes = 0;
+  // Between two resumes the loop does 50 ms of other work on this thread: 500,000
+  // instructions' worth of CPU if the phase were charged for it.
+  const int status =
+      RunPhase(sb, "for i = 1, 3 do host.sleep() for j = 1, 2000 do end end return 'done'", 100'000,
+               &error, &resumes, [] {
+                 const int64_t until = NowMs() + 50;
+                 volatile uint64_t spin = 0;
+                 while (NowMs() < until) spin = spin + 1;
+               });
+  CHECK_MESSAGE(status == LUA_OK, error);
+  CHECK(resumes == 4);
+  CHECK(sb.tripped().empty());
 }
 
 TEST_CASE("a tiny cap still creates the state and refuses the script") {
