@@ -101,6 +101,15 @@ local attempts = {
   ["pattern-gmatch"] = function()
     for _ in ("a"):rep(5000):gmatch(".-.-b") do end
   end,
+  -- Instructions that compare or scan megabytes without allocating: each counts as one.
+  ["slow-compare"] = function()
+    local a, b = ("x"):rep(6e6), ("x"):rep(6e6)
+    while a == b do end
+  end,
+  ["slow-scan"] = function()
+    local s, n = ("x"):rep(1e7), 0
+    while true do n = n + utf8.len(s) end
+  end,
   -- Memory bombs: string.rep, tables, table.concat; a caught memory error; and churn that
   -- stays under the cap but builds megabytes per instruction.
   ["memory-rep"] = function() return string.rep("x", 1 << 30) end,
