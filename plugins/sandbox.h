@@ -9,14 +9,20 @@
 // "undefined global 'x'". The string metatable is protected (getmetatable("") is not the real one).
 // `print` is a no-op (playbooks log through the host API). `setmetatable` refuses a `__gc` field
 // (finalizers run with hooks off, so a looping one could never be stopped), and `xpcall` skips
-// its handler once the budget has tripped (for the same reason).
+// its handler once the budget has tripped (for the same reason). string.find/match/gmatch/gsub
+// are a bounded matcher of our own (lua_patterns.h): Lua's runs in C beyond the hook's reach.
 //
 // Budgets: an instruction count and a monotonic wall-clock deadline, checked by a count hook on
 // the main state and every thread created from it. Once tripped, the hook re-arms itself to fire
-// on every instruction so `pcall` cannot swallow the error. Memory: an accounting allocator that
-// refuses growth past the cap (Lua raises "not enough memory") and never refuses a shrink.
-// C functions that loop over a script-chosen count (table.insert/remove/move) charge that count
-// to the instruction budget first; string.rep("", n) returns at once.
+// on every instruction so `pcall` cannot swallow the error. What runs outside instructions is
+// charged too, so the budget bounds how long a chunk holds the thread: C loops over a
+// script-chosen count (table.insert/remove/move/concat/unpack/sort) up front, scans of a string
+// (tonumber, utf8.len/offset/codepoint) by its length, the pattern matcher's steps, allocations
+// (one per 16 bytes), errors a pcall catches (1000 each), and slow instructions by the CPU time
+// the hook sees they took. Memory: an accounting allocator that refuses growth past the cap (Lua
+// raises "not enough memory") and never refuses a shrink; a memory error a pcall or xpcall
+// catches trips like the budget unless a full collection makes room. string.rep("", n) returns
+// at once instead of looping n times to build "".
 //
 // For the host: a thread killed by a trip must not be passed to lua_resetthread (its pending
 // `<close>` handlers would run with the hook off, unbounded); unref it and let the GC free it.
