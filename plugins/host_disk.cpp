@@ -10,12 +10,14 @@
 namespace guardian {
 namespace {
 
-std::string Resolve(lua_State* L, int idx, bool write) {
+// Functions that change files never follow a final symlink: a link planted in a log folder
+// must not lead a gzip or a move to a file elsewhere. The ones that only look (usage, files)
+// follow it, and its target must be inside the roots too: statvfs and opendir would follow it
+// anyway, so checking the link alone let a link to any folder be listed.
+std::string Resolve(lua_State* L, int idx, bool write, bool follow) {
   std::string path = luaL_checkstring(L, idx);
   std::string resolved;
-  // Never follow a final symlink: a link planted in a log folder must not lead a gzip or a
-  // move to a file elsewhere.
-  Status s = PlaybookRun::From(L)->ResolvePath(path, write, &resolved, /*follow=*/false);
+  Status s = PlaybookRun::From(L)->ResolvePath(path, write, &resolved, follow);
   if (!s.ok()) luaL_error(L, "guardian.disk: %s", s.message().c_str());
   return resolved;
 }
@@ -46,7 +48,7 @@ int AwaitJson(lua_State* L, const char* what, std::function<Status(nlohmann::jso
 // guardian.disk.usage(path) -> {total_bytes, free_bytes, free_percent, total_inodes,
 //   free_inodes, free_inodes_percent} or nil, message
 int Usage(lua_State* L) {
-  std::string p = Resolve(L, 1, false);
+  std::string p = Resolve(L, 1, false, true);
   return AwaitJson(L, "guardian.disk.usage", [p](nlohmann::json* out) {
     DiskUsage u;
     Status s = ReadDiskUsage(p, &u);
@@ -60,7 +62,7 @@ int Usage(lua_State* L) {
 
 // guardian.disk.files(dir) -> {{name, path, size, mtime_ms, regular}, ...} oldest first
 int Files(lua_State* L) {
-  std::string dir = Resolve(L, 1, false);
+  std::string dir = Resolve(L, 1, false, true);
   return AwaitJson(L, "guardian.disk.files", [dir](nlohmann::json* out) {
     std::vector<FileEntry> files;
     Status s = ListFiles(dir, &files);
@@ -79,7 +81,7 @@ int Files(lua_State* L) {
 // guardian.disk.gzip(path) -> {path, bytes_before, bytes_after} or nil, message: path.gz
 // written (fsynced, renamed into place), then path removed; on ENOSPC nothing changes.
 int Gzip(lua_State* L) {
-  std::string p = Resolve(L, 1, true);
+  std::string p = Resolve(L, 1, true, false);
   PlaybookRun* run = PlaybookRun::From(L);
   run->CheckCanWait(L, "guardian.disk.gzip");
   if (run->RecordAction(L, "guardian.disk.gzip", 1))
@@ -99,8 +101,8 @@ int Gzip(lua_State* L) {
 // guardian.disk.move(from, to) -> true or nil, message: rename, or across filesystems a copy
 // (fsynced) and then an unlink; an existing `to` is refused.
 int Move(lua_State* L) {
-  std::string from = Resolve(L, 1, true);
-  std::string to = Resolve(L, 2, true);
+  std::string from = Resolve(L, 1, true, false);
+  std::string to = Resolve(L, 2, true, false);
   PlaybookRun* run = PlaybookRun::From(L);
   run->CheckCanWait(L, "guardian.disk.move");
   if (run->RecordAction(L, "guardian.disk.move", 2))

@@ -255,6 +255,7 @@ int PlaybookRun::AwaitDone(lua_State* L, int, lua_KContext) {
 
 void PlaybookRun::Continue(int nargs) {
   int nres = 0;
+  sandbox_->Resuming();
   int st = lua_resume(thread_, nullptr, nargs, &nres);
   if (st == LUA_YIELD) {
     lua_pop(thread_, nres);

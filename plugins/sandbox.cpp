@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -9,24 +10,68 @@
 #include <limits>
 #include <new>
 
+#include "plugins/lua_patterns.h"
+
 namespace guardian {
 namespace {
 
 constexpr int kHookEvery = 1000;  // instructions between two budget checks
+// Memory a script allocates costs budget too: one instruction per kBytesPerInstruction, charged
+// every kAllocChargeEvery bytes. Without it a loop of few instructions that each build a
+// multi-megabyte string (s .. s, string.rep) kept the loop busy until the phase deadline.
+constexpr int64_t kBytesPerInstruction = 16;
+constexpr int64_t kAllocChargeEvery = 64 << 10;
+// What one element costs a C loop over a table (or string) that has a metatable: each read may
+// be a metamethod call, and one written in C (rawlen, table.concat) runs no instructions.
+constexpr int64_t kMetaElementCost = 32;
+// What a caught error costs: Lua (built as C++) raises errors as exceptions, and throwing and
+// catching one takes some microseconds, about a thousand instructions' time. Uncharged,
+// `while true do pcall(error, "x") end` held the loop for 13 s on its budget.
+constexpr int64_t kCaughtErrorCost = 1000;
+// The hook also counts the CPU time since it last ran, as one instruction per
+// kNsPerInstruction: an instruction takes 5-10 ns here (some 50 in a sanitizer build), so
+// this only shows when instructions are slow. Some do work in proportion to a long string
+// without allocating (a == b, utf8.len(s) on megabytes); counted as one each, 1000 of them
+// held the loop for a second and a loop of them until the phase deadline.
+constexpr int64_t kNsPerInstruction = 100;
+constexpr int64_t kSlowStretchNs = 1'000'000;  // 1000 instructions in more than 1 ms
 
 // Registry key (by address) of the weak table that maps each real table to its read-only proxy,
 // so a table reached twice gives the same proxy (and `a.b == a.b` holds).
 const char kProxyCacheKey = 0;
 
-int64_t MonoNowMs() {
+// CPU time of this thread: what the phase computes, not the time it waits or is preempted.
+int64_t ThreadCpuNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+int64_t MonoNowNs() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
+
+int64_t MonoNowMs() { return MonoNowNs() / 1'000'000; }
 
 int64_t ClampCount(lua_Unsigned n) {
   constexpr auto kMax = static_cast<lua_Unsigned>(std::numeric_limits<int64_t>::max());
   return n >= kMax ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(n);
+}
+
+// `n` elements at `each` apiece, saturating.
+int64_t Scaled(int64_t n, int64_t each) {
+  return n > std::numeric_limits<int64_t>::max() / each ? std::numeric_limits<int64_t>::max()
+                                                        : n * each;
+}
+
+// The cost of the elements first..last (none when last < first), each costing `each`.
+int64_t RangeCost(lua_Integer first, lua_Integer last, int64_t each) {
+  if (last < first) return 0;
+  int64_t n = ClampCount(static_cast<lua_Unsigned>(last) - static_cast<lua_Unsigned>(first));
+  if (n < std::numeric_limits<int64_t>::max()) ++n;
+  return Scaled(n, each);
 }
 
 // Calls upvalue 1 (the stock library function) with this call's arguments.
@@ -63,32 +108,92 @@ struct SandboxLib {
     }
   }
 
+  // Takes `n` units from the instruction budget and checks the deadline; trips (without
+  // raising) when either is spent. `doing` says what spent it, for the message.
+  static void Spend(Sandbox* self, int64_t n, const char* doing) {
+    if (n >= self->instructions_left_) {
+      self->instructions_left_ = 0;
+      char message[sizeof self->trip_message_];
+      std::snprintf(message, sizeof message, "instruction budget exceeded (%lld)%s%s",
+                    static_cast<long long>(self->max_instructions_), doing[0] ? " " : "", doing);
+      Trip(self, message);
+    } else {
+      self->instructions_left_ -= n;
+      if (self->deadline_mono_ms_ != 0 && MonoNowMs() >= self->deadline_mono_ms_) {
+        char message[sizeof self->trip_message_];
+        std::snprintf(message, sizeof message, "phase deadline exceeded%s%s", doing[0] ? " " : "",
+                      doing);
+        Trip(self, message);
+      }
+    }
+  }
+
   // Spends `n` units of the instruction budget and checks the deadline. Once tripped it re-arms
   // the hook on this thread to fire on every instruction, so a `pcall` that catches the error
   // is interrupted again at its next instruction, and raises (position taken at `level`).
-  static void Charge(lua_State* L, int64_t n, int level) {
+  static void Charge(lua_State* L, int64_t n, int level, const char* doing = "") {
     Sandbox* self = From(L);
     if (!self->armed_) return;
-    if (!self->trip_) {
-      if (n >= self->instructions_left_) {
-        self->instructions_left_ = 0;
-        char message[sizeof self->trip_message_];
-        std::snprintf(message, sizeof message, "instruction budget exceeded (%lld)",
-                      static_cast<long long>(self->max_instructions_));
-        Trip(self, message);
-      } else {
-        self->instructions_left_ -= n;
-        if (self->deadline_mono_ms_ != 0 && MonoNowMs() >= self->deadline_mono_ms_) {
-          Trip(self, "phase deadline exceeded");
-        }
-      }
-    }
+    if (!self->trip_) Spend(self, n, doing);
     if (!self->trip_) return;
     lua_sethook(L, &Sandbox::Hook, LUA_MASKCOUNT, 1);
     luaL_where(L, level);
     lua_pushstring(L, self->trip_message_);
     lua_concat(L, 2);
     lua_error(L);
+  }
+
+  // The steps of the bounded pattern functions (lua_patterns.h), charged as instructions.
+  static void ChargePattern(lua_State* L, int64_t steps, const char* function) {
+    char doing[64];
+    std::snprintf(doing, sizeof doing, "matching a pattern in %s", function);
+    Charge(L, steps, 1, doing);
+  }
+
+  // Charges what the script allocated since the last charge. The allocator cannot raise, so
+  // a trip here makes the next instruction of the running code raise instead (the hook).
+  static void ChargeAllocation(Sandbox* self) {
+    const int64_t n = self->alloc_uncharged_ / kBytesPerInstruction;
+    self->alloc_uncharged_ %= kBytesPerInstruction;
+    Spend(self, n, "allocating memory");
+    if (!self->trip_) return;
+    lua_sethook(self->L_, &Sandbox::Hook, LUA_MASKCOUNT, 1);
+    if (self->armed_thread_ != nullptr) {
+      lua_sethook(self->armed_thread_, &Sandbox::Hook, LUA_MASKCOUNT, 1);
+    }
+  }
+
+  // A memory error (on top) reached a pcall or xpcall. If the cap refused what a full
+  // collection does not make room for, it ends the run like a budget trip: raised again now
+  // and at every instruction after, so catching it cannot keep a script going. Lua's own
+  // allocations collect and try again before they fail (refused twice); lauxlib's buffers
+  // (string.rep, table.concat, gsub) fail at once, so collect here and see if it would fit.
+  static void CheckMemoryError(lua_State* L, int status) {
+    Sandbox* self = From(L);
+    if (!self->armed_ || status != LUA_ERRMEM) return;
+    bool real = self->refused_twice_;
+    if (!real) {
+      lua_gc(L, LUA_GCCOLLECT);
+      real = self->refused_growth_ > self->limit_ - self->used_;
+    }
+    self->refused_twice_ = false;
+    self->refused_growth_ = 0;
+    if (!real) return;  // "not enough memory" that memory now allows: an ordinary error
+    if (!self->trip_) {
+      char message[sizeof self->trip_message_];
+      std::snprintf(message, sizeof message, "memory cap exceeded (%lld bytes)",
+                    static_cast<long long>(self->limit_));
+      Trip(self, message);
+    }
+    lua_sethook(L, &Sandbox::Hook, LUA_MASKCOUNT, 1);
+    lua_error(L);
+  }
+
+  // What one element of the value at `idx` costs a C loop (see kMetaElementCost).
+  static int64_t ElementCost(lua_State* L, int idx) {
+    if (!lua_getmetatable(L, idx)) return 1;
+    lua_pop(L, 1);
+    return kMetaElementCost;
   }
 
   // --- read-only proxies ---------------------------------------------------------------------
@@ -234,6 +339,29 @@ struct SandboxLib {
     return 1;
   }
 
+  // The end of pcall and xpcall (also their continuation after a wait): results, or false and
+  // the error, which must not be a memory error the cap stands by (CheckMemoryError).
+  static int PcallDone(lua_State* L, int status, lua_KContext extra) {
+    if (status != LUA_OK && status != LUA_YIELD) {
+      CheckMemoryError(L, status);
+      Charge(L, kCaughtErrorCost, 1);
+      lua_pushboolean(L, 0);
+      lua_pushvalue(L, -2);
+      return 2;
+    }
+    return lua_gettop(L) - static_cast<int>(extra);
+  }
+
+  // pcall that does not let a memory error be caught (CheckMemoryError); with a continuation,
+  // so playbooks may wait inside it.
+  static int Pcall(lua_State* L) {
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    const int status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, PcallDone);
+    return PcallDone(L, status, 0);
+  }
+
   // xpcall whose message handler is skipped once the budget tripped: an error raised from the
   // hook runs the handler with hooks off, so a looping handler would never stop.
   static int XpcallHandler(lua_State* L) {
@@ -244,16 +372,8 @@ struct SandboxLib {
     return 1;
   }
 
-  static int XpcallDone(lua_State* L, int status, lua_KContext extra) {
-    if (status != LUA_OK && status != LUA_YIELD) {
-      lua_pushboolean(L, 0);
-      lua_pushvalue(L, -2);
-      return 2;
-    }
-    return lua_gettop(L) - static_cast<int>(extra);
-  }
-
-  // Same stack dance as the stock xpcall, with a continuation so playbooks may wait inside it.
+  // Same stack dance as the stock xpcall, with a continuation so playbooks may wait inside it;
+  // a memory error is not caught (CheckMemoryError).
   static int Xpcall(lua_State* L) {
     const int n = lua_gettop(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
@@ -263,8 +383,8 @@ struct SandboxLib {
     lua_pushboolean(L, 1);
     lua_pushvalue(L, 1);
     lua_rotate(L, 3, 2);
-    const int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, XpcallDone);
-    return XpcallDone(L, status, 2);
+    const int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, PcallDone);
+    return PcallDone(L, status, 2);
   }
 
   // string.rep as in lstrlib, except that an empty string with an empty separator returns at
@@ -299,14 +419,16 @@ struct SandboxLib {
     return 1;
   }
 
-  // table.insert/remove/move loop in C over a count the script controls (a __len metamethod
-  // can claim 2^62 elements), where the count hook never fires: charge the loop up front.
+  // table.insert/remove/move/concat/unpack/sort loop in C over a count the script controls (a
+  // __len metamethod can claim 2^62 elements, an __index written in C makes them up), where the
+  // count hook never fires: charge the loop up front. The checks mirror the stock functions',
+  // so their own errors (wrong types, "too many elements") come first.
   static int TableInsert(lua_State* L) {
     if (lua_gettop(L) == 3 && lua_type(L, 1) == LUA_TTABLE) {
       const auto end = static_cast<lua_Unsigned>(luaL_len(L, 1)) + 1u;
       int is_num = 0;
       const auto pos = static_cast<lua_Unsigned>(lua_tointegerx(L, 2, &is_num));
-      if (is_num && pos - 1u < end) Charge(L, ClampCount(end - pos), 1);
+      if (is_num && pos - 1u < end) Charge(L, Scaled(ClampCount(end - pos), ElementCost(L, 1)), 1);
     }
     return CallOriginal(L);
   }
@@ -318,7 +440,8 @@ struct SandboxLib {
       const lua_Integer pos = lua_isnoneornil(L, 2) ? size : lua_tointegerx(L, 2, &is_num);
       if (is_num && pos < size &&
           static_cast<lua_Unsigned>(pos) - 1u <= static_cast<lua_Unsigned>(size)) {
-        Charge(L, ClampCount(static_cast<lua_Unsigned>(size) - static_cast<lua_Unsigned>(pos)), 1);
+        const auto n = static_cast<lua_Unsigned>(size) - static_cast<lua_Unsigned>(pos);
+        Charge(L, Scaled(ClampCount(n), ElementCost(L, 1)), 1);
       }
     }
     return CallOriginal(L);
@@ -331,7 +454,53 @@ struct SandboxLib {
     const lua_Integer e = lua_tointegerx(L, 3, &e_num);
     // Same validity test as the stock function, so its "too many elements" error comes first.
     if (f_num && e_num && e >= f && (f > 0 || e < LUA_MAXINTEGER + f)) {
-      Charge(L, ClampCount(static_cast<lua_Unsigned>(e) - static_cast<lua_Unsigned>(f) + 1u), 1);
+      const int dest = lua_isnoneornil(L, 5) ? 1 : 5;
+      Charge(L, RangeCost(f, e, std::max(ElementCost(L, 1), ElementCost(L, dest))), 1);
+    }
+    return CallOriginal(L);
+  }
+
+  // Charges the elements i..j of the list at 1, i and j being arguments `at` and `at` + 1
+  // (default 1 and #list), when they are integers.
+  static void ChargeRange(lua_State* L, int at) {
+    int i_num = 1;
+    int j_num = 1;
+    const lua_Integer i = lua_isnoneornil(L, at) ? 1 : lua_tointegerx(L, at, &i_num);
+    const lua_Integer j =
+        lua_isnoneornil(L, at + 1) ? luaL_len(L, 1) : lua_tointegerx(L, at + 1, &j_num);
+    if (i_num && j_num) Charge(L, RangeCost(i, j, ElementCost(L, 1)), 1);
+  }
+
+  static int TableConcat(lua_State* L) {
+    if (lua_type(L, 1) == LUA_TTABLE) ChargeRange(L, 3);
+    return CallOriginal(L);
+  }
+
+  // Any value can be unpacked (a string's elements are all nil), up to the stack's limit.
+  static int TableUnpack(lua_State* L) {
+    const int type = lua_type(L, 1);
+    if (!lua_isnoneornil(L, 3) || type == LUA_TTABLE || type == LUA_TSTRING) ChargeRange(L, 2);
+    return CallOriginal(L);
+  }
+
+  // About n log2 n comparisons, each reading (and maybe writing) elements.
+  static int TableSort(lua_State* L) {
+    if (lua_type(L, 1) == LUA_TTABLE) {
+      const lua_Integer n = luaL_len(L, 1);
+      if (n > 1 && n < std::numeric_limits<int>::max()) {
+        int log2 = 1;
+        while (log2 < 62 && (lua_Integer{1} << log2) < n) ++log2;
+        Charge(L, RangeCost(1, n, ElementCost(L, 1) * log2), 1);
+      }
+    }
+    return CallOriginal(L);
+  }
+
+  // tonumber and utf8.len/offset/codepoint scan a string in C without allocating: on
+  // megabytes each call takes milliseconds, so charge the scan up front (1 per 16 bytes).
+  static int ScansString(lua_State* L) {
+    if (lua_type(L, 1) == LUA_TSTRING) {
+      Charge(L, static_cast<int64_t>(lua_rawlen(L, 1) / 16), 1);
     }
     return CallOriginal(L);
   }
@@ -390,11 +559,14 @@ struct SandboxLib {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &kProxyCacheKey);
 
     // Strings index the real string table through their metatable (("").rep), so dump is
-    // removed from it and rep wrapped in it, not just hidden behind the proxy.
+    // removed from it and rep and the pattern functions replaced in it, not just hidden behind
+    // the proxy.
     lua_pushnil(L);
     lua_setfield(L, string_lib, "dump");
     lua_pushcfunction(L, StringRep);
     lua_setfield(L, string_lib, "rep");
+    static const PatternCharge kChargePattern = &SandboxLib::ChargePattern;
+    InstallBoundedPatterns(L, string_lib, &kChargePattern);
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
     lua_pushboolean(L, 0);  // getmetatable("") == false
@@ -413,6 +585,9 @@ struct SandboxLib {
     Wrap(L, table_copy, "insert", TableInsert);
     Wrap(L, table_copy, "remove", TableRemove);
     Wrap(L, table_copy, "move", TableMove);
+    Wrap(L, table_copy, "concat", TableConcat);
+    Wrap(L, table_copy, "unpack", TableUnpack);
+    Wrap(L, table_copy, "sort", TableSort);
 
     lua_createtable(L, 0, 3);
     const int os_copy = lua_gettop(L);
@@ -422,20 +597,24 @@ struct SandboxLib {
 
     lua_createtable(L, 0, 32);
     const int env = lua_gettop(L);
-    static constexpr const char* kBase[] = {
-        "assert",   "error",    "ipairs", "next",     "pairs",  "pcall",       "select",
-        "tonumber", "tostring", "type",   "rawequal", "rawlen", "getmetatable"};
+    static constexpr const char* kBase[] = {"assert", "error",    "ipairs",   "next",
+                                            "pairs",  "select",   "tonumber", "tostring",
+                                            "type",   "rawequal", "rawlen",   "getmetatable"};
     for (const char* name : kBase) {
       lua_getglobal(L, name);
       lua_setfield(L, env, name);
     }
+    Wrap(L, env, "tonumber", ScansString);
+    for (const char* name : {"len", "offset", "codepoint"}) Wrap(L, utf8_lib, name, ScansString);
+    lua_pushcfunction(L, Pcall);
+    lua_setfield(L, env, "pcall");
     lua_pushcfunction(L, Xpcall);
     lua_setfield(L, env, "xpcall");
     lua_pushcfunction(L, SetMetatable);
     lua_setfield(L, env, "setmetatable");
     lua_pushcfunction(L, Print);
     lua_setfield(L, env, "print");
-    lua_getfield(L, table_lib, "unpack");
+    lua_getfield(L, table_copy, "unpack");
     lua_setfield(L, env, "unpack");
 
     PushProxy(L, string_lib, "string");
@@ -509,7 +688,14 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   }
   if (nsize > old_size && self->enforce_limit_) {
     const int64_t room = self->limit_ - self->used_;
-    if (room < 0 || nsize - old_size > static_cast<uint64_t>(room)) return nullptr;
+    if (room < 0 || nsize - old_size > static_cast<uint64_t>(room)) {
+      // Lua's core asks again, the same, after an emergency collection.
+      self->refused_twice_ = self->refused_ptr_ == ptr && self->refused_size_ == nsize;
+      self->refused_ptr_ = ptr;
+      self->refused_size_ = nsize;
+      self->refused_growth_ = static_cast<int64_t>(nsize - old_size);
+      return nullptr;
+    }
   }
   void* block = std::realloc(ptr, nsize);
   if (block == nullptr) {
@@ -519,12 +705,48 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     return ptr;
   }
   self->used_ += static_cast<int64_t>(nsize) - static_cast<int64_t>(old_size);
+  if (nsize > old_size) self->refused_size_ = 0;  // whatever comes next is not a retry
+  if (nsize > old_size && self->armed_ && !self->trip_) {
+    self->alloc_uncharged_ += static_cast<int64_t>(nsize - old_size);
+    if (self->alloc_uncharged_ >= kAllocChargeEvery) SandboxLib::ChargeAllocation(self);
+  }
   return block;
 }
 
 void Sandbox::Hook(lua_State* L, lua_Debug*) {
+  Sandbox* self = SandboxLib::From(L);
+  int64_t n = lua_gethookcount(L);
+  char doing[96] = "";
+  if (self->armed_ && !self->trip_) {
+    // The thread's CPU clock is a system call (some 0.7 us here, against a few for 1000
+    // instructions), so it is read only when the monotonic clock says this stretch was slow;
+    // preemption makes a stretch slow too, but costs no CPU.
+    const int64_t mono = MonoNowNs();
+    if (mono - self->mono_mark_ns_ > kSlowStretchNs) {
+      const int64_t cpu = ThreadCpuNs();
+      const int64_t counted = self->counted_since_cpu_mark_ + n;
+      const int64_t worth = (cpu - self->cpu_mark_ns_) / kNsPerInstruction;
+      if (worth > counted) {
+        std::snprintf(doing, sizeof doing, "(the last %lld instructions took %lld ms of CPU)",
+                      static_cast<long long>(counted),
+                      static_cast<long long>((cpu - self->cpu_mark_ns_) / 1'000'000));
+        n += worth - counted;
+      }
+      self->cpu_mark_ns_ = cpu;
+      self->counted_since_cpu_mark_ = 0;
+    } else {
+      self->counted_since_cpu_mark_ += n;
+    }
+    self->mono_mark_ns_ = mono;
+  }
   // Level 0: inside a hook the running function is the interrupted Lua function itself.
-  SandboxLib::Charge(L, lua_gethookcount(L), 0);
+  SandboxLib::Charge(L, n, 0, doing);
+}
+
+void Sandbox::Resuming() {
+  mono_mark_ns_ = MonoNowNs();
+  cpu_mark_ns_ = ThreadCpuNs();
+  counted_since_cpu_mark_ = 0;
 }
 
 Status Sandbox::Load(std::string_view source, const std::string& chunkname) {
@@ -569,6 +791,12 @@ void Sandbox::Arm(int64_t max_instructions, int64_t deadline_mono_ms, lua_State*
   instructions_left_ = max_instructions;
   deadline_mono_ms_ = deadline_mono_ms;
   armed_ = true;
+  armed_thread_ = thread;
+  alloc_uncharged_ = 0;
+  Resuming();
+  refused_size_ = 0;
+  refused_twice_ = false;
+  refused_growth_ = 0;
   trip_ = false;
   trip_message_[0] = '\0';
   tripped_.clear();
@@ -577,7 +805,10 @@ void Sandbox::Arm(int64_t max_instructions, int64_t deadline_mono_ms, lua_State*
     lua_sethook(thread, &Sandbox::Hook, LUA_MASKCOUNT, kHookEvery);
 }
 
-void Sandbox::Disarm() { armed_ = false; }
+void Sandbox::Disarm() {
+  armed_ = false;
+  armed_thread_ = nullptr;
+}
 
 Status Sandbox::PCall(int nargs, int nresults) {
   const int function = lua_gettop(L_) - nargs;

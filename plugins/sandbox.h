@@ -9,14 +9,20 @@
 // "undefined global 'x'". The string metatable is protected (getmetatable("") is not the real one).
 // `print` is a no-op (playbooks log through the host API). `setmetatable` refuses a `__gc` field
 // (finalizers run with hooks off, so a looping one could never be stopped), and `xpcall` skips
-// its handler once the budget has tripped (for the same reason).
+// its handler once the budget has tripped (for the same reason). string.find/match/gmatch/gsub
+// are a bounded matcher of our own (lua_patterns.h): Lua's runs in C beyond the hook's reach.
 //
 // Budgets: an instruction count and a monotonic wall-clock deadline, checked by a count hook on
 // the main state and every thread created from it. Once tripped, the hook re-arms itself to fire
-// on every instruction so `pcall` cannot swallow the error. Memory: an accounting allocator that
-// refuses growth past the cap (Lua raises "not enough memory") and never refuses a shrink.
-// C functions that loop over a script-chosen count (table.insert/remove/move) charge that count
-// to the instruction budget first; string.rep("", n) returns at once.
+// on every instruction so `pcall` cannot swallow the error. What runs outside instructions is
+// charged too, so the budget bounds how long a chunk holds the thread: C loops over a
+// script-chosen count (table.insert/remove/move/concat/unpack/sort) up front, scans of a string
+// (tonumber, utf8.len/offset/codepoint) by its length, the pattern matcher's steps, allocations
+// (one per 16 bytes), errors a pcall catches (1000 each), and slow instructions by the CPU time
+// the hook sees they took. Memory: an accounting allocator that refuses growth past the cap (Lua
+// raises "not enough memory") and never refuses a shrink; a memory error a pcall or xpcall
+// catches trips like the budget unless a full collection makes room. string.rep("", n) returns
+// at once instead of looping n times to build "".
 //
 // For the host: a thread killed by a trip must not be passed to lua_resetthread (its pending
 // `<close>` handlers would run with the hook off, unbounded); unref it and let the GC free it.
@@ -65,6 +71,9 @@ class Sandbox {
   // `thread` (pass the thread that will run; nullptr = main state).
   void Arm(int64_t max_instructions, int64_t deadline_mono_ms, lua_State* thread = nullptr);
   void Disarm();
+  // Call before resuming an armed thread that waited: the hook charges the CPU time the script
+  // took, and the loop's work meanwhile is not the script's.
+  void Resuming();
   // Why the budget stopped the script ("instruction budget exceeded (N)", "phase deadline
   // exceeded"), or empty when it did not.
   const std::string& tripped() const { return tripped_; }
@@ -99,9 +108,22 @@ class Sandbox {
   int64_t instructions_left_ = 0;
   int64_t deadline_mono_ms_ = 0;
   bool armed_ = false;
+  lua_State* armed_thread_ = nullptr;  // the thread Arm was given (nullptr: the main state)
+  int64_t alloc_uncharged_ = 0;        // bytes allocated while armed, not charged yet
+  // For the hook's look at the time: when it last ran (monotonic), this thread's CPU time when
+  // it last read it, and the instructions it counted since.
+  int64_t mono_mark_ns_ = 0;
+  int64_t cpu_mark_ns_ = 0;
+  int64_t counted_since_cpu_mark_ = 0;
+  // The cap's last refusal: the request (to tell Lua's retry), whether it was the retry, and
+  // how much it would have grown.
+  const void* refused_ptr_ = nullptr;
+  size_t refused_size_ = 0;
+  bool refused_twice_ = false;
+  int64_t refused_growth_ = 0;
   // The trip decision lives in plain members so the hook never needs to allocate to make it.
   bool trip_ = false;
-  char trip_message_[64] = {};
+  char trip_message_[128] = {};
   std::string tripped_;
 };
 

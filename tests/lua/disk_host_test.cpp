@@ -57,4 +57,33 @@ TEST_CASE("guardian.disk refuses paths outside the declared folders and planted 
   CHECK(!fs::exists(f.app + "/planted.gz"));
 }
 
+TEST_CASE("guardian.disk.files and usage follow a final link: inside the roots only") {
+  RunFixture f;
+  namespace fs = std::filesystem;
+  fs::create_directories(f.app + "/logs");
+  std::ofstream(f.app + "/logs/app.log") << "current\n";
+  fs::create_symlink("logs", f.app + "/logs-link");
+  fs::create_symlink("/etc", f.app + "/etc-link");
+  auto run = f.Run(f.Playbook(R"(remediate = function(ctx)
+    local dir = ctx.params.path:match("^(.*)/")
+    local files = assert(guardian.disk.files(dir .. "/logs-link"))
+    assert(guardian.disk.usage(dir .. "/logs-link"))
+    return files[1].name .. " " .. files[1].path
+  end,
+  verify = function(ctx)
+    guardian.disk.files(ctx.params.path:match("^(.*)/") .. "/etc-link")
+  end,
+  rollback = function(ctx)
+    guardian.disk.usage(ctx.params.path:match("^(.*)/") .. "/etc-link")
+  end)"));
+  auto [s, msg] = f.Phase(*run, "remediate");
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  CHECK(msg == "app.log " + fs::canonical(f.app).string() + "/logs/app.log");
+  for (const char* phase : {"verify", "rollback"}) {
+    auto [v, vmsg] = f.Phase(*run, phase);
+    CHECK_FALSE(v.ok());
+    CHECK_MESSAGE(vmsg.find("is outside what check") != std::string::npos, vmsg);
+  }
+}
+
 }  // namespace guardian

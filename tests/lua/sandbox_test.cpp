@@ -6,7 +6,9 @@
 #include <doctest/doctest.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -178,7 +180,36 @@ TEST_CASE("escape attempts are refused with a clear message and the sandbox stay
       {"local t = {} for i = 1, 5000 do t[i] = i end\n"
        "for i = 1, 10000 do table.insert(t, 1, i) end",
        "instruction budget exceeded"},
-      // Memory: the accounting allocator refuses growth past the cap.
+      // Virtual elements: an __index written in C answers every read without running an
+      // instruction, so these looped in C for 2^40 elements (table.concat returns "" for a
+      // table without length, so nothing grows either) or sorted 2^31 zeros.
+      {"return table.concat(setmetatable({}, {__index = table.concat}), '', 1, 1 << 40)",
+       "instruction budget exceeded"},
+      {"return table.concat(setmetatable({}, {__index = table.concat}), '', 1, 1 << 19)",
+       "instruction budget exceeded"},
+      {"return table.concat({}, '', math.mininteger, math.maxinteger)",
+       "instruction budget exceeded"},
+      {"table.sort(setmetatable({}, {__len = function() return (1 << 31) - 2 end,\n"
+       "  __index = rawlen, __newindex = print}))",
+       "instruction budget exceeded"},
+      {"while true do table.unpack(setmetatable({}, {__index = rawlen}), 1, 999000) end",
+       "instruction budget exceeded"},
+      {"while true do unpack('', 1, 999000) end", "instruction budget exceeded"},
+      {"table.move(setmetatable({}, {__index = rawlen}), 1, 1 << 20, 1,\n"
+       "  setmetatable({}, {__newindex = print}))",
+       "instruction budget exceeded"},
+  };
+  for (const Attack& a : attacks) ExpectStopped(sb, a.code, a.expected);
+}
+
+TEST_CASE(
+    "memory bombs hit the cap, a caught memory error still ends the run, churn costs budget") {
+  Sandbox sb(kMemory);
+  // The daemon's default budget: allocations are charged too (16 bytes an instruction), and
+  // with the unit tests' smaller one the budget, not the cap, would stop these first.
+  constexpr int64_t kDaemonBudget = 10'000'000;
+  const Attack attacks[] = {
+      // The accounting allocator refuses growth past the cap.
       {"local s = 'x' while true do s = s .. s end", "not enough memory"},
       {"local s = 'x' while true do s = s:rep(2) end", "not enough memory"},
       {"local s = 'x' while true do s = string.rep(s, 2, s) end", "not enough memory"},
@@ -188,11 +219,100 @@ TEST_CASE("escape attempts are refused with a clear message and the sandbox stay
       {"local t = {} local i = 0 while true do i = i + 1 t[i] = {i} end", "not enough memory"},
       {"local t = {} while true do t[#t + 1] = tostring(#t) .. ('y'):rep(100) end",
        "not enough memory"},
+      {"local parts = {} for i = 1, 200 do parts[i] = ('z'):rep(1 << 16) end\n"
+       "local t = {} while true do t[#t + 1] = table.concat(parts) end",
+       "not enough memory"},
+      // Once the cap refused (after a full collection), no pcall or xpcall catches it for good:
+      // like a budget trip, every later instruction raises again.
       {"while true do pcall(function() local t = {} while true do t[#t + 1] = ('x'):rep(999) .. "
        "#t end end) end",
-       "instruction budget exceeded"},
+       "memory cap exceeded (8388608 bytes)"},
+      {"local ok, err = pcall(string.rep, 'x', 1 << 30) assert(not ok) return 'went on: ' .. err",
+       "memory cap exceeded (8388608 bytes)"},
+      {"local ok = xpcall(string.rep, function(m) return m end, 'x', 1 << 30)\n"
+       "while true do end",
+       "memory cap exceeded (8388608 bytes)"},
+      {"while true do pcall(pcall, string.rep, 'x', 1 << 30) end",
+       "memory cap exceeded (8388608 bytes)"},
+      // Within the cap, but each instruction builds megabytes: the allocations spend the
+      // budget (unbudgeted, these ran until the deadline, holding the loop).
+      {"local s = ('x'):rep(1 << 20) while true do local t = s .. s end",
+       "instruction budget exceeded (10000000) allocating memory"},
+      {"while true do pcall(string.rep, 'x', 1 << 20) end",
+       "instruction budget exceeded (10000000) allocating memory"},
+      {"local s = ('x'):rep(1 << 20) while true do local u = s:upper() end",
+       "instruction budget exceeded (10000000) allocating memory"},
   };
-  for (const Attack& a : attacks) ExpectStopped(sb, a.code, a.expected);
+  for (const Attack& a : attacks) {
+    // Each bomb starts without the previous one's garbage: lauxlib's buffers (string.rep,
+    // table.concat) allocate without Lua's emergency collection, so they would fail early.
+    lua_gc(sb.L(), LUA_GCCOLLECT);
+    const int64_t start = NowMs();
+    ExpectStopped(sb, a.code, a.expected, kDaemonBudget);
+    CHECK_MESSAGE(NowMs() - start < 5000, a.code);
+  }
+  // A caught "not enough memory" that a collection cures is an ordinary error: lauxlib's
+  // buffers fail without collecting, so with garbage about a request that fits can fail.
+  lua_gc(sb.L(), LUA_GCCOLLECT);
+  const Status cured = Run(sb, R"lua(
+    local s = 'y' for i = 1, 20 do s = s .. s end  -- 1 MiB, built by the core: it collects
+    local g = {} for i = 1, 6 do g[i] = s .. i end
+    g = nil                                         -- 6 MiB of garbage, not collected yet
+    local ok, err = pcall(string.rep, 'x', 2 << 20)
+    assert(not ok and err == 'not enough memory', 'the buffer did not fail: ' .. tostring(err))
+    return 'went on'
+  )lua",
+                           kDaemonBudget);
+  CHECK_MESSAGE(cured.ok(), cured.message());
+
+  lua_gc(sb.L(), LUA_GCCOLLECT);
+  // What a normal script allocates costs little: 1 MiB is 65536 instructions (string.rep
+  // allocates twice: its buffer, then the string).
+  const Status s = Run(sb, "local s = ('x'):rep(1 << 20) return #s", 200'000);
+  CHECK_MESSAGE(s.ok(), s.message());
+  CHECK(Contains(Run(sb, "local s = ('x'):rep(3 << 20) return #s", 200'000).message(),
+                 "instruction budget exceeded (200000) allocating memory"));
+}
+
+TEST_CASE("each caught error costs budget: raising one takes microseconds") {
+  Sandbox sb(kMemory);
+  // The daemon's budget. Uncharged, this loop raised two million errors, for 13 s.
+  const char* loops[] = {"while true do pcall(error, 'again') end",
+                         "while true do xpcall(error, function(m) return m end, 'again') end",
+                         "while true do pcall(string.rep) end"};
+  for (const char* code : loops) {
+    const int64_t start = NowMs();
+    ExpectStopped(sb, code, "instruction budget exceeded (10000000)", 10'000'000);
+    CHECK_MESSAGE(NowMs() - start < 1000, code);
+  }
+  // A few caught errors cost nothing to speak of.
+  const Status s = Run(sb, "for i = 1, 50 do pcall(error, i) end", 100'000);
+  CHECK_MESSAGE(s.ok(), s.message());
+}
+
+TEST_CASE("slow instructions are charged by the CPU time they take") {
+  Sandbox sb(32 << 20);
+  // Each of these instructions compares megabytes without allocating. Counted as one each,
+  // such a loop ran until the phase deadline; the hook's look at the CPU clock stops it.
+  const Attack slow[] = {
+      {"local a, b = ('x'):rep(6e6), ('x'):rep(6e6) while a == b do end",
+       "instruction budget exceeded (10000000) (the last "},
+      {"local a, b = ('x'):rep(6e6), ('x'):rep(6e6) .. 'y' while a < b do end",
+       "instruction budget exceeded (10000000) (the last "},
+      // C functions that scan a string are charged for it up front: the first 1000
+      // instructions would already take seconds.
+      {"local s = ('x'):rep(1e7) local n = 0 while true do n = n + utf8.len(s) end",
+       "instruction budget exceeded (10000000)"},
+      {"local s = ('1'):rep(1e7) while true do local x = tonumber(s) end",
+       "instruction budget exceeded (10000000)"},
+      {"local s = ('x'):rep(1e7) while true do local x = utf8.offset(s, 1e7) end",
+       "instruction budget exceeded (10000000)"},
+  };
+  for (const Attack& a : slow) {
+    const int64_t start = NowMs();
+    ExpectStopped(sb, a.code, a.expected, 10'000'000);
+    CHECK_MESSAGE(NowMs() - start < 3000, a.code);
+  }
 }
 
 TEST_CASE("what the environment allows") {
@@ -418,7 +538,7 @@ TEST_CASE("memory_used goes up and down, and the cap holds") {
   CHECK(sb.memory_used() < with_big - (2 << 20) + 4096);
 
   // A bomb fails, and the memory comes back once it is garbage.
-  CHECK(Contains(Run(sb, "local t = {} while true do t[#t + 1] = {} end").message(),
+  CHECK(Contains(Run(sb, "local t = {} while true do t[#t + 1] = {} end", 10'000'000).message(),
                  "not enough memory"));
   CHECK(sb.memory_used() <= kMemory);
   lua_gc(sb.L(), LUA_GCCOLLECT);
@@ -430,9 +550,20 @@ namespace {
 // Stands in for a host call that waits (guardian.sleep): yields to the host.
 int HostWait(lua_State* L) { return lua_yield(L, 0); }
 
+// Makes host.sleep() (HostWait) a global of `sb`.
+void InstallHost(Sandbox& sb) {
+  lua_State* L = sb.L();
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, HostWait);
+  lua_setfield(L, -2, "sleep");
+  sb.SetReadOnlyGlobal("host");
+}
+
 // Runs `code` as a phase the way the host does: a thread from lua_newthread, lua_resume until
-// it stops yielding. Returns the final lua_resume status and stores the error message.
-int RunPhase(Sandbox& sb, const char* code, int64_t budget, std::string* error, int* resumes) {
+// it stops yielding, `between` run before each resume (the loop's other work). Returns the
+// final lua_resume status and stores the error message.
+int RunPhase(Sandbox& sb, const char* code, int64_t budget, std::string* error, int* resumes,
+             const std::function<void()>& between = {}) {
   lua_State* L = sb.L();
   lua_State* thread = lua_newthread(L);
   const int ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -442,7 +573,9 @@ int RunPhase(Sandbox& sb, const char* code, int64_t budget, std::string* error, 
   int status = LUA_YIELD;
   *resumes = 0;
   while (status == LUA_YIELD && *resumes < 100000) {
+    if (between) between();
     int nres = 0;
+    sb.Resuming();
     status = lua_resume(thread, L, 0, &nres);
     ++*resumes;
     if (status == LUA_YIELD) lua_pop(thread, nres);
@@ -456,11 +589,7 @@ int RunPhase(Sandbox& sb, const char* code, int64_t budget, std::string* error, 
 
 TEST_CASE("threads made by the host are bound by the same budget") {
   Sandbox sb(kMemory);
-  lua_State* L = sb.L();
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, HostWait);
-  lua_setfield(L, -2, "sleep");
-  sb.SetReadOnlyGlobal("host");
+  InstallHost(sb);
 
   std::string error;
   int resumes = 0;
@@ -493,10 +622,417 @@ TEST_CASE("threads made by the host are bound by the same budget") {
   ExpectHealthy(sb);
 }
 
+TEST_CASE("what the loop computes while a phase waits is not charged to the phase") {
+  Sandbox sb(kMemory);
+  InstallHost(sb);
+  std::string error;
+  int resumes = 0;
+  // Between two resumes the loop does 50 ms of other work on this thread: 500,000
+  // instructions' worth of CPU if the phase were charged for it.
+  const int status =
+      RunPhase(sb, "for i = 1, 3 do host.sleep() for j = 1, 2000 do end end return 'done'", 100'000,
+               &error, &resumes, [] {
+                 const int64_t until = NowMs() + 50;
+                 volatile uint64_t spin = 0;
+                 while (NowMs() < until) spin = spin + 1;
+               });
+  CHECK_MESSAGE(status == LUA_OK, error);
+  CHECK(resumes == 4);
+  CHECK(sb.tripped().empty());
+}
+
 TEST_CASE("a tiny cap still creates the state and refuses the script") {
   Sandbox sb(1024);
   CHECK(sb.memory_used() > 1024);  // the libraries opened at creation are never refused
   const Status s = Run(sb, "local t = {} for i = 1, 100 do t[i] = {} end");
   CHECK_FALSE(s.ok());
   CHECK(Contains(s.message(), "not enough memory"));
+}
+
+namespace {
+// Defined in both states of the pattern comparison: renders values (and an error) as text.
+constexpr const char* kRenderPrelude = R"lua(
+  local function render(...)
+    local out = {}
+    for i = 1, select('#', ...) do
+      local v = select(i, ...)
+      out[#out + 1] = type(v) .. ':' .. tostring(v)
+    end
+    return table.concat(out, ' ')
+  end
+  -- Every step of a gmatch iterator, at most 100.
+  local function steps(iter)
+    local out = {}
+    for _ = 1, 100 do
+      local r = table.pack(iter())
+      if r.n == 0 or r[1] == nil then break end
+      out[#out + 1] = '{' .. render(table.unpack(r, 1, r.n)) .. '}'
+    end
+    return table.concat(out, ' ')
+  end
+  local bytes = {}
+  for i = 0, 255 do bytes[#bytes + 1] = string.char(i) end
+  local ALL = table.concat(bytes)
+  return function(expr_fn) return render(pcall(expr_fn, render, steps, ALL)) end
+)lua";
+
+// Evaluates `expr` (which may use render, steps and ALL, all 256 bytes) in `L` as `chunk`;
+// returns the rendered results of pcall(expr).
+std::string Evaluate(lua_State* L, const std::string& expr, bool sandboxed, Sandbox* sb) {
+  const std::string code = std::string(kRenderPrelude);
+  const std::string call =
+      "local render, steps, ALL = ... return " + expr;  // compiled as its own chunk
+  std::string out;
+  auto load = [&](const std::string& text, const char* name) {
+    if (sandboxed) return sb->Load(text, name);
+    const int rc = luaL_loadbuffer(L, text.data(), text.size(), (std::string("@") + name).c_str());
+    return rc == LUA_OK ? Status::OK() : Status::Aborted(lua_tostring(L, -1));
+  };
+  const int top = lua_gettop(L);
+  Status s = load(code, "prelude");
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  if (sandboxed) {
+    sb->Arm(100'000'000, 0);
+    s = sb->PCall(0, 1);
+  } else {
+    s = lua_pcall(L, 0, 1, 0) == LUA_OK ? Status::OK() : Status::Aborted(lua_tostring(L, -1));
+  }
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  s = load(call, "cases");
+  REQUIRE_MESSAGE(s.ok(), s.message() << " in " << expr);
+  if (sandboxed) {
+    s = sb->PCall(1, 1);
+    sb->Disarm();
+  } else {
+    s = lua_pcall(L, 1, 1, 0) == LUA_OK ? Status::OK() : Status::Aborted(lua_tostring(L, -1));
+  }
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  out = lua_tostring(L, -1);
+  lua_settop(L, top);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("the bounded pattern functions agree with Lua's own") {
+  Sandbox sb(kMemory);
+  lua_State* stock = luaL_newstate();
+  luaL_openlibs(stock);
+  const char* cases[] = {
+      // Anchors and init.
+      "('hello world'):find('^hello')",
+      "('hello world'):find('^world')",
+      "('hello'):match('o$')",
+      "('hel$lo'):match('l$l')",
+      "('abc'):find('b$')",
+      "('abc'):find('^')",
+      "('abc'):find('$')",
+      "('abc'):match('^(a)(.-)$')",
+      "('abcabc'):find('b', 3)",
+      "('abc'):find('b', -1)",
+      "('abc'):find('c', -10)",
+      "('abc'):find('', 4)",
+      "('abc'):find('', 5)",
+      "('abc'):match('^b', 2)",
+      "('abc'):match('^b')",
+      "('aaa'):find('^a', 2)",
+      "('abc'):find('x*', 10)",
+      "string.find('', '')",
+      "string.find('', '^$')",
+      "string.match('', '.')",
+      // Every class, and its complement, over all 256 bytes.
+      "ALL:gsub('%a+', '<%0>')",
+      "ALL:gsub('%A+', '<%0>')",
+      "ALL:gsub('%c+', '<%0>')",
+      "ALL:gsub('%C+', '<%0>')",
+      "ALL:gsub('%d+', '<%0>')",
+      "ALL:gsub('%D+', '<%0>')",
+      "ALL:gsub('%g+', '<%0>')",
+      "ALL:gsub('%G+', '<%0>')",
+      "ALL:gsub('%l+', '<%0>')",
+      "ALL:gsub('%L+', '<%0>')",
+      "ALL:gsub('%p+', '<%0>')",
+      "ALL:gsub('%P+', '<%0>')",
+      "ALL:gsub('%s+', '<%0>')",
+      "ALL:gsub('%S+', '<%0>')",
+      "ALL:gsub('%u+', '<%0>')",
+      "ALL:gsub('%U+', '<%0>')",
+      "ALL:gsub('%w+', '<%0>')",
+      "ALL:gsub('%W+', '<%0>')",
+      "ALL:gsub('%x+', '<%0>')",
+      "ALL:gsub('%X+', '<%0>')",
+      "ALL:gsub('%z+', '<%0>')",
+      "ALL:gsub('%.', '!')",
+      "ALL:gsub('.', '')",
+      "ALL:gsub('%%', '!')",
+      // Sets: ranges, negation, classes inside, ']' and '-' as members.
+      "ALL:gsub('[a-f]+', '<%0>')",
+      "ALL:gsub('[^a-f]+', '<%0>')",
+      "ALL:gsub('[%d_]+', '<%0>')",
+      "ALL:gsub('[^%s%d]+', '<%0>')",
+      "('a]b'):match('[]]')",
+      "('a]b'):match('[^]]+')",
+      "('a-b'):match('[a-]+')",
+      "('-ab'):match('[-a]+')",
+      "('x]y'):match('[%]]')",
+      "('az-'):gsub('[%a-z]', '.')",
+      "('%5a'):gsub('[a-%d]', '.')",
+      "ALL:gsub('[\\0-\\31]+', '<%0>')",
+      "ALL:gsub('[\\128-\\255]+', '<%0>')",
+      "('^x'):match('[%^x]+')",
+      "('a^b'):match('[b^]+')",
+      "('x'):find('[]')",
+      "('x'):find('[^]')",
+      "('x'):find('[a')",
+      "('x'):find('[a%')",
+      "('x'):find('[%a')",
+      // Quantifiers.
+      "('aaab'):match('a*')",
+      "('aaab'):match('a+b')",
+      "('aaab'):match('a-b')",
+      "('aaab'):match('a?a?b')",
+      "('b'):match('a*b')",
+      "('b'):match('a+b')",
+      "('<a><b>'):match('<(.-)>')",
+      "('<a><b>'):match('<(.*)>')",
+      "('  x  '):match('^%s*(.-)%s*$')",
+      "('aaa'):match('a-$')",
+      "('aaa'):match('^a-')",
+      "('xyz'):match('.-')",
+      "('xyz'):match('.*')",
+      "('abab'):match('[ab]*b')",
+      "('2024-01-15'):match('(%d+)-(%d+)-(%d+)')",
+      "('path/to/f.txt'):match('([^/]+)$')",
+      "('path/to/f.txt'):match('^(.*)/')",
+      "('aaa'):find('a-a-a-a')",
+      "('x+y'):match('x+y')",
+      "('a*b'):match('a%*b')",
+      "('a.b'):match('a%.b')",
+      "('f(x)'):match('%((.)%)')",
+      // Captures, position captures, nesting, errors.
+      "('hello world'):match('(h)(e)(l)(l)(o)')",
+      "('key = value'):match('(%w+)%s*=%s*(%w+)')",
+      "('hello'):match('()ll()')",
+      "('hello'):find('()ll()')",
+      "('abcd'):match('((a)(b))')",
+      "('abc'):match('()')",
+      "('abc'):find('(b)(c)')",
+      "('abc'):match('(a')",
+      "('abc'):match('a)')",
+      "('abc'):match('(()')",
+      "('x'):match(('()'):rep(32))",
+      "('x'):match(('()'):rep(33))",
+      "('abc'):match('((((((((((((((((((((((((((((((((a))))))))))))))))))))))))))))))))')",
+      "('abc'):match('(.)(.)(.)')",
+      "('aaa'):match('(a*(.))')",
+      // %b and %f.
+      "('f(a(b)c)d'):match('%b()')",
+      "('[[x]]'):match('%b[]')",
+      "('((('):match('%b()')",
+      "('x'):match('%b')",
+      "('x'):match('%bx')",
+      "('aXbYc'):match('%bXY')",
+      "('xx'):match('%bxx')",
+      "('(a)(b)'):gsub('%b()', '#')",
+      "('THE (quick) fox'):gsub('%f[%a]%a+', 'W')",
+      "('hello world'):find('%f[%w]%w+', 2)",
+      "('abc def'):gsub('%f[%W]', '|')",
+      "('abc'):gsub('%f[%w]', '|')",
+      "('x'):match('%f')",
+      "('x'):match('%fa')",
+      "('x'):match('%f[a')",
+      "('a\\0b'):gsub('%f[%z]', '|')",
+      "('ab'):gsub('%f[\\0]', '|')",
+      // Back-references.
+      "([[say \"hi\" and 'yo']]):match([[([\"'])(.-)%1]])",
+      "('abab'):match('(ab)%1')",
+      "('abac'):match('(ab)%1')",
+      "('aa'):match('(a)%2')",
+      "('x'):match('%0')",
+      "('x'):match('%1')",
+      "('ab'):match('()%1')",
+      "('aa'):match('(a%1)')",
+      "('xyzxyz'):find('(x(y)z)%2')",
+      // gsub: string, number, table and function replacements, n, anchors, empty matches.
+      "('hello world'):gsub('o', '0')",
+      "('aaa'):gsub('a', 'b', 2)",
+      "('aaa'):gsub('a', 'b', 0)",
+      "('aaa'):gsub('a', 'b', -1)",
+      "('abc'):gsub('', '-')",
+      "('abc'):gsub('x*', '-')",
+      "('hello world'):gsub('(%w+)', '<%1>')",
+      "('hello world'):gsub('%w+', '%0 %0', 1)",
+      "('abc'):gsub('%w', '%%')",
+      "('abc'):gsub('%w', '%1')",
+      "('abc'):gsub('%w', '%2')",
+      "('abc'):gsub('%w', '%')",
+      "('abc'):gsub('%w', '%x')",
+      "('abc'):gsub('()b', '%1')",
+      "('abc'):gsub('b', 5)",
+      "('abc'):gsub('b', 5.5)",
+      "('abc'):gsub('^a', 'x')",
+      "('aaa'):gsub('^a', 'x')",
+      "('hello'):gsub('l*', '-')",
+      "('abc'):gsub('$', '!')",
+      "('$name is $age'):gsub('%$(%w+)', {name = 'Bob', age = 42})",
+      "('$name $x'):gsub('%$(%w+)', {name = 'Bob'})",
+      "('abc'):gsub('.', {a = 1, b = true})",
+      "('abc'):gsub('.', {a = false})",
+      "('1 2 3'):gsub('%d', function(d) return d * 2 end)",
+      "('a b'):gsub('%a', function() return nil end)",
+      "('a b'):gsub('%a', function() return false end)",
+      "('a b'):gsub('%a', function() return {} end)",
+      "('k=v'):gsub('(%w)=(%w)', function(k, v) return v .. '=' .. k end)",
+      "('abc'):gsub('()', function(p) return p end)",
+      "('abc'):gsub('x', true)",
+      "('abc'):gsub('x')",
+      "('a,b,,c'):gsub(',', ';')",
+      "('CamelCaseString'):gsub('(%u)', ' %1')",
+      "('  trim  '):gsub('^%s+', '')",
+      "('x'):gsub('x', '%0%0%0')",
+      "('a\\0b'):gsub('\\0', 'Z')",
+      // gmatch, with and without captures, anchors (a '^' is literal here) and init.
+      "steps(('one two  three'):gmatch('%a+'))",
+      "steps(('k1=v1, k2=v2'):gmatch('(%w+)=(%w+)'))",
+      "steps(('abc'):gmatch(''))",
+      "steps(('^a^a'):gmatch('^a'))",
+      "steps(('aaa'):gmatch('^a'))",
+      "steps(('hello'):gmatch('()l'))",
+      "steps(('abcabc'):gmatch('a', 2))",
+      "steps(('abcabc'):gmatch('a', -3))",
+      "steps(('abc'):gmatch('x*'))",
+      "steps(('abc'):gmatch('.', 10))",
+      "steps(('a,b,,c'):gmatch('([^,]*)'))",
+      "steps(('x'):gmatch('[a'))",
+      // Plain find.
+      "('a.b'):find('.', 1, true)",
+      "('a+b'):find('+', 1, true)",
+      "('aaa'):find('aa', 2, true)",
+      "('abc'):find('', 2, true)",
+      "('abc'):find('abcd', 1, true)",
+      "('a\\0b'):find('\\0', 1, true)",
+      "('a\\0b'):find('\\0b')",
+      "('abcabc'):find('ca')",
+      "('abc'):find('c', 4, true)",
+      "('xaaab'):find('aab', 1, true)",
+      "('abc'):find('[', 1, true)",
+      // Bad arguments.
+      "string.find(nil, 'x')",
+      "string.find('x', nil)",
+      "string.find('x', 'x', 'y')",
+      "string.gsub('x', 'x', 'y', 'z')",
+      "steps(string.gmatch(1, 2))",
+      "string.match(12345, 3)",
+      // Recursion depth.
+      "('a'):rep(300):match(('a?'):rep(300))",
+      "('a'):rep(100):match(('a?'):rep(100))",
+  };
+  for (const char* expr : cases) {
+    const std::string ours = Evaluate(sb.L(), expr, true, &sb);
+    const std::string theirs = Evaluate(stock, expr, false, nullptr);
+    CHECK_MESSAGE(ours == theirs, std::string(expr)
+                                      << "\n  sandbox: " << ours << "\n  stock:   " << theirs);
+  }
+
+  // Then random short patterns over a small alphabet of items (well formed or not) on random
+  // short subjects, the same sequence in both states: one line per pair.
+  const std::string random_pairs = R"lua((function()
+    local seed = 20240611
+    local function pick(list)
+      seed = (seed * 1103515245 + 12345) % 2147483648
+      return list[seed % #list + 1]
+    end
+    local items = {'a', 'b', '.', '%a', '%d', '%s', '[ab]', '[^a]', '[a-c]', '(', ')', '()',
+                   '%1', '%2', '%b()', '%f[a]', '%f[%s]', '^', '$', '*', '+', '-', '?', '%',
+                   '[', ']', 'x', '1', ' '}
+    local chars = {'a', 'b', '(', ')', '1', 'x', ' ', 'c'}
+    local sizes = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+    local out = {}
+    for i = 1, 4000 do
+      local p, s = {}, {}
+      for j = 1, pick(sizes) % 6 + 1 do p[j] = pick(items) end
+      for j = 1, pick(sizes) do s[j] = pick(chars) end
+      p, s = table.concat(p), table.concat(s)
+      out[#out + 1] = string.format('%q %q | %s | %s | %s | %s', s, p,
+          render(pcall(string.find, s, p)), render(pcall(string.match, s, p, 2)),
+          render(pcall(string.gsub, s, p, '<%0>')),
+          render(pcall(function() return steps(s:gmatch(p)) end)))
+    end
+    return table.concat(out, '\n')
+  end)())lua";
+  const std::string ours = Evaluate(sb.L(), random_pairs, true, &sb);
+  const std::string theirs = Evaluate(stock, random_pairs, false, nullptr);
+  size_t line_start = 0;
+  size_t differs = 0;
+  while (differs < ours.size() && differs < theirs.size() && ours[differs] == theirs[differs]) {
+    if (ours[differs] == '\n') line_start = differs + 1;
+    ++differs;
+  }
+  CHECK_MESSAGE(ours == theirs,
+                "first difference, in the line:\n  sandbox: "
+                    << ours.substr(line_start, ours.find('\n', line_start) - line_start)
+                    << "\n  stock:   "
+                    << theirs.substr(line_start, theirs.find('\n', line_start) - line_start));
+  CHECK(std::count(ours.begin(), ours.end(), '\n') == 3999);
+  lua_close(stock);
+}
+
+TEST_CASE("pattern matching is charged to the budget: backtracking stops, normal use fits") {
+  Sandbox sb(kMemory);
+  // With Lua's own matcher each of these ran in C for hours, beyond the hook's reach.
+  const Attack attacks[] = {
+      {"return ('a'):rep(1e5):find('.-.-.-.-.-.-.-b')",
+       "attack.lua:1: instruction budget exceeded (1000000) matching a pattern in string.find"},
+      {"return string.rep('a', 28):match(string.rep('a?', 28) .. string.rep('a', 28))",
+       "instruction budget exceeded (1000000) matching a pattern in string.match"},
+      {"return ('a'):rep(5000):gsub('.-.-b', 'x')",
+       "instruction budget exceeded (1000000) matching a pattern in string.gsub"},
+      {"for w in ('a'):rep(5000):gmatch('.-.-b') do end",
+       "instruction budget exceeded (1000000) matching a pattern in string.gmatch"},
+      {"return ('('):rep(1e5):find('%b()%b()%b()')", "matching a pattern in string.find"},
+      {"local s = ('ab'):rep(2e4) return s:match('(.-)%1%1%1x')",
+       "matching a pattern in string.match"},
+      {"return ('a'):rep(1e6):find(('a'):rep(1e4) .. 'b', 1, true)",
+       "matching a pattern in string.find"},
+      {"return ('a'):rep(1e6):find(('a'):rep(1e4) .. 'b')", "matching a pattern in string.find"},
+      // pcall cannot swallow it: every later instruction raises again.
+      {"while true do pcall(string.find, ('a'):rep(1e4), '.-.-.-b') end",
+       "instruction budget exceeded (1000000) matching a pattern in string.find"},
+      {"local n = 0 while true do n = n + select('#', pcall(string.match, ('a'):rep(2e3), "
+       "'.-.-b')) end",
+       "instruction budget exceeded"},
+      {"return ('x'):match(('x'):rep(5000))",
+       "string.match: pattern too long (5000 bytes; the playbook sandbox allows 4096)"},
+      {"return ('x'):gsub(('%d'):rep(2049), '')", "string.gsub: pattern too long"},
+      {"return ('x'):gmatch(('.'):rep(4097))", "string.gmatch: pattern too long"},
+  };
+  for (const Attack& a : attacks) {
+    const int64_t start = NowMs();
+    ExpectStopped(sb, a.code, a.expected);
+    CHECK_MESSAGE(NowMs() - start < 3000, a.code);
+  }
+
+  // What playbooks do with patterns costs a small part of the budget, also on a 1 MB subject.
+  const Status s = Run(sb, R"lua(
+    local text = ('line of a log file\n'):rep(60000) .. 'port: 8080\n'
+    assert(#text > 1e6)
+    assert(text:match('port: (%d+)') == '8080')
+    assert(text:find('port:', 1, true) == #text - 10)
+    local lines = 0
+    for _ in text:sub(1, 19000):gmatch('[^\n]+') do lines = lines + 1 end
+    assert(lines == 1000)
+    assert(select(2, text:sub(1, 19000):gsub('\n', '')) == 1000)
+    assert(('12|active|300'):match('^(%d+)|(%a+)|(%d+)$') == '12')
+    assert(('x'):rep(4096):match(('x'):rep(4096)))
+  )lua");
+  CHECK_MESSAGE(s.ok(), s.message());
+
+  // A wall-clock deadline stops a match that has budget to spare.
+  const int64_t start = NowMs();
+  const Status late =
+      Run(sb, "return ('a'):rep(1e5):find('.-.-.-.-.-.-.-b')", int64_t{1} << 60, NowMs() + 100);
+  CHECK_MESSAGE(
+      Contains(late.message(), "phase deadline exceeded matching a pattern in string.find"),
+      late.message());
+  CHECK(NowMs() - start < 3000);
+  ExpectHealthy(sb);
 }
