@@ -163,22 +163,14 @@ struct SandboxLib {
     }
   }
 
-  // A memory error (on top) reached a pcall or xpcall. If the cap refused what a full
-  // collection does not make room for, it ends the run like a budget trip: raised again now
-  // and at every instruction after, so catching it cannot keep a script going. Lua's own
-  // allocations collect and try again before they fail (refused twice); lauxlib's buffers
-  // (string.rep, table.concat, gsub) fail at once, so collect here and see if it would fit.
+  // A memory error (on top) reached a pcall or xpcall: it ends the run like a budget trip,
+  // raised again now and at every instruction after, so catching it cannot keep a script
+  // going. (Lua's own allocations collect garbage before they fail; lauxlib's buffers do not,
+  // so near the cap one can fail where a collection would have made room. Telling that apart
+  // here is not possible: by now the unwinding has freed the script's own data too.)
   static void CheckMemoryError(lua_State* L, int status) {
     Sandbox* self = From(L);
     if (!self->armed_ || status != LUA_ERRMEM) return;
-    bool real = self->refused_twice_;
-    if (!real) {
-      lua_gc(L, LUA_GCCOLLECT);
-      real = self->refused_growth_ > self->limit_ - self->used_;
-    }
-    self->refused_twice_ = false;
-    self->refused_growth_ = 0;
-    if (!real) return;  // "not enough memory" that memory now allows: an ordinary error
     if (!self->trip_) {
       char message[sizeof self->trip_message_];
       std::snprintf(message, sizeof message, "memory cap exceeded (%lld bytes)",
@@ -688,14 +680,7 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
   }
   if (nsize > old_size && self->enforce_limit_) {
     const int64_t room = self->limit_ - self->used_;
-    if (room < 0 || nsize - old_size > static_cast<uint64_t>(room)) {
-      // Lua's core asks again, the same, after an emergency collection.
-      self->refused_twice_ = self->refused_ptr_ == ptr && self->refused_size_ == nsize;
-      self->refused_ptr_ = ptr;
-      self->refused_size_ = nsize;
-      self->refused_growth_ = static_cast<int64_t>(nsize - old_size);
-      return nullptr;
-    }
+    if (room < 0 || nsize - old_size > static_cast<uint64_t>(room)) return nullptr;
   }
   void* block = std::realloc(ptr, nsize);
   if (block == nullptr) {
@@ -705,7 +690,6 @@ void* Sandbox::Alloc(void* ud, void* ptr, size_t osize, size_t nsize) {
     return ptr;
   }
   self->used_ += static_cast<int64_t>(nsize) - static_cast<int64_t>(old_size);
-  if (nsize > old_size) self->refused_size_ = 0;  // whatever comes next is not a retry
   if (nsize > old_size && self->armed_ && !self->trip_) {
     self->alloc_uncharged_ += static_cast<int64_t>(nsize - old_size);
     if (self->alloc_uncharged_ >= kAllocChargeEvery) SandboxLib::ChargeAllocation(self);
@@ -794,9 +778,6 @@ void Sandbox::Arm(int64_t max_instructions, int64_t deadline_mono_ms, lua_State*
   armed_thread_ = thread;
   alloc_uncharged_ = 0;
   Resuming();
-  refused_size_ = 0;
-  refused_twice_ = false;
-  refused_growth_ = 0;
   trip_ = false;
   trip_message_[0] = '\0';
   tripped_.clear();

@@ -21,7 +21,7 @@
 // (one per 16 bytes), errors a pcall catches (1000 each), and slow instructions by the CPU time
 // the hook sees they took. Memory: an accounting allocator that refuses growth past the cap (Lua
 // raises "not enough memory") and never refuses a shrink; a memory error a pcall or xpcall
-// catches trips like the budget unless a full collection makes room. string.rep("", n) returns
+// catches trips like the budget. string.rep("", n) returns
 // at once instead of looping n times to build "".
 //
 // For the host: a thread killed by a trip must not be passed to lua_resetthread (its pending
@@ -115,12 +115,6 @@ class Sandbox {
   int64_t mono_mark_ns_ = 0;
   int64_t cpu_mark_ns_ = 0;
   int64_t counted_since_cpu_mark_ = 0;
-  // The cap's last refusal: the request (to tell Lua's retry), whether it was the retry, and
-  // how much it would have grown.
-  const void* refused_ptr_ = nullptr;
-  size_t refused_size_ = 0;
-  bool refused_twice_ = false;
-  int64_t refused_growth_ = 0;
   // The trip decision lives in plain members so the hook never needs to allocate to make it.
   bool trip_ = false;
   char trip_message_[128] = {};

@@ -125,10 +125,11 @@ local attempts = {
     while true do t[#t + 1] = table.concat(parts) end
   end,
   ["memory-in-pcall"] = function()
+    local chunk = ("x"):rep(1 << 16)
     while true do
       pcall(function()
         local t = {}
-        while true do t[#t + 1] = ("x"):rep(999) .. #t end
+        while true do t[#t + 1] = chunk .. #t end
       end)
     end
   end,
