@@ -441,11 +441,9 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
     std::string fault = body["fault"].get<std::string>();
     int64_t after = body.value("after", int64_t{0});
     int64_t count = body.contains("count") ? body["count"].get<int64_t>() : -1;
-    nlohmann::json out = backend_.debug_store_fault(fault, after, count);
-    if (out.is_null()) {
-      return respond(
-          ErrorResponse(400, "fault must be one of none, enospc, eio, short_write, fsync_eio"));
-    }
+    nlohmann::json out;
+    Status s = backend_.debug_store_fault(fault, after, count, &out);
+    if (!s.ok()) return fail(s);
     return respond(JsonResponse(200, out));
   }
   static const std::regex kCheckAction("^/v1/checks/([a-z0-9_-]{1,64})/(hold|release|run)$");

@@ -37,9 +37,9 @@ struct ApiBackend {
   // Test builds only (GUARDIAN_TEST_HOOKS): stalls the loop or the store thread for `ms`, so
   // tests can see the watchdog withhold its pings. Empty otherwise: the route is a 404.
   std::function<Status(const std::string& where, int64_t ms)> debug_stall;
-  // Test builds only: sets the store's fault plan (daemon/fault_vfs.h); answers what the
+  // Test builds only: sets the store's fault plan (daemon/fault_vfs.h); `out` says what the
   // seam has seen. Empty otherwise: the route is a 404.
-  std::function<nlohmann::json(const std::string& fault, int64_t after, int64_t count)>
+  std::function<Status(const std::string& fault, int64_t after, int64_t count, nlohmann::json* out)>
       debug_store_fault;
 };
 

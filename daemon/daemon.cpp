@@ -551,16 +551,19 @@ ApiBackend Daemon::MakeApiBackend() {
     }
     return Status::OK();
   };
-  b.debug_store_fault = [](const std::string& fault, int64_t after, int64_t count) {
+  b.debug_store_fault = [](const std::string& fault, int64_t after, int64_t count,
+                           nlohmann::json* out) {
     FaultPlan plan;
-    if (!ParseFaultKind(fault, &plan.kind)) return nlohmann::json();
+    Status s = ParseFaultKind(fault, &plan.kind);
+    if (!s.ok()) return s;
     plan.after = after;
     plan.count = count;
     spdlog::warn("debug: store fault {} (after {}, count {}) on request", fault, after, count);
     SetFaultPlan(plan);
     FaultStats st = CurrentFaultStats();
-    return nlohmann::json{{"fault", fault},      {"after", after},    {"count", count},
-                          {"writes", st.writes}, {"syncs", st.syncs}, {"injected", st.injected}};
+    *out = {{"fault", fault},      {"after", after},    {"count", count},
+            {"writes", st.writes}, {"syncs", st.syncs}, {"injected", st.injected}};
+    return Status::OK();
   };
 #endif
   return b;

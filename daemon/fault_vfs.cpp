@@ -217,11 +217,6 @@ void SetFaultPlan(const FaultPlan& plan) {
   g_plan = plan;
 }
 
-FaultPlan CurrentFaultPlan() {
-  std::lock_guard<std::mutex> lock(g_mu);
-  return g_plan;
-}
-
 FaultStats CurrentFaultStats() {
   std::lock_guard<std::mutex> lock(g_mu);
   return g_stats;
@@ -239,20 +234,16 @@ constexpr KindName kKindNames[] = {{FaultKind::kNone, "none"},
                                    {FaultKind::kFsyncError, "fsync_eio"}};
 }  // namespace
 
-bool ParseFaultKind(const std::string& name, FaultKind* out) {
+Status ParseFaultKind(const std::string& name, FaultKind* out) {
+  std::string names;
   for (const auto& k : kKindNames) {
     if (name == k.name) {
       *out = k.kind;
-      return true;
+      return Status::OK();
     }
+    names += std::string(names.empty() ? "" : ", ") + k.name;
   }
-  return false;
-}
-
-const char* FaultKindName(FaultKind kind) {
-  for (const auto& k : kKindNames)
-    if (k.kind == kind) return k.name;
-  return "?";
+  return Status::InvalidArgument("fault must be one of " + names);
 }
 
 }  // namespace guardian

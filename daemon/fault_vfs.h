@@ -35,11 +35,9 @@ struct FaultStats {
 // Registers the VFS (not as the default); safe to call more than once.
 Status RegisterFaultVfs();
 void SetFaultPlan(const FaultPlan& plan);
-FaultPlan CurrentFaultPlan();
 FaultStats CurrentFaultStats();
 
-// "enospc", "eio", "short_write", "fsync_eio", "none"; false for anything else.
-bool ParseFaultKind(const std::string& name, FaultKind* out);
-const char* FaultKindName(FaultKind kind);
+// "enospc", "eio", "short_write", "fsync_eio", "none"; anything else is an error naming them.
+Status ParseFaultKind(const std::string& name, FaultKind* out);
 
 }  // namespace guardian

@@ -110,29 +110,34 @@ void StoreThread::RunJob(Job job) {
 }
 
 void StoreThread::Buffer(Job job) {
-  std::lock_guard<std::mutex> lock(mu_);
+  bool first = buffered_.empty();
+  std::string last_error;
   if (static_cast<int64_t>(buffered_.size()) >= max_pending_) {
+    std::lock_guard<std::mutex> lock(mu_);
     ++health_.dropped;
     job.result = Status::IOError("the store cannot write (" + health_.last_error + ") and " +
                                  std::to_string(max_pending_) +
                                  " writes already wait in memory; this one is dropped");
   } else {
-    if (buffered_.empty()) {
+    buffered_.push_back(std::move(job.work));
+    job.result = Status::OK();  // buffered: the caller goes on
+    if (first) retry_at_us_ = NowUs() + kRetryMs * 1000;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (first) {
       health_.degraded = true;
       health_.degraded_since = SystemClock::Get()->WallMs();
-      retry_at_us_ = NowUs() + kRetryMs * 1000;
-      spdlog::warn(
-          "store degraded: the disk refuses writes ({}); journal writes wait in memory "
-          "(up to {}) and are retried every {} ms",
-          health_.last_error, max_pending_, kRetryMs);
+      last_error = health_.last_error;
     }
-    buffered_.push_back(std::move(job.work));
     health_.pending = static_cast<int64_t>(buffered_.size());
-    job.result = Status::OK();  // buffered: the caller goes on
   }
-  job.finished_us = NowUs();
-  finished_.push_back(std::move(job));
-  uv_async_send(&async_);
+  // Logged outside mu_: the loop reads health() under it and must not wait on the log.
+  if (first && job.result.ok()) {
+    spdlog::warn(
+        "store degraded: the disk refuses writes ({}); journal writes wait in memory "
+        "(up to {}) and are retried every {} ms",
+        last_error, max_pending_, kRetryMs);
+  }
+  Finish(std::move(job));
 }
 
 void StoreThread::Flush() {
@@ -157,12 +162,16 @@ void StoreThread::Flush() {
     buffered_.pop_front();
     ++written;
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  int64_t since;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    since = health_.degraded_since;
+    health_.degraded = false;
+    health_.pending = 0;
+    health_.degraded_since = 0;
+  }
   spdlog::info("store recovered: {} buffered journal writes written after {} ms", written,
-               SystemClock::Get()->WallMs() - health_.degraded_since);
-  health_.degraded = false;
-  health_.pending = 0;
-  health_.degraded_since = 0;
+               SystemClock::Get()->WallMs() - since);
 }
 
 void StoreThread::WriteRefused(const Status& s) {

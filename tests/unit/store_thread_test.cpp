@@ -146,7 +146,7 @@ TEST_CASE("journal writes the disk refuses wait in memory, in order, and land wh
     f.JournalIncident("before", &first);
 
     FaultPlan plan;
-    REQUIRE(ParseFaultKind(name, &plan.kind));
+    REQUIRE(ParseFaultKind(name, &plan.kind).ok());
     SetFaultPlan(plan);
     std::vector<int64_t> during(3);
     for (auto& id : during) f.JournalIncident("during", &id);  // each `done` said OK
