@@ -1,5 +1,5 @@
-"""db_corruption on the real demo stack: the app's live database corrupted in place (pages in
-the middle overwritten, the header zeroed, the file cut short, a stale -wal put back beside it). Guardian sees it, keeps the
+"""db_corruption on the real demo stack: the app's live database corrupted in place (its items table's
+page overwritten, the header zeroed, the file cut short, a stale -wal put back beside it). Guardian sees it, keeps the
 broken files aside, restores its newest verified backup, has the app reopen it, and the incident
 says what was restored and how old it was; the app serves the rows written before that backup
 again."""
@@ -62,7 +62,7 @@ class DbCorruptionTest(StackTestCase):
         self.wait_for(lambda: self.app_get("/readyz")["ready"], TIMEOUT_S, "the app ready")
         return fault, inc
 
-    def test_pages_overwritten_in_the_middle(self):
+    def test_table_page_overwritten(self):
         before = self.prepare()
         _, inc = self.heal_and_check("pages", before)
         self.assertIn("quick_check", inc["evidence"] + " ".join(s["message"] for s in inc["steps"]))
