@@ -500,9 +500,12 @@ void Service::KillGroup(int sig) {
     ::kill(-pid, sig);
     ::kill(pid, sig);  // in case it left its group
   } else if (proc_->pidfd >= 0) {
-    // Adopted: the pidfd pins the very process that was verified; its group goes only while
-    // the leader is alive, so the group id is still its own.
-    if (::syscall(SYS_pidfd_send_signal, proc_->pidfd, sig, nullptr, 0) == 0) ::kill(-pid, sig);
+    // Adopted: the pidfd pins the very process that was verified. Its group is signalled only
+    // after the pidfd shows the leader still alive (signal 0), and before the leader is sent
+    // `sig`: signalled first, it could exit and be reaped (not by us) and free its pid as a
+    // group id for a stranger to take.
+    if (::syscall(SYS_pidfd_send_signal, proc_->pidfd, 0, nullptr, 0) == 0) ::kill(-pid, sig);
+    ::syscall(SYS_pidfd_send_signal, proc_->pidfd, sig, nullptr, 0);
   }
 }
 
