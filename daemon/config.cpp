@@ -103,12 +103,13 @@ constexpr std::string_view kDefaultsKeys[] = {"interval_ms", "debounce", "jitter
 constexpr std::string_view kBudgetKeys[] = {"max_actions", "window_ms"};
 constexpr std::string_view kRetryKeys[] = {"backoff_base_ms", "backoff_max_ms"};
 constexpr std::string_view kLimitsKeys[] = {"instructions", "memory_mb", "phase_timeout_ms"};
-constexpr std::string_view kCheckKeys[] = {"id",     "mode",      "interval_ms", "debounce",
-                                           "jitter", "target_ms", "playbook",    "retries",
-                                           "budget", "params",    "depends_on",  "targets"};
+constexpr std::string_view kCheckKeys[] = {
+    "id",     "mode",   "interval_ms", "debounce", "jitter", "target_ms", "playbook", "retries",
+    "budget", "params", "depends_on",  "targets",  "user",   "group",     "env"};
 constexpr std::string_view kServiceKeys[] = {
-    "name", "argv",    "cwd",           "env",          "status_file", "flags_file",     "output",
-    "port", "restart", "stop_grace_ms", "stop_on_exit", "cgroup",      "memory_limit_mb"};
+    "name", "argv",    "cwd",           "env",          "status_file", "flags_file",      "output",
+    "port", "restart", "stop_grace_ms", "stop_on_exit", "cgroup",      "memory_limit_mb", "user",
+    "group"};
 constexpr std::string_view kServicePortKeys[] = {"preferred", "range"};
 constexpr std::string_view kServiceRestartKeys[] = {"backoff_base_ms", "backoff_max_ms",
                                                     "healthy_after_ms"};
@@ -584,6 +585,92 @@ class Loader {
     return out;
   }
 
+  // ---- the processes spawned for a check or service ----------------------------------------
+
+  static bool ValidEnvName(const std::string& n) {
+    return !n.empty() && !std::isdigit(static_cast<unsigned char>(n[0])) &&
+           std::all_of(n.begin(), n.end(), [](char c) {
+             return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+           });
+  }
+
+  // A mapping of names to string values, each name checked by `valid` and written once
+  // (`fold`: compared without case).
+  template <typename Value>
+  bool ReadNamedValues(const Item& item, const std::string& what, bool (*valid)(const std::string&),
+                       bool fold, std::map<std::string, std::string>* out, Value value_of) {
+    if (!item.node.IsMap()) {
+      Error(item, "expected a mapping of " + what + ": value, got " + Describe(item.node));
+      return false;
+    }
+    bool ok = true;
+    std::map<std::string, int> first_line;
+    for (const auto& pair : item.node) {
+      YAML::Node key = pair.first;
+      if (!key.IsScalar()) {
+        Error(key.Mark(), item.path + ": keys must be plain names, got " + Describe(key));
+        ok = false;
+        continue;
+      }
+      const std::string& name = key.Scalar();
+      Item value = ValueItem(key, pair.second, Child(item.path, name));
+      if (!valid(name)) {
+        Error(key.Mark(), item.path + ": '" + name + "' is not a valid " + what);
+        ok = false;
+        continue;
+      }
+      auto [seen, inserted] = first_line.emplace(fold ? Lower(name) : name, key.Mark().line + 1);
+      if (!inserted) {
+        Error(key.Mark(), item.path + ": duplicate " + what + " '" + name + "' (first at line " +
+                              std::to_string(seen->second) + ")");
+        ok = false;
+        continue;
+      }
+      if (auto v = value_of(name, value)) {
+        (*out)[name] = std::move(*v);
+      } else {
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
+  // `env:` of a check or service: NAME: value, each value ${VAR}-expanded as paths are.
+  void ReadEnv(const Item& item, std::map<std::string, std::string>* env) {
+    ReadNamedValues(item, "environment variable name ([A-Za-z_][A-Za-z0-9_]*)", ValidEnvName, false,
+                    env, [this](const std::string&, const Item& value) {
+                      std::optional<std::string> v = String(value);
+                      return v ? Expand(value, *v) : v;
+                    });
+  }
+
+  // `user:` and `group:`, resolved now so that a name this host does not know is an error
+  // here, with its line, rather than a failed start later.
+  void ReadRunAs(const Entries& d, RunAs* out) {
+    RunAs r;
+    if (const Entry* e = Find(d, "user")) {
+      if (auto u = String(e->value)) {
+        Status s =
+            u->empty() ? Status::InvalidArgument("user name is empty") : ResolveRunAs(*u, "", &r);
+        if (!s.ok()) Error(e->value, s.message());
+      }
+    }
+    if (const Entry* e = Find(d, "group")) {
+      if (auto g = String(e->value)) {
+        int64_t gid = -1;
+        Status s =
+            g->empty() ? Status::InvalidArgument("group name is empty") : ResolveGroup(*g, &gid);
+        if (s.ok()) {
+          r.group = *g;
+          r.gid = gid;
+        } else {
+          Error(e->value, s.message());
+        }
+      }
+    }
+    *out = std::move(r);
+  }
+
   static Item SequenceItem(const Item& seq, size_t i) {
     YAML::Node n = seq.node[i];
     YAML::Mark m = ValidMark(n.Mark()) ? n.Mark() : seq.mark;
@@ -788,20 +875,8 @@ class Loader {
     if (const Entry* e = Find(*d, "cwd")) {
       if (auto p = Path(e->value)) s.cwd = *p;
     }
-    if (const Entry* e = FindContainer(*d, "env")) {
-      if (!e->value.node.IsMap()) {
-        Error(e->value, "expected a mapping of NAME: value, got " + Describe(e->value.node));
-      } else {
-        for (const auto& pair : e->value.node) {
-          YAML::Node key = pair.first;
-          Item value = ValueItem(key, pair.second, Child(e->value.path, key.Scalar()));
-          auto v = String(value);
-          if (v) {
-            if (auto x = Expand(value, *v)) s.env[key.Scalar()] = *x;
-          }
-        }
-      }
-    }
+    if (const Entry* e = FindContainer(*d, "env")) ReadEnv(e->value, &s.env);
+    ReadRunAs(*d, &s.run_as);
     if (const Entry* e = Find(*d, "status_file")) {
       if (auto p = Path(e->value)) s.status_file = *p;
     }
@@ -1200,6 +1275,8 @@ class Loader {
     }
 
     if (const Entry* e = FindContainer(*d, "budget")) ReadBudget(e->value, &c.budget);
+    if (const Entry* e = FindContainer(*d, "env")) ReadEnv(e->value, &c.env);
+    ReadRunAs(*d, &c.run_as);
 
     if (const Entry* e = FindContainer(*d, "depends_on")) {
       if (auto deps = StringList(e->value)) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "daemon/params.h"
+#include "daemon/run_as.h"
 
 namespace guardian {
 
@@ -65,6 +66,7 @@ struct ServiceConfig {
   std::vector<std::string> argv;           // argv[0] is a path, or a name looked up in PATH
   std::string cwd;                         // absolute; defaults to the config file's folder
   std::map<std::string, std::string> env;  // added to a minimal environment (PATH, LANG)
+  RunAs run_as;                            // `user`, `group`; nothing set: guardiand's own
   std::string status_file;  // where the service reports its state (JSON); empty = none
   std::string flags_file;   // where Guardian writes the service's control flags; empty = none
   std::string output;       // stdout and stderr go here; defaults to STATE_DIR/services/NAME.log
@@ -100,6 +102,10 @@ struct CheckConfig {
   // Checks whose failure explains this one's (a root cause such as the network): while one of
   // them is failing, this check's incident is linked to it and runs no playbook of its own.
   std::vector<std::string> depends_on;
+  // The programs its playbook starts (guardian.proc.run: on_fail, start, stop) run as this
+  // user and group, with a minimal environment plus `env`.
+  RunAs run_as;
+  std::map<std::string, std::string> env;
   int line = 0;  // where the check starts in the file, for messages
 };
 
@@ -119,7 +125,6 @@ struct Config {
   std::vector<CheckConfig> checks;
   std::vector<ServiceConfig> services;
   std::string port_registry;  // absolute; defaults to STATE_DIR/ports.json
-
   const CheckConfig* FindCheck(std::string_view id) const;
   const ServiceConfig* FindService(std::string_view name) const;
 };

@@ -1282,5 +1282,46 @@ TEST_CASE("a template of 2000 targets loads in memory proportional to it") {
   CHECK(after.ru_maxrss - before.ru_maxrss < 100 * 1024);  // KiB
 }
 
+
+// ---- least privilege: user and group -----------------------------------------------------------
+
+TEST_CASE("user and group: resolved at load; an unknown name is an error at its field") {
+  ConfigLoad load = Load(
+      "services:\n"
+      "  - name: app\n"
+      "    argv: [x]\n"
+      "    user: nobody\n"
+      "checks:\n"
+      "  - id: disk\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv}\n"
+      "    user: nobody\n"
+      "    group: nogroup\n"
+      "  - id: disk2\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv}\n"
+      "    group: nogroup\n");
+  INFO(AllErrors(load));
+  REQUIRE(load.ok());
+  const Config& c = *load.config;
+  CHECK(c.services[0].run_as.uid == 65534);
+  CHECK(c.services[0].run_as.gid == 65534);  // nobody's primary group
+  CHECK(c.checks[0].run_as.uid == 65534);
+  CHECK(c.checks[0].run_as.gid == 65534);
+  CHECK(c.checks[0].run_as.ToString() == "user nobody, group nogroup");
+  CHECK(c.checks[1].run_as.uid == -1);  // a group alone leaves the user as it is
+  CHECK(c.checks[1].run_as.gid == 65534);
+  CHECK_FALSE(Load(kCheck).config->checks[0].run_as.changes());
+
+  ExpectOneError(Load("checks:\n  - id: disk\n    mode: disk_full\n    params: {path: /srv}\n"
+                      "    user: no-such-user-x\n"),
+                 5, 11, "checks[0].user: no user named 'no-such-user-x' on this host");
+  ExpectOneError(Load("checks:\n  - id: disk\n    mode: disk_full\n    params: {path: /srv}\n"
+                      "    user: nobody\n    group: no-such-group-x\n"),
+                 6, 12, "checks[0].group: no group named 'no-such-group-x' on this host");
+  ExpectOneError(Load("services:\n  - name: app\n    argv: [x]\n    user: no-such-user-x\n"), 4, 11,
+                 "services[0].user: no user named 'no-such-user-x'");
+}
+
 }  // namespace
 }  // namespace guardian

@@ -1,0 +1,170 @@
+"""Least privilege, on the real daemon and real processes: what Guardian spawns for a check (a
+playbook's guardian.proc.run: on_fail, start, stop) and the services it runs start with a minimal
+environment, never guardiand's own, and as the configured user and group with no supplementary
+groups; an unknown user is a config error, and a reload with one keeps the running config.
+
+Needs root (it switches users). `nobody` and `nogroup` are Debian's unprivileged user and group.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import unittest
+
+from harness import GUARDIAN, GUARDIAND, TIMEOUT_S, GuardianTestCase, read_or_none
+
+NOBODY = 65534
+NOGROUP = 65534
+# The system's Python: one under /root (pyenv) is out of nobody's reach.
+SYSTEM_PYTHON = "/usr/bin/python3"
+FIXED_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Reports who it runs as and what environment it was given (as exec handed it over, from
+# /proc, not as Python sees it), as JSON, to argv[1] ("-": stdout); then creates argv[2] if
+# given (the file the check watches, so the check heals).
+REPORT = r"""
+import json, os, sys
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+environ = [e for e in open("/proc/self/environ", "rb").read().decode().split("\0") if e]
+report = {"uid": status["Uid"].split(), "gid": status["Gid"].split(), "groups": status["Groups"].split(),
+          "env": dict(e.split("=", 1) for e in environ)}
+text = json.dumps(report)
+if sys.argv[1] == "-":
+    print("REPORT " + text, flush=True)
+else:
+    with open(sys.argv[1], "w") as f:
+        f.write(text)
+if len(sys.argv) > 2:
+    open(sys.argv[2], "w").close()
+"""
+
+
+def as_root():
+    return os.geteuid() == 0
+
+
+@unittest.skipUnless(as_root(), "needs root: switches to nobody")
+class PrivilegeTestCase(GuardianTestCase):
+
+    def setUp(self):
+        super().setUp()
+        # The temp dir is 0700: let other users through it (not read it), as they would be
+        # through /var/lib or /srv, so that only the modes under test decide what they may do.
+        os.chmod(self.tmp, 0o711)
+        self.shared = self.path("shared")
+        os.makedirs(self.shared)
+        os.chmod(self.shared, 0o777)
+
+    def start_with_env(self, extra_env):
+        """Starts guardiand with these variables added to its environment."""
+        old = {k: os.environ.get(k) for k in extra_env}
+        os.environ.update(extra_env)
+        try:
+            return self.start_daemon()
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    def assert_runs_as_nobody(self, report):
+        self.assertEqual(report["uid"], [str(NOBODY)] * 4, report)
+        self.assertEqual(report["gid"], [str(NOGROUP)] * 4, report)
+        # No supplementary groups at all: none of root's survive the switch.
+        self.assertEqual(report["groups"], [], report)
+
+
+class SpawnedProcessTest(PrivilegeTestCase):
+
+    def file_check(self, check_id, **extra):
+        watched = os.path.join(self.shared, check_id + ".watched")
+        report = os.path.join(self.shared, check_id + ".report")
+        check = {"id": check_id, "mode": "file",
+                 "params": {"path": watched, "verify_ms": 5000,
+                            "on_fail": [SYSTEM_PYTHON, "-c", REPORT, report, watched]}}
+        check.update(extra)
+        return check, watched, report
+
+    def read_report(self, path):
+        self.wait_for(lambda: read_or_none(path), TIMEOUT_S, "the program's report " + path)
+        return json.loads(read_or_none(path))
+
+    def test_check_programs_get_a_cleared_environment_and_the_configured_user(self):
+        dropped, _, dropped_report = self.file_check(
+            "dropped", user="nobody", group="nogroup",
+            env={"CONFIGURED_VAR": "configured-value", "LANG": "C"})
+        plain, _, plain_report = self.file_check("plain")
+        self.write_config([dropped, plain])
+        self.start_with_env({"PLANTED_SECRET": "planted-in-guardiand-123"})
+
+        for check_id in ("dropped", "plain"):
+            inc = self.wait_incident(check_id)
+            self.assertEqual(inc["state"], "resolved", inc)
+
+        report = self.read_report(dropped_report)
+        self.assert_runs_as_nobody(report)
+        # Exactly the fixed set plus what the config gives; LANG replaced, not doubled.
+        self.assertEqual(report["env"], {"PATH": FIXED_PATH, "LANG": "C",
+                                         "GUARDIAN_CHECK": "dropped",
+                                         "CONFIGURED_VAR": "configured-value"})
+
+        # Without `user`, it runs as guardiand does (root), still without guardiand's environment.
+        report = self.read_report(plain_report)
+        self.assertEqual(report["uid"], ["0"] * 4, report)
+        self.assertEqual(report["env"], {"PATH": FIXED_PATH, "LANG": "C.UTF-8",
+                                         "GUARDIAN_CHECK": "plain"})
+        self.assertNotIn("planted-in-guardiand-123", json.dumps(report))
+
+    def test_service_runs_as_the_configured_user_with_a_cleared_environment(self):
+        self.write_config([], services=[{
+            "name": "worker", "argv": [SYSTEM_PYTHON, "-c", REPORT + "\nimport time; time.sleep(600)", "-"],
+            "user": "nobody", "group": "nogroup",
+            "env": {"SERVICE_VAR": "service-value"}}])
+        self.start_with_env({"PLANTED_SECRET": "planted-in-guardiand-456"})
+        log = os.path.join(self.state_dir, "services", "worker.log")
+
+        def report():
+            m = re.search(r"^REPORT (.*)$", read_or_none(log) or "", re.M)
+            return json.loads(m.group(1)) if m else None
+        r = self.wait_for(report, TIMEOUT_S, "the service's report in " + log)
+        self.assert_runs_as_nobody(r)
+        self.assertEqual(r["env"], {"PATH": FIXED_PATH, "LANG": "C.UTF-8",
+                                    "GUARDIAN_SERVICE": "worker", "SERVICE_VAR": "service-value"})
+
+    def test_unknown_user_is_a_config_error_and_a_reload_keeps_the_running_config(self):
+        check, watched, report = self.file_check("dropped", user="nobody", group="nogroup")
+        self.write_config([check])
+        self.start_daemon()
+        self.assertEqual(self.wait_incident("dropped")["state"], "resolved")
+        self.assert_runs_as_nobody(self.read_report(report))
+
+        bad = dict(check, user="no-such-user-zz")
+        bad_path = self.write_config([bad], path=self.path("bad.yaml"))
+        for argv in ([GUARDIAND, "--check-config", bad_path], [GUARDIAN, "check-config", bad_path]):
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT_S)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertRegex(r.stderr, r"(?m)^%s:\d+:\d+: checks\[0\]\.user: no user named "
+                             r"'no-such-user-zz' on this host$" % re.escape(bad_path))
+
+        self.write_config([bad])
+        r = self.run_cli("reload")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("checks[0].user: no user named 'no-such-user-zz'", r.stdout + r.stderr)
+        st = self.api("GET", "/v1/status", expect=200).json
+        self.assertTrue(any("no user named 'no-such-user-zz'" in e for e in st["config_errors"]),
+                        st["config_errors"])
+        # The running config still acts, as nobody.
+        os.unlink(report)
+        os.unlink(watched)
+        inc = self.wait_for(lambda: [i for i in self.incidents("dropped") if i["id"] > 1
+                                     and i["state"] == "resolved"], TIMEOUT_S, "a second heal")
+        self.assertTrue(inc)
+        self.assert_runs_as_nobody(self.read_report(report))
+
+
+
+if __name__ == "__main__":
+    unittest.main()
