@@ -95,9 +95,9 @@ constexpr std::string_view kTopKeys[] = {
     "state_dir", "playbook_dirs", "log_level",       "mode",  "api",
     "defaults",  "budget",        "playbook_limits", "retry", "checks",
     "services",  "port_registry", "breaker"};
-constexpr std::string_view kApiKeys[] = {"socket",        "socket_mode",     "tcp",
-                                         "allow_remote",  "max_connections", "request_timeout_ms",
-                                         "max_body_bytes"};
+constexpr std::string_view kApiKeys[] = {
+    "socket",       "socket_mode",     "socket_group",       "tcp",
+    "allow_remote", "max_connections", "request_timeout_ms", "max_body_bytes"};
 constexpr std::string_view kRunModes[] = {"act", "observe"};
 constexpr std::string_view kDefaultsKeys[] = {"interval_ms", "debounce", "jitter"};
 constexpr std::string_view kBudgetKeys[] = {"max_actions", "window_ms"};
@@ -993,6 +993,17 @@ class Loader {
                               " grants access to others); the API can change what Guardian does");
         } else {
           api->socket_mode = mode;
+        }
+      }
+    }
+    if (const Entry* e = Find(*d, "socket_group")) {
+      if (auto g = String(e->value)) {
+        Status s = g->empty() ? Status::InvalidArgument("group name is empty")
+                              : ResolveGroup(*g, &api->socket_gid);
+        if (s.ok()) {
+          api->socket_group = *g;
+        } else {
+          Error(e->value, s.message());
         }
       }
     }

@@ -49,6 +49,8 @@ struct PlaybookLimits {
 struct ApiConfig {
   std::string socket;                   // absolute; defaults to STATE_DIR/guardian.sock
   int socket_mode = 0660;               // owner and group may connect; others may not
+  std::string socket_group;             // the socket file's group; empty = guardiand's own
+  int64_t socket_gid = -1;              // socket_group resolved; -1 = unchanged
   std::string tcp;                      // "HOST:PORT" ("[::1]:PORT" for IPv6); empty = no TCP
   bool allow_remote = false;            // a non-loopback tcp address is refused unless true
   int max_connections = 256;            // beyond this, new connections are refused at once

@@ -111,7 +111,8 @@ int Daemon::Run() {
   std::vector<std::pair<int, std::string>> listeners;
   {
     int fd = -1;
-    Status ls = ListenUnix(api_config_.socket, api_config_.socket_mode, &fd);
+    Status ls =
+        ListenUnix(api_config_.socket, api_config_.socket_mode, api_config_.socket_gid, &fd);
     if (!ls.ok()) {
       spdlog::error("api: {}", ls.ToString());
       return 1;

@@ -361,7 +361,7 @@ void HttpServer::MaybeClosed() {
   done();
 }
 
-Status ListenUnix(const std::string& path, int mode, int* fd_out) {
+Status ListenUnix(const std::string& path, int mode, int64_t gid, int* fd_out) {
   if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return Status::InvalidArgument(path + ": socket path too long");
   }
@@ -385,8 +385,8 @@ Status ListenUnix(const std::string& path, int mode, int* fd_out) {
   }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
-  // Bind under a temporary name, set the mode, then rename into place: the socket is never
-  // reachable at `path` with the umask's looser mode.
+  // Bind under a temporary name, set the group and mode, then rename into place: the socket is
+  // never reachable at `path` with the umask's looser mode or the wrong group.
   std::string tmp = path + ".new";
   if (tmp.size() >= sizeof(sockaddr_un{}.sun_path)) tmp = path;
   ::unlink(tmp.c_str());
@@ -400,6 +400,8 @@ Status ListenUnix(const std::string& path, int mode, int* fd_out) {
     return Status::IOError(what + " " + path + ": " + std::strerror(e));
   };
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return fail("bind");
+  if (gid >= 0 && ::chown(tmp.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0)
+    return fail("chown");
   if (::chmod(tmp.c_str(), static_cast<mode_t>(mode)) != 0) return fail("chmod");
   if (tmp != path && ::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename");
   if (::listen(fd, 128) != 0) return fail("listen");

@@ -1,7 +1,11 @@
-"""Least privilege, on the real daemon and real processes: what Guardian spawns for a check (a
-playbook's guardian.proc.run: on_fail, start, stop) and the services it runs start with a minimal
-environment, never guardiand's own, and as the configured user and group with no supplementary
-groups; an unknown user is a config error, and a reload with one keeps the running config.
+"""Least privilege, on the real daemon and real processes:
+
+- what Guardian spawns for a check (a playbook's guardian.proc.run: on_fail, start, stop) and the
+  services it runs start with a minimal environment, never guardiand's own, and as the
+  configured user and group with no supplementary groups; an unknown user is a config error,
+  and a reload with one keeps the running config;
+- the API socket's mode and group decide who may connect: an unprivileged user is refused,
+  a member of `api.socket_group` is let in.
 
 Needs root (it switches users). `nobody` and `nogroup` are Debian's unprivileged user and group.
 """
@@ -9,6 +13,7 @@ Needs root (it switches users). `nobody` and `nogroup` are Debian's unprivileged
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import unittest
@@ -164,6 +169,72 @@ class SpawnedProcessTest(PrivilegeTestCase):
         self.assertTrue(inc)
         self.assert_runs_as_nobody(self.read_report(report))
 
+
+# Connects to a Unix socket as whoever runs it, and asks for /v1/health: prints the status line,
+# or the errno of a refused connect.
+CONNECT = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("errno", e.errno)
+    sys.exit(0)
+s.sendall(b"GET /v1/health HTTP/1.0\r\nHost: x\r\n\r\n")
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.split(b"\r\n", 1)[0].decode())
+"""
+
+
+class ApiSocketPermissionTest(PrivilegeTestCase):
+
+    def connect_as(self, group, extra_groups=()):
+        r = subprocess.run([SYSTEM_PYTHON, "-c", CONNECT, self.api_socket], capture_output=True,
+                           text=True, timeout=TIMEOUT_S, user="nobody", group=group,
+                           extra_groups=list(extra_groups), cwd="/")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.strip()
+
+    def write_one_check(self, **top):
+        app, _ = self.make_app_file()
+        self.write_config([self.check("app", app)], **top)
+
+    def test_default_socket_refuses_an_unprivileged_user(self):
+        self.write_one_check()
+        self.start_daemon()
+        st = os.lstat(self.api_socket)
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o660, oct(st.st_mode))
+        self.assertEqual((st.st_uid, st.st_gid), (0, 0))  # guardiand's user and group
+        # The state dir lets anyone through; the socket's own mode is what refuses.
+        self.assertTrue(os.stat(self.state_dir).st_mode & stat.S_IXOTH)
+        self.assertEqual(self.connect_as("nogroup"), "errno 13")  # EACCES
+        self.assertEqual(self.api("GET", "/v1/health", expect=200).json["status"], "ok")
+
+    def test_socket_group_lets_its_members_in_and_no_one_else(self):
+        self.write_one_check(api={"socket_group": "nogroup", "socket_mode": "0660"})
+        self.start_daemon()
+        st = os.lstat(self.api_socket)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o660, oct(st.st_mode))
+        self.assertEqual((st.st_uid, st.st_gid), (0, NOGROUP))
+        self.assertEqual(self.connect_as("nogroup"), "HTTP/1.1 200 OK")
+        # A member through a supplementary group is let in too; without it, refused.
+        self.assertEqual(self.connect_as("daemon", extra_groups=["nogroup"]), "HTTP/1.1 200 OK")
+        self.assertEqual(self.connect_as("daemon"), "errno 13")
+
+    def test_unknown_socket_group_is_a_config_error(self):
+        self.write_one_check(api={"socket_group": "no-such-group-zz"})
+        r = subprocess.run([GUARDIAND, "--check-config", self.config_path], capture_output=True,
+                           text=True, timeout=TIMEOUT_S)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^%s:\d+:\d+: api\.socket_group: no group named "
+                         r"'no-such-group-zz' on this host$" % re.escape(self.config_path))
 
 
 if __name__ == "__main__":

@@ -1321,6 +1321,11 @@ TEST_CASE("user and group: resolved at load; an unknown name is an error at its 
                  6, 12, "checks[0].group: no group named 'no-such-group-x' on this host");
   ExpectOneError(Load("services:\n  - name: app\n    argv: [x]\n    user: no-such-user-x\n"), 4, 11,
                  "services[0].user: no user named 'no-such-user-x'");
+  ExpectOneError(Load("api: {socket_group: no-such-group-x}\n"), 1, 21,
+                 "api.socket_group: no group named 'no-such-group-x'");
+  load = Load("api: {socket_group: nogroup}\n");
+  REQUIRE(load.ok());
+  CHECK(load.config->api.socket_gid == 65534);
 }
 
 }  // namespace
