@@ -127,6 +127,10 @@ struct Config {
   std::vector<CheckConfig> checks;
   std::vector<ServiceConfig> services;
   std::string port_registry;  // absolute; defaults to STATE_DIR/ports.json
+  // Secret values the file holds (referenced with secret_file/secret_env, or literal in a field
+  // known to hold one), for redaction from logs, the API and the store (daemon/redact.h).
+  std::vector<std::string> secrets;
+
   const CheckConfig* FindCheck(std::string_view id) const;
   const ServiceConfig* FindService(std::string_view name) const;
 };
@@ -134,6 +138,9 @@ struct Config {
 struct ConfigLoad {
   std::shared_ptr<const Config> config;  // null when errors is non-empty
   std::vector<ConfigError> errors;
+  // Loaded, but worth an operator's look (a secret file others may read, a secret too short
+  // to redact).
+  std::vector<ConfigError> warnings;
   bool ok() const { return errors.empty(); }
 };
 

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "daemon/config.h"
+#include "daemon/redact.h"
 
 namespace guardian {
 
@@ -52,7 +53,12 @@ uint64_t g_pass = 0;
 
 MHD_Result Queue(MHD_Connection* c, const HttpResponse& r) {
   MHD_Response* resp = nullptr;
-  if (r.shared_body) {
+  // The last place an answer passes before it leaves: no secret of the config goes out, whoever
+  // put it into the text (evidence quoting a server, a playbook's message).
+  if (auto redacted = Redactor::Global().Redacted(r.text())) {
+    resp =
+        MHD_create_response_from_buffer(redacted->size(), redacted->data(), MHD_RESPMEM_MUST_COPY);
+  } else if (r.shared_body) {
     // MHD keeps a reference to the shared text until the response is sent and freed.
     using Holder = std::shared_ptr<const std::string>;
     auto* holder = new Holder(r.shared_body);

@@ -5,20 +5,28 @@
   configured user and group with no supplementary groups; an unknown user is a config error,
   and a reload with one keeps the running config;
 - the API socket's mode and group decide who may connect: an unprivileged user is refused,
-  a member of `api.socket_group` is let in.
+  a member of `api.socket_group` is let in;
+- secrets given by reference (secret_file, secret_env) or literally in a field that holds one
+  reach what needs them (a server gets the real header) and appear nowhere guardiand writes:
+  its log, every GET of the API, status.json, the store's files.
 
 Needs root (it switches users). `nobody` and `nogroup` are Debian's unprivileged user and group.
 """
 
+import glob
+import http.server
 import json
 import os
 import re
+import secrets
+import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import unittest
 
-from harness import GUARDIAN, GUARDIAND, TIMEOUT_S, GuardianTestCase, read_or_none
+from harness import GUARDIAN, GUARDIAND, LONG_TIMEOUT_S, TIMEOUT_S, GuardianTestCase, read_or_none
 
 NOBODY = 65534
 NOGROUP = 65534
@@ -127,8 +135,10 @@ class SpawnedProcessTest(PrivilegeTestCase):
         self.write_config([], services=[{
             "name": "worker", "argv": [SYSTEM_PYTHON, "-c", REPORT + "\nimport time; time.sleep(600)", "-"],
             "user": "nobody", "group": "nogroup",
-            "env": {"SERVICE_VAR": "service-value"}}])
-        self.start_with_env({"PLANTED_SECRET": "planted-in-guardiand-456"})
+            "env": {"SERVICE_VAR": "service-value",
+                    "API_TOKEN": {"secret_env": "GUARDIAN_IT_SERVICE_TOKEN"}}}])
+        self.start_with_env({"PLANTED_SECRET": "planted-in-guardiand-456",
+                             "GUARDIAN_IT_SERVICE_TOKEN": "service-token-from-env-789"})
         log = os.path.join(self.state_dir, "services", "worker.log")
 
         def report():
@@ -137,7 +147,11 @@ class SpawnedProcessTest(PrivilegeTestCase):
         r = self.wait_for(report, TIMEOUT_S, "the service's report in " + log)
         self.assert_runs_as_nobody(r)
         self.assertEqual(r["env"], {"PATH": FIXED_PATH, "LANG": "C.UTF-8",
-                                    "GUARDIAN_SERVICE": "worker", "SERVICE_VAR": "service-value"})
+                                    "GUARDIAN_SERVICE": "worker", "SERVICE_VAR": "service-value",
+                                    "API_TOKEN": "service-token-from-env-789"})
+        # The token reached the service; guardiand itself never shows it.
+        status = self.api("GET", "/v1/status", expect=200).text
+        self.assertNotIn("service-token-from-env-789", status + self.daemon.log())
 
     def test_unknown_user_is_a_config_error_and_a_reload_keeps_the_running_config(self):
         check, watched, report = self.file_check("dropped", user="nobody", group="nogroup")
@@ -235,6 +249,119 @@ class ApiSocketPermissionTest(PrivilegeTestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertRegex(r.stderr, r"(?m)^%s:\d+:\d+: api\.socket_group: no group named "
                          r"'no-such-group-zz' on this host$" % re.escape(self.config_path))
+
+
+class EchoServer(http.server.ThreadingHTTPServer):
+    """Refuses every GET with 401 and an error page that quotes the credentials it was sent, as
+    a careless server would; records what it got."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        self.received = []
+        super().__init__(("127.0.0.1", 0), EchoHandler)
+
+
+class EchoHandler(http.server.BaseHTTPRequestHandler):
+
+    def do_GET(self):
+        got = {k: self.headers.get(k) for k in ("Authorization", "X-Api-Key", "X-Auth-Token")}
+        self.server.received.append(got)
+        body = ("denied: " + " ".join("%s=%s" % kv for kv in got.items())).encode()
+        self.send_response(401)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class SecretRedactionTest(PrivilegeTestCase):
+
+    def start_server(self):
+        server = EchoServer()
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        return server
+
+    def test_secrets_reach_the_server_and_appear_nowhere_guardiand_writes(self):
+        from_file = "tokA-" + secrets.token_hex(12)
+        from_env = "tokB-" + secrets.token_hex(12)
+        literal = "tokC-" + secrets.token_hex(12)
+        planted = "tokD-" + secrets.token_hex(12)  # in guardiand's environment, never configured
+        all_secrets = (from_file, from_env, literal, planted)
+        secret_file = self.path("auth.secret")
+        with open(secret_file, "w") as f:
+            f.write("Bearer %s\n" % from_file)
+        os.chmod(secret_file, 0o600)
+        server = self.start_server()
+        seen = os.path.join(self.shared, "on_fail.seen")
+        # on_fail prints what it was given (its env's API_KEY, its argv) and keeps a copy, so the
+        # test can tell the secrets arrived; then fails, so the incident escalates.
+        on_fail = [sys.executable, "-c",
+                   "import os, sys; t = os.environ.get('API_KEY', '') + ' ' + sys.argv[-1] + ' ' "
+                   "+ os.environ.get('PLANTED', 'no-planted'); open(sys.argv[1], 'w').write(t); "
+                   "print('stdout', t); print('stderr', t, file=sys.stderr); sys.exit(1)",
+                   seen]
+        check = {"id": "web", "mode": "http", "playbook": "leaky_secrets",
+                 "env": {"API_KEY": {"secret_env": "GUARDIAN_IT_API_KEY"}},
+                 "params": {"url": "http://127.0.0.1:%d/check" % server.server_port,
+                            "timeout_ms": 2000, "on_fail": on_fail,
+                            "headers": {"Authorization": {"secret_file": secret_file},
+                                        "X-Api-Key": {"secret_env": "GUARDIAN_IT_API_KEY"},
+                                        "X-Auth-Token": literal}}}
+        self.write_config([check], test_playbooks=True)
+        self.start_with_env({"GUARDIAN_IT_API_KEY": from_env, "PLANTED": planted})
+        inc = self.wait_incident("web", timeout=LONG_TIMEOUT_S)
+        self.assertEqual(inc["state"], "escalated", inc)
+        r = self.api("POST", "/v1/checks/web/run", {"dry_run": True}, expect=200)
+
+        # The secrets did their job: the server got the real headers, the program its env.
+        self.assertIn({"Authorization": "Bearer " + from_file, "X-Api-Key": from_env,
+                       "X-Auth-Token": literal}, server.received)
+        self.assertEqual(read_or_none(seen),
+                         "%s Bearer %s no-planted" % (from_env, from_file))
+
+        # They appear nowhere guardiand writes.
+        inc_id = inc["id"]
+        places = {"guardiand log": self.daemon.log(), "POST /v1/checks/web/run (dry run)": r.text}
+        for path in ("/v1/health", "/v1/status", "/v1/incidents", "/v1/incidents/%d" % inc_id,
+                     "/v1/mttr", "/v1/chaos-runs", "/metrics"):
+            places["GET " + path] = self.api("GET", path, expect=200).text
+        for path in glob.glob(os.path.join(self.state_dir, "**"), recursive=True):
+            if os.path.isfile(path):
+                with open(path, "rb") as f:
+                    places[path] = f.read().decode("latin-1")
+        self.assertTrue(os.path.exists(os.path.join(self.state_dir, "guardian.db-wal")))
+        self.assertIn(os.path.join(self.state_dir, "status.json"), places)
+        for where, text in places.items():
+            for secret in all_secrets:
+                self.assertNotIn(secret, text, "a secret leaked into " + where)
+
+        # They did flow into what guardiand writes, and were redacted there.
+        inc = self.api("GET", "/v1/incidents/%d" % inc["id"], expect=200).json
+        self.assertRegex(inc["evidence"], r"answered 401 in \d+ ms: denied: "
+                         r"Authorization=\[redacted\] X-Api-Key=\[redacted\] "
+                         r"X-Auth-Token=\[redacted\]$")
+        step = self.assert_step(inc, "remediate", status="failed")["message"]
+        self.assertIn("leaky: [redacted] / [redacted] / stdout stdout [redacted] [redacted]",
+                      step)
+        log = self.daemon.log()
+        self.assertIn("leaky: got [redacted] and [redacted]", log)
+        self.assertIn("leaky: the token alone is [redacted]", log)
+
+        # The audit trail recorded the call with the secret in its argv, redacted, and its hash
+        # chain covers the row as stored.
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(self.state_dir, "guardian.db"),
+                             uri=True)
+        details = [d for (d,) in db.execute("SELECT detail FROM events WHERE kind='action'")]
+        db.close()
+        self.assertTrue(any("guardian.proc.run" in d and "Bearer [redacted]" not in d
+                            and "[redacted]" in d for d in details), details)
+        r = self.run_cli("audit", "verify")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":
