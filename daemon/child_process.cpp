@@ -2,6 +2,8 @@
 
 #include <csignal>
 
+#include "daemon/spawn_env.h"
+
 namespace guardian {
 
 void ChildProcess::Run(uv_loop_t* loop, ChildOptions opts, std::function<void(ChildResult)> done,
@@ -43,10 +45,13 @@ bool ChildProcess::Start() {
   stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
   stdio[2].data.stream = reinterpret_cast<uv_stream_t*>(&err_);
 
+  EnvBlock env(SpawnEnvironment(opts_.env));
   uv_process_options_t o{};
   o.file = argv.empty() || argv[0] == nullptr ? "" : argv[0];
   o.args = argv.data();
+  o.env = env.get();
   o.cwd = opts_.cwd.empty() ? nullptr : opts_.cwd.c_str();
+  ApplyRunAs(opts_.run_as, &o);
   o.stdio = stdio;
   o.stdio_count = 3;
   o.exit_cb = [](uv_process_t* p, int64_t code, int sig) {

@@ -12,9 +12,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "daemon/run_as.h"
 #include "daemon/status.h"
 
 namespace guardian {
@@ -34,6 +36,10 @@ struct ChildOptions {
   int64_t timeout_ms = 0;         // 0 = none
   int64_t kill_grace_ms = 2000;
   size_t output_cap = 64 * 1024;  // per stream; the rest is dropped
+  // The program never sees guardiand's environment: a minimal one (daemon/spawn_env.h) plus
+  // these entries.
+  std::map<std::string, std::string> env;
+  RunAs run_as;  // who it runs as; nothing set: guardiand's own user and group
 };
 
 class ChildProcess {

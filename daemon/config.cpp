@@ -1,7 +1,10 @@
 #include "daemon/config.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -20,6 +23,7 @@
 #include <utility>
 
 #include "daemon/modes.h"
+#include "daemon/redact.h"
 
 namespace guardian {
 
@@ -95,20 +99,24 @@ constexpr std::string_view kTopKeys[] = {
     "state_dir", "playbook_dirs", "log_level",       "mode",  "api",
     "defaults",  "budget",        "playbook_limits", "retry", "checks",
     "services",  "port_registry", "breaker"};
-constexpr std::string_view kApiKeys[] = {"socket",        "socket_mode",     "tcp",
-                                         "allow_remote",  "max_connections", "request_timeout_ms",
-                                         "max_body_bytes"};
+constexpr std::string_view kApiKeys[] = {
+    "socket",       "socket_mode",     "socket_group",       "tcp",
+    "allow_remote", "max_connections", "request_timeout_ms", "max_body_bytes"};
 constexpr std::string_view kRunModes[] = {"act", "observe"};
 constexpr std::string_view kDefaultsKeys[] = {"interval_ms", "debounce", "jitter"};
 constexpr std::string_view kBudgetKeys[] = {"max_actions", "window_ms"};
 constexpr std::string_view kRetryKeys[] = {"backoff_base_ms", "backoff_max_ms"};
 constexpr std::string_view kLimitsKeys[] = {"instructions", "memory_mb", "phase_timeout_ms"};
-constexpr std::string_view kCheckKeys[] = {"id",     "mode",      "interval_ms", "debounce",
-                                           "jitter", "target_ms", "playbook",    "retries",
-                                           "budget", "params",    "depends_on",  "targets"};
+constexpr std::string_view kCheckKeys[] = {
+    "id",     "mode",   "interval_ms", "debounce", "jitter", "target_ms", "playbook", "retries",
+    "budget", "params", "depends_on",  "targets",  "user",   "group",     "env"};
 constexpr std::string_view kServiceKeys[] = {
-    "name", "argv",    "cwd",           "env",          "status_file", "flags_file",     "output",
-    "port", "restart", "stop_grace_ms", "stop_on_exit", "cgroup",      "memory_limit_mb"};
+    "name", "argv",    "cwd",           "env",          "status_file", "flags_file",      "output",
+    "port", "restart", "stop_grace_ms", "stop_on_exit", "cgroup",      "memory_limit_mb", "user",
+    "group"};
+constexpr std::string_view kSecretRefKeys[] = {"secret_file", "secret_env"};
+// A secret file is a credential, not a document: anything larger is a mistake.
+constexpr int64_t kMaxSecretBytes = 64 * 1024;
 constexpr std::string_view kServicePortKeys[] = {"preferred", "range"};
 constexpr std::string_view kServiceRestartKeys[] = {"backoff_base_ms", "backoff_max_ms",
                                                     "healthy_after_ms"};
@@ -272,11 +280,24 @@ class Loader {
                      [](const ConfigError& a, const ConfigError& b) {
                        return std::tie(a.line, a.col) < std::tie(b.line, b.col);
                      });
+    auto by_place = [](const ConfigError& a, const ConfigError& b) {
+      return std::tie(a.line, a.col, a.message) < std::tie(b.line, b.col, b.message);
+    };
+    // A check template reads its keys once per target: one warning each, not one per target.
+    std::sort(warnings_.begin(), warnings_.end(), by_place);
+    warnings_.erase(std::unique(warnings_.begin(), warnings_.end(),
+                                [](const ConfigError& a, const ConfigError& b) {
+                                  return a.line == b.line && a.col == b.col &&
+                                         a.message == b.message;
+                                }),
+                    warnings_.end());
     ConfigLoad out;
     out.errors = std::move(errors_);
+    out.warnings = std::move(warnings_);
     if (out.errors.empty()) {
       config->path =
           !config_path.empty() ? config_path : (base_ / file_).lexically_normal().string();
+      config->secrets = std::move(secrets_);
       out.config = std::move(config);
     }
     return out;
@@ -368,6 +389,12 @@ class Loader {
   }
   void Error(const Item& item, const std::string& message) {
     Error(item.mark, item.path + ": " + message);
+  }
+  void Warn(const Item& item, const std::string& message) {
+    const YAML::Mark& m = item.mark;
+    warnings_.push_back(ConfigError{file_, ValidMark(m) ? m.line + 1 : 1,
+                                    ValidMark(m) ? m.column + 1 : 1,
+                                    "warning: " + item.path + ": " + message});
   }
 
   // ---- structure ------------------------------------------------------------------------------
@@ -584,6 +611,220 @@ class Loader {
     return out;
   }
 
+  // ---- secrets and the processes spawned for a check or service ------------------------------
+
+  // Records a value for redaction (daemon/redact.h).
+  void AddSecret(const Item& item, const std::string& value) {
+    for (auto& part : SecretParts(value)) secrets_.push_back(std::move(part));
+    if (value.size() < kMinRedactedLength) {
+      Warn(item, "a secret of " + std::to_string(value.size()) +
+                     " bytes is too short to be redacted from logs, the API and the store (" +
+                     std::to_string(kMinRedactedLength) + " bytes and more are)");
+    }
+  }
+
+  std::optional<std::string> ReadSecretFile(const Item& item, const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+      Error(item, "cannot read secret file " + path + ": " + std::strerror(errno));
+      return std::nullopt;
+    }
+    struct stat st {};
+    std::string text;
+    std::string problem;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      problem = "secret file " + path + " is not a regular file";
+    } else if (st.st_size > kMaxSecretBytes) {
+      problem = "secret file " + path + " is " + std::to_string(st.st_size) +
+                " bytes; a secret file holds at most " + std::to_string(kMaxSecretBytes);
+    } else {
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof(buf))) > 0 &&
+             text.size() <= static_cast<size_t>(kMaxSecretBytes))
+        text.append(buf, static_cast<size_t>(n));
+      if (n < 0) problem = "cannot read secret file " + path + ": " + std::strerror(errno);
+    }
+    ::close(fd);
+    if (!problem.empty()) {
+      Error(item, problem);
+      return std::nullopt;
+    }
+    // One trailing newline is how editors and `echo` end a file, not part of the secret.
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    if (!text.empty() && text.back() == '\r') text.pop_back();
+    if (text.empty()) {
+      Error(item, "secret file " + path + " is empty");
+      return std::nullopt;
+    }
+    if (st.st_mode & 044) {
+      char mode[8];
+      std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+      Warn(item, "secret file " + path + " may be read by its group or others (mode " + mode +
+                     "): chmod 0600 it");
+    }
+    return text;
+  }
+
+  // `{secret_file: PATH}` or `{secret_env: NAME}`: the value is read at each load and reload,
+  // never written in the config itself. `line_breaks`: whether the value may hold CR or LF (an
+  // environment variable may; an HTTP header may not).
+  std::optional<std::string> SecretRef(const Item& item, bool line_breaks) {
+    std::optional<Entries> d = ReadMapping(item, kSecretRefKeys);
+    if (!d) return std::nullopt;
+    if (d->size() != 1) {
+      if (!d->empty() || item.node.size() == 0)
+        Error(item, "a secret reference is {secret_file: PATH} or {secret_env: NAME}: one of them");
+      return std::nullopt;
+    }
+    std::optional<std::string> value;
+    if (const Entry* e = Find(*d, "secret_file")) {
+      if (auto path = Path(e->value)) value = ReadSecretFile(e->value, *path);
+    } else if (const Entry* env = Find(*d, "secret_env")) {
+      if (auto name = String(env->value)) {
+        const char* v = std::getenv(name->c_str());
+        if (!v) {
+          Error(env->value, "environment variable '" + *name + "' is not set");
+        } else if (*v == '\0') {
+          Error(env->value, "environment variable '" + *name + "' is empty");
+        } else {
+          value = v;
+        }
+      }
+    }
+    if (!value) return std::nullopt;
+    if (value->find('\0') != std::string::npos) {
+      Error(item, "the secret holds a NUL byte");
+      return std::nullopt;
+    }
+    if (!line_breaks && value->find_first_of("\r\n") != std::string::npos) {
+      Error(item, "the secret holds a line break, which this value cannot carry");
+      return std::nullopt;
+    }
+    AddSecret(item, *value);
+    return value;
+  }
+
+  // A string, or a secret reference. A literal in a field whose name says it holds a secret
+  // (`secret_name`) is redacted too. `expand`: ${VAR} expansion of a literal, as in paths.
+  std::optional<std::string> StringOrSecret(const Item& item, bool secret_name, bool line_breaks,
+                                            bool expand) {
+    if (item.node.IsMap()) return SecretRef(item, line_breaks);
+    std::optional<std::string> v = String(item);
+    if (!v) return std::nullopt;
+    if (expand) {
+      v = Expand(item, *v);
+      if (!v) return std::nullopt;
+    }
+    if (!line_breaks && v->find_first_of("\r\n") != std::string::npos) {
+      Error(item, "holds a line break, which this value cannot carry");
+      return std::nullopt;
+    }
+    if (secret_name && !v->empty()) AddSecret(item, *v);
+    return v;
+  }
+
+  static bool ValidEnvName(const std::string& n) {
+    return !n.empty() && !std::isdigit(static_cast<unsigned char>(n[0])) &&
+           std::all_of(n.begin(), n.end(), [](char c) {
+             return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+           });
+  }
+
+  // RFC 9110 token characters.
+  static bool ValidHeaderName(const std::string& n) {
+    return !n.empty() && std::all_of(n.begin(), n.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) ||
+             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    });
+  }
+
+  // A mapping of names to values (strings or secret references), each name checked by `valid`
+  // and written once (`fold`: compared without case, as HTTP header names are).
+  template <typename Value>
+  bool ReadNamedValues(const Item& item, const std::string& what, bool (*valid)(const std::string&),
+                       bool fold, std::map<std::string, std::string>* out, Value value_of) {
+    if (!item.node.IsMap()) {
+      Error(item, "expected a mapping of " + what + ": value, got " + Describe(item.node));
+      return false;
+    }
+    bool ok = true;
+    std::map<std::string, int> first_line;
+    for (const auto& pair : item.node) {
+      YAML::Node key = pair.first;
+      if (!key.IsScalar()) {
+        Error(key.Mark(), item.path + ": keys must be plain names, got " + Describe(key));
+        ok = false;
+        continue;
+      }
+      const std::string& name = key.Scalar();
+      Item value = ValueItem(key, pair.second, Child(item.path, name));
+      if (!valid(name)) {
+        Error(key.Mark(), item.path + ": '" + name + "' is not a valid " + what);
+        ok = false;
+        continue;
+      }
+      auto [seen, inserted] = first_line.emplace(fold ? Lower(name) : name, key.Mark().line + 1);
+      if (!inserted) {
+        Error(key.Mark(), item.path + ": duplicate " + what + " '" + name + "' (first at line " +
+                              std::to_string(seen->second) + ")");
+        ok = false;
+        continue;
+      }
+      if (auto v = value_of(name, value)) {
+        (*out)[name] = std::move(*v);
+      } else {
+        ok = false;
+      }
+    }
+    return ok;
+  }
+
+  // `env:` of a check or service: NAME: value, or NAME: {secret_file: ...}.
+  void ReadEnv(const Item& item, std::map<std::string, std::string>* env) {
+    ReadNamedValues(item, "environment variable name ([A-Za-z_][A-Za-z0-9_]*)", ValidEnvName, false,
+                    env, [this](const std::string& name, const Item& value) {
+                      return StringOrSecret(value, IsSecretName(name), true, true);
+                    });
+  }
+
+  std::optional<StringMap> Headers(const Item& item) {
+    StringMap out;
+    bool ok = ReadNamedValues(item, "HTTP header name", ValidHeaderName, true, &out,
+                              [this](const std::string& name, const Item& value) {
+                                return StringOrSecret(value, IsSecretName(name), false, false);
+                              });
+    if (!ok) return std::nullopt;
+    return out;
+  }
+
+  // `user:` and `group:`, resolved now so that a name this host does not know is an error
+  // here, with its line, rather than a failed start later.
+  void ReadRunAs(const Entries& d, RunAs* out) {
+    RunAs r;
+    if (const Entry* e = Find(d, "user")) {
+      if (auto u = String(e->value)) {
+        Status s =
+            u->empty() ? Status::InvalidArgument("user name is empty") : ResolveRunAs(*u, "", &r);
+        if (!s.ok()) Error(e->value, s.message());
+      }
+    }
+    if (const Entry* e = Find(d, "group")) {
+      if (auto g = String(e->value)) {
+        int64_t gid = -1;
+        Status s =
+            g->empty() ? Status::InvalidArgument("group name is empty") : ResolveGroup(*g, &gid);
+        if (s.ok()) {
+          r.group = *g;
+          r.gid = gid;
+        } else {
+          Error(e->value, s.message());
+        }
+      }
+    }
+    *out = std::move(r);
+  }
+
   static Item SequenceItem(const Item& seq, size_t i) {
     YAML::Node n = seq.node[i];
     YAML::Mark m = ValidMark(n.Mark()) ? n.Mark() : seq.mark;
@@ -788,20 +1029,8 @@ class Loader {
     if (const Entry* e = Find(*d, "cwd")) {
       if (auto p = Path(e->value)) s.cwd = *p;
     }
-    if (const Entry* e = FindContainer(*d, "env")) {
-      if (!e->value.node.IsMap()) {
-        Error(e->value, "expected a mapping of NAME: value, got " + Describe(e->value.node));
-      } else {
-        for (const auto& pair : e->value.node) {
-          YAML::Node key = pair.first;
-          Item value = ValueItem(key, pair.second, Child(e->value.path, key.Scalar()));
-          auto v = String(value);
-          if (v) {
-            if (auto x = Expand(value, *v)) s.env[key.Scalar()] = *x;
-          }
-        }
-      }
-    }
+    if (const Entry* e = FindContainer(*d, "env")) ReadEnv(e->value, &s.env);
+    ReadRunAs(*d, &s.run_as);
     if (const Entry* e = Find(*d, "status_file")) {
       if (auto p = Path(e->value)) s.status_file = *p;
     }
@@ -918,6 +1147,17 @@ class Loader {
                               " grants access to others); the API can change what Guardian does");
         } else {
           api->socket_mode = mode;
+        }
+      }
+    }
+    if (const Entry* e = Find(*d, "socket_group")) {
+      if (auto g = String(e->value)) {
+        Status s = g->empty() ? Status::InvalidArgument("group name is empty")
+                              : ResolveGroup(*g, &api->socket_gid);
+        if (s.ok()) {
+          api->socket_group = *g;
+        } else {
+          Error(e->value, s.message());
         }
       }
     }
@@ -1200,6 +1440,8 @@ class Loader {
     }
 
     if (const Entry* e = FindContainer(*d, "budget")) ReadBudget(e->value, &c.budget);
+    if (const Entry* e = FindContainer(*d, "env")) ReadEnv(e->value, &c.env);
+    ReadRunAs(*d, &c.run_as);
 
     if (const Entry* e = FindContainer(*d, "depends_on")) {
       if (auto deps = StringList(e->value)) {
@@ -1277,6 +1519,12 @@ class Loader {
         Error(e->value, "must be one of " + JoinNames(spec.choices) + ", got '" + *text + "'");
         continue;
       }
+      if (const auto* text = std::get_if<std::string>(&*v);
+          text && spec.type == ParamType::kString) {
+        if (IsSecretName(spec.name) && !text->empty()) AddSecret(e->value, *text);
+        // https://user:password@host/: the password is a secret wherever the URL is echoed.
+        if (std::string pw = UrlPassword(*text); !pw.empty()) AddSecret(e->value, pw);
+      }
       out->emplace(spec.name, std::move(*v));
     }
   }
@@ -1304,6 +1552,9 @@ class Loader {
       case ParamType::kPathList:
         if (auto v = StringList(item, true)) return *v;
         break;
+      case ParamType::kHeaders:
+        if (auto v = Headers(item)) return *v;
+        break;
     }
     return std::nullopt;
   }
@@ -1312,6 +1563,8 @@ class Loader {
   const ParamSchemaLookup& schemas_;
   fs::path base_;
   std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
+  std::vector<std::string> secrets_;
   std::vector<std::pair<std::string, Item>> checks_ids_;  // every valid id, in file order
 };
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "daemon/params.h"
+#include "daemon/run_as.h"
 
 namespace guardian {
 
@@ -48,6 +49,8 @@ struct PlaybookLimits {
 struct ApiConfig {
   std::string socket;                   // absolute; defaults to STATE_DIR/guardian.sock
   int socket_mode = 0660;               // owner and group may connect; others may not
+  std::string socket_group;             // the socket file's group; empty = guardiand's own
+  int64_t socket_gid = -1;              // socket_group resolved; -1 = unchanged
   std::string tcp;                      // "HOST:PORT" ("[::1]:PORT" for IPv6); empty = no TCP
   bool allow_remote = false;            // a non-loopback tcp address is refused unless true
   int max_connections = 256;            // beyond this, new connections are refused at once
@@ -65,6 +68,7 @@ struct ServiceConfig {
   std::vector<std::string> argv;           // argv[0] is a path, or a name looked up in PATH
   std::string cwd;                         // absolute; defaults to the config file's folder
   std::map<std::string, std::string> env;  // added to a minimal environment (PATH, LANG)
+  RunAs run_as;                            // `user`, `group`; nothing set: guardiand's own
   std::string status_file;  // where the service reports its state (JSON); empty = none
   std::string flags_file;   // where Guardian writes the service's control flags; empty = none
   std::string output;       // stdout and stderr go here; defaults to STATE_DIR/services/NAME.log
@@ -100,6 +104,10 @@ struct CheckConfig {
   // Checks whose failure explains this one's (a root cause such as the network): while one of
   // them is failing, this check's incident is linked to it and runs no playbook of its own.
   std::vector<std::string> depends_on;
+  // The programs its playbook starts (guardian.proc.run: on_fail, start, stop) run as this
+  // user and group, with a minimal environment plus `env`.
+  RunAs run_as;
+  std::map<std::string, std::string> env;
   int line = 0;  // where the check starts in the file, for messages
 };
 
@@ -119,6 +127,9 @@ struct Config {
   std::vector<CheckConfig> checks;
   std::vector<ServiceConfig> services;
   std::string port_registry;  // absolute; defaults to STATE_DIR/ports.json
+  // Secret values the file holds (referenced with secret_file/secret_env, or literal in a field
+  // known to hold one), for redaction from logs, the API and the store (daemon/redact.h).
+  std::vector<std::string> secrets;
 
   const CheckConfig* FindCheck(std::string_view id) const;
   const ServiceConfig* FindService(std::string_view name) const;
@@ -127,6 +138,9 @@ struct Config {
 struct ConfigLoad {
   std::shared_ptr<const Config> config;  // null when errors is non-empty
   std::vector<ConfigError> errors;
+  // Loaded, but worth an operator's look (a secret file others may read, a secret too short
+  // to redact).
+  std::vector<ConfigError> warnings;
   bool ok() const { return errors.empty(); }
 };
 

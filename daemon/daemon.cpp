@@ -14,6 +14,7 @@
 #include "daemon/clock.h"
 #include "daemon/fault_vfs.h"
 #include "daemon/notify.h"
+#include "daemon/redact.h"
 #include "daemon/self_check.h"
 #include "daemon/work.h"
 #include "detectors/detector.h"
@@ -66,6 +67,7 @@ ConfigLoad LoadAndValidate(const std::string& path, PlaybookLibrary* playbooks,
 
 int CheckConfigCommand(const std::string& path) {
   ValidatedConfig v = LoadValidated(path);
+  for (const auto& e : v.load.warnings) std::cerr << e.ToString() << "\n";
   for (const auto& e : v.load.errors) std::cerr << e.ToString() << "\n";
   for (const auto& e : v.playbook_errors) std::cerr << e << "\n";
   if (!v.load.ok() || !v.playbook_errors.empty()) return 2;
@@ -85,6 +87,9 @@ int Daemon::Run() {
     return 2;
   }
   config_ = load.config;
+  // Before anything could echo them: the first log line, the first spawn.
+  Redactor::Global().Add(config_->secrets);
+  for (const auto& w : load.warnings) spdlog::warn("{}", w.ToString());
   spdlog::set_level(spdlog::level::from_str(config_->log_level));
 
   std::error_code ec;
@@ -111,7 +116,8 @@ int Daemon::Run() {
   std::vector<std::pair<int, std::string>> listeners;
   {
     int fd = -1;
-    Status ls = ListenUnix(api_config_.socket, api_config_.socket_mode, &fd);
+    Status ls =
+        ListenUnix(api_config_.socket, api_config_.socket_mode, api_config_.socket_gid, &fd);
     if (!ls.ok()) {
       spdlog::error("api: {}", ls.ToString());
       return 1;
@@ -387,7 +393,12 @@ Status Daemon::ApplyReload(ValidatedConfig v, nlohmann::json* result) {
                                    " errors); the running config stays in effect");
   }
   auto next = v.load.config;
+  Redactor::Global().Add(next->secrets);
   nlohmann::json warnings = nlohmann::json::array();
+  for (const auto& w : v.load.warnings) {
+    spdlog::warn("reload: {}", w.ToString());
+    warnings.push_back(w.ToString());
+  }
   if (next->state_dir != config_->state_dir || next->api != api_config_) {
     // The store, lock and listeners were set up at start; moving them live could strand them.
     std::string what = next->state_dir != config_->state_dir ? "state_dir" : "api";
@@ -601,6 +612,7 @@ void Daemon::WriteStatus() {
   std::string rest = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   std::string text = "{\"checks\":" + engine_->ChecksStatusText() +
                      (rest.size() > 2 ? "," + rest.substr(1) : "}") + "\n";
+  if (auto redacted = Redactor::Global().Redacted(text)) text = std::move(*redacted);
   std::string path = config_->state_dir + "/status.json";
   status_write_in_flight_ = true;
   QueueWork(

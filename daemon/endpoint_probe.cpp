@@ -19,6 +19,24 @@ std::string EndpointUrl(const std::string& host, int port, const std::string& pa
   return "http://" + h + ":" + std::to_string(port) + p;
 }
 
+namespace {
+
+// At most `max` bytes of `text` on one line: control characters become spaces, runs of spaces
+// one space.
+std::string OneLine(const std::string& text, size_t max) {
+  std::string out;
+  for (char c : text) {
+    if (out.size() >= max) break;
+    char x = static_cast<unsigned char>(c) < 0x20 || c == 0x7f ? ' ' : c;
+    if (x == ' ' && (out.empty() || out.back() == ' ')) continue;
+    out += x;
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+}  // namespace
+
 EndpointProbe::EndpointProbe(uv_loop_t* loop, HttpClient* http, Endpoint endpoint)
     : loop_(loop), http_(http), endpoint_(std::move(endpoint)) {}
 
@@ -36,6 +54,7 @@ void EndpointProbe::Run(std::function<void(EndpointAnswer)> done) {
     if (!http_) return done({false, "no HTTP client in this daemon"});
     HttpCall call;
     call.url = endpoint_.url;
+    call.headers = endpoint_.headers;
     call.timeout_ms = timeout;
     call.max_body_bytes = 64 << 10;
     auto id = std::make_shared<uint64_t>(0);
@@ -49,6 +68,11 @@ void EndpointProbe::Run(std::function<void(EndpointAnswer)> done) {
       } else {
         a.ok = r.code < 400;
         a.what = "answered " + std::to_string(r.code) + " in " + std::to_string(r.total_ms) + " ms";
+        // A server's error page usually says why; its start goes into the evidence.
+        if (!a.ok) {
+          std::string why = OneLine(r.body, 200);
+          if (!why.empty()) a.what += ": " + why;
+        }
       }
       done(std::move(a));
     });

@@ -23,13 +23,15 @@ struct Endpoint {
   std::string host = "127.0.0.1";  // numeric for a TCP probe; a name is fine in a URL
   int port = 0;
   std::string url;  // set: an HTTP GET of this URL; empty: a TCP connect to host:port
+  std::vector<std::string> headers;  // HTTP only: "Name: value", sent with the GET
   int64_t timeout_ms = 1000;
   std::string Describe() const;  // "http://127.0.0.1:8080/" or "127.0.0.1:8080"
 };
 
 struct EndpointAnswer {
   bool ok = false;
-  std::string what;  // "answered 200 in 3 ms", "refused", "timeout after 1000 ms", ...
+  // "answered 200 in 3 ms", "answered 503 in 2 ms: BODY" (its start), "refused", ...
+  std::string what;
 };
 
 class EndpointProbe {

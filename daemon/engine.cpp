@@ -65,7 +65,8 @@ static bool SameCheck(const CheckConfig& a, const CheckConfig& b) {
          a.debounce == b.debounce && a.jitter == b.jitter && a.target_ms == b.target_ms &&
          a.playbook == b.playbook && a.retries == b.retries &&
          a.budget.max_actions == b.budget.max_actions && a.budget.window_ms == b.budget.window_ms &&
-         a.params == b.params && a.depends_on == b.depends_on;
+         a.params == b.params && a.depends_on == b.depends_on && a.run_as == b.run_as &&
+         a.env == b.env;
 }
 
 void Engine::Apply(std::shared_ptr<const Config> config) {

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "daemon/config.h"
+#include "daemon/redact.h"
 
 namespace guardian {
 
@@ -52,7 +53,12 @@ uint64_t g_pass = 0;
 
 MHD_Result Queue(MHD_Connection* c, const HttpResponse& r) {
   MHD_Response* resp = nullptr;
-  if (r.shared_body) {
+  // The last place an answer passes before it leaves: no secret of the config goes out, whoever
+  // put it into the text (evidence quoting a server, a playbook's message).
+  if (auto redacted = Redactor::Global().Redacted(r.text())) {
+    resp =
+        MHD_create_response_from_buffer(redacted->size(), redacted->data(), MHD_RESPMEM_MUST_COPY);
+  } else if (r.shared_body) {
     // MHD keeps a reference to the shared text until the response is sent and freed.
     using Holder = std::shared_ptr<const std::string>;
     auto* holder = new Holder(r.shared_body);
@@ -361,7 +367,7 @@ void HttpServer::MaybeClosed() {
   done();
 }
 
-Status ListenUnix(const std::string& path, int mode, int* fd_out) {
+Status ListenUnix(const std::string& path, int mode, int64_t gid, int* fd_out) {
   if (path.size() >= sizeof(sockaddr_un{}.sun_path)) {
     return Status::InvalidArgument(path + ": socket path too long");
   }
@@ -385,8 +391,8 @@ Status ListenUnix(const std::string& path, int mode, int* fd_out) {
   }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
-  // Bind under a temporary name, set the mode, then rename into place: the socket is never
-  // reachable at `path` with the umask's looser mode.
+  // Bind under a temporary name, set the group and mode, then rename into place: the socket is
+  // never reachable at `path` with the umask's looser mode or the wrong group.
   std::string tmp = path + ".new";
   if (tmp.size() >= sizeof(sockaddr_un{}.sun_path)) tmp = path;
   ::unlink(tmp.c_str());
@@ -400,6 +406,8 @@ Status ListenUnix(const std::string& path, int mode, int* fd_out) {
     return Status::IOError(what + " " + path + ": " + std::strerror(e));
   };
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return fail("bind");
+  if (gid >= 0 && ::chown(tmp.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0)
+    return fail("chown");
   if (::chmod(tmp.c_str(), static_cast<mode_t>(mode)) != 0) return fail("chmod");
   if (tmp != path && ::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename");
   if (::listen(fd, 128) != 0) return fail("listen");

@@ -119,9 +119,10 @@ class HttpServer {
   std::function<void()> on_closed_;
 };
 
-// Creates, binds and listens on a Unix socket at `path` with file mode `mode`; a stale socket
-// file there is replaced (the caller holds the state dir's lock, so no live daemon owns it).
-Status ListenUnix(const std::string& path, int mode, int* fd_out);
+// Creates, binds and listens on a Unix socket at `path` with file mode `mode` and, unless
+// `gid` is -1, that group; a stale socket file there is replaced (the caller holds the state
+// dir's lock, so no live daemon owns it).
+Status ListenUnix(const std::string& path, int mode, int64_t gid, int* fd_out);
 // Binds and listens on "HOST:PORT" (numeric; already validated by the config loader).
 Status ListenTcp(const std::string& host_port, int* fd_out);
 

@@ -6,6 +6,11 @@
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "daemon/redact.h"
 
 namespace guardian {
 namespace {
@@ -21,6 +26,28 @@ class PriorityFlag : public spdlog::custom_flag_formatter {
   std::unique_ptr<custom_flag_formatter> clone() const override {
     return std::make_unique<PriorityFlag>();
   }
+};
+
+// Formats with `inner`, then redacts the config's secrets from the line (daemon/redact.h), so
+// no log line carries one, whoever wrote it (a playbook's guardian.log, a quoted error page).
+class RedactingFormatter : public spdlog::formatter {
+ public:
+  explicit RedactingFormatter(std::unique_ptr<spdlog::formatter> inner)
+      : inner_(std::move(inner)) {}
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    spdlog::memory_buf_t line;
+    inner_->format(msg, line);
+    std::string_view text(line.data(), line.size());
+    std::optional<std::string> redacted = Redactor::Global().Redacted(text);
+    if (redacted) text = *redacted;
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<RedactingFormatter>(inner_->clone());
+  }
+
+ private:
+  std::unique_ptr<spdlog::formatter> inner_;
 };
 
 }  // namespace
@@ -46,14 +73,15 @@ int SyslogPriority(spdlog::level::level_enum level) {
 void SetupLogging() {
   const char* journal = std::getenv("JOURNAL_STREAM");
   if (journal == nullptr || journal[0] == '\0') {
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    spdlog::default_logger()->set_formatter(std::make_unique<RedactingFormatter>(
+        std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v")));
     return;
   }
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   formatter->add_flag<PriorityFlag>('*').set_pattern("%*%v");
   auto logger =
       std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  logger->set_formatter(std::move(formatter));
+  logger->set_formatter(std::make_unique<RedactingFormatter>(std::move(formatter)));
   logger->set_level(spdlog::default_logger()->level());
   spdlog::set_default_logger(std::move(logger));
 }

@@ -39,4 +39,11 @@ std::vector<std::string> ParamList(const Params& p, const std::string& name) {
   return {};
 }
 
+StringMap ParamMap(const Params& p, const std::string& name) {
+  auto it = p.find(name);
+  if (it == p.end()) return {};
+  if (auto* m = std::get_if<StringMap>(&it->second)) return *m;
+  return {};
+}
+
 }  // namespace guardian

@@ -18,17 +18,20 @@ enum class ParamType {
   kPath,        // string; ${VAR}/${VAR:-default} expanded, relative resolved against config folder
   kStringList,  // sequence of strings
   kPathList,    // sequence of paths, each expanded and resolved as kPath
+  kHeaders,     // mapping of HTTP header name: value; a value may be a secret reference
 };
 
 struct ParamSpec {
   std::string name;
   ParamType type;
   bool required = false;
-  std::string doc;                   // one line, shown by docs and errors
+  std::string doc;                        // one line, shown by docs and errors
   std::vector<std::string> choices = {};  // kString only: the values allowed (empty: any)
 };
 
-using ParamValue = std::variant<bool, int64_t, double, std::string, std::vector<std::string>>;
+using StringMap = std::map<std::string, std::string>;
+using ParamValue =
+    std::variant<bool, int64_t, double, std::string, std::vector<std::string>, StringMap>;
 using Params = std::map<std::string, ParamValue>;
 
 // Typed look-ups with a fallback; the loader has already checked types against the schema.
@@ -37,5 +40,6 @@ int64_t ParamInt(const Params& p, const std::string& name, int64_t fallback);
 double ParamNumber(const Params& p, const std::string& name, double fallback);
 bool ParamBool(const Params& p, const std::string& name, bool fallback);
 std::vector<std::string> ParamList(const Params& p, const std::string& name);
+StringMap ParamMap(const Params& p, const std::string& name);
 
 }  // namespace guardian

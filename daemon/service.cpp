@@ -11,6 +11,7 @@
 
 #include "daemon/cgroup.h"
 #include "daemon/file_util.h"
+#include "daemon/spawn_env.h"
 #include "daemon/work.h"
 
 namespace guardian {
@@ -261,13 +262,9 @@ void Service::Spawn() {
 }
 
 void Service::SpawnWith(int out, bool join_cgroup) {
-  std::vector<std::string> env = {
-      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8",
-      "GUARDIAN_SERVICE=" + config_.name};
-  for (const auto& [k, v] : config_.env) env.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
+  std::map<std::string, std::string> extra = config_.env;
+  extra["GUARDIAN_SERVICE"] = config_.name;
+  EnvBlock env(SpawnEnvironment(extra));
   std::vector<std::string> args = config_.argv;
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -282,12 +279,13 @@ void Service::SpawnWith(int out, bool join_cgroup) {
   uv_process_options_t o{};
   o.file = argv[0];
   o.args = argv.data();
-  o.env = envp.data();
+  o.env = env.get();
   o.cwd = config_.cwd.c_str();
   o.stdio = stdio;
   o.stdio_count = 3;
   // Its own session and process group: stopping it reaches its children too.
   o.flags = UV_PROCESS_DETACHED;
+  ApplyRunAs(config_.run_as, &o);
   o.exit_cb = [](uv_process_t* h, int64_t code, int sig) {
     auto* p = static_cast<Proc*>(h->data);
     p->exited = true;
@@ -500,9 +498,12 @@ void Service::KillGroup(int sig) {
     ::kill(-pid, sig);
     ::kill(pid, sig);  // in case it left its group
   } else if (proc_->pidfd >= 0) {
-    // Adopted: the pidfd pins the very process that was verified; its group goes only while
-    // the leader is alive, so the group id is still its own.
-    if (::syscall(SYS_pidfd_send_signal, proc_->pidfd, sig, nullptr, 0) == 0) ::kill(-pid, sig);
+    // Adopted: the pidfd pins the very process that was verified. Its group is signalled only
+    // after the pidfd shows the leader still alive (signal 0), and before the leader is sent
+    // `sig`: signalled first, it could exit and be reaped (not by us) and free its pid as a
+    // group id for a stranger to take.
+    if (::syscall(SYS_pidfd_send_signal, proc_->pidfd, 0, nullptr, 0) == 0) ::kill(-pid, sig);
+    ::syscall(SYS_pidfd_send_signal, proc_->pidfd, sig, nullptr, 0);
   }
 }
 

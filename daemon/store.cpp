@@ -5,6 +5,7 @@
 
 #include "daemon/audit_chain.h"
 #include "daemon/fault_vfs.h"
+#include "daemon/redact.h"
 
 namespace guardian {
 namespace {
@@ -103,6 +104,9 @@ class Stmt {
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
+  // Free text (evidence, messages, reasons, state values) with the config's secrets redacted
+  // (daemon/redact.h): the database outlives the daemon and is read by whoever can read it.
+  Stmt& BindRedacted(int i, const std::string& v) { return Bind(i, Redactor::Global().Redact(v)); }
   int Step() { return sqlite3_step(s_); }
   // Ready to run again with new bindings.
   void Reset() {
@@ -317,8 +321,8 @@ Status Store::InsertIncident(IncidentRecord* rec) {
   st.Bind(5, rec->detected_at).Bind(6, rec->recovered_at).Bind(7, rec->target_ms);
   st.Bind(8, rec->playbook)
       .Bind(9, int64_t{rec->attempts})
-      .Bind(10, rec->evidence)
-      .Bind(11, rec->reason)
+      .BindRedacted(10, rec->evidence)
+      .BindRedacted(11, rec->reason)
       .Bind(12, rec->caused_by);
   if (rec->id > 0) st.Bind(13, rec->id);  // else NULL: the next id
   if (st.Step() != SQLITE_DONE) return Error("insert incident");
@@ -332,7 +336,8 @@ Status Store::UpdateIncident(const IncidentRecord& rec) {
           "caused_by=? WHERE id=?");
   if (!st.ok()) return Error("prepare update incident");
   st.Bind(1, rec.state).Bind(2, rec.recovered_at).Bind(3, int64_t{rec.attempts});
-  st.Bind(4, rec.evidence).Bind(5, rec.reason).Bind(6, rec.caused_by).Bind(7, rec.id);
+  st.BindRedacted(4, rec.evidence).BindRedacted(5, rec.reason);
+  st.Bind(6, rec.caused_by).Bind(7, rec.id);
   if (st.Step() != SQLITE_DONE) return Error("update incident");
   return Status::OK();
 }
@@ -343,7 +348,8 @@ Status Store::InsertStep(StepRecord* step) {
           "id) VALUES(?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Error("prepare insert step");
   st.Bind(1, step->incident_id).Bind(2, int64_t{step->attempt}).Bind(3, step->phase);
-  st.Bind(4, step->started_at).Bind(5, step->ended_at).Bind(6, step->status).Bind(7, step->message);
+  st.Bind(4, step->started_at).Bind(5, step->ended_at).Bind(6, step->status);
+  st.BindRedacted(7, step->message);
   if (step->id > 0) st.Bind(8, step->id);  // else NULL: the next id
   if (st.Step() != SQLITE_DONE) return Error("insert step");
   step->id = sqlite3_last_insert_rowid(db_);
@@ -353,7 +359,7 @@ Status Store::InsertStep(StepRecord* step) {
 Status Store::FinishStep(const StepRecord& step) {
   Stmt st(db_, "UPDATE steps SET ended_at=?, status=?, message=? WHERE id=?");
   if (!st.ok()) return Error("prepare finish step");
-  st.Bind(1, step.ended_at).Bind(2, step.status).Bind(3, step.message).Bind(4, step.id);
+  st.Bind(1, step.ended_at).Bind(2, step.status).BindRedacted(3, step.message).Bind(4, step.id);
   if (st.Step() != SQLITE_DONE) return Error("finish step");
   return Status::OK();
 }
@@ -490,6 +496,9 @@ Status Store::AddEvent(const EventRecord& e) {
   Status s = Exec("BEGIN IMMEDIATE");
   if (!s.ok()) return s;
   EventRecord row = e;
+  // Redacted before hashing: the chain covers the row as stored.
+  for (std::string* text : {&row.actor, &row.kind, &row.check_id, &row.detail})
+    *text = Redactor::Global().Redact(*text);
   s = ChainEvent(&row);
   if (s.ok()) {
     Stmt st(db_,
@@ -595,7 +604,7 @@ Status Store::AddChaosRun(ChaosRunRecord* run) {
       .Bind(2, run->started_at)
       .Bind(3, run->ended_at)
       .Bind(4, int64_t{run->ok ? 1 : 0})
-      .Bind(5, run->summary);
+      .BindRedacted(5, run->summary);
   if (st.Step() != SQLITE_DONE) return Error("add chaos run");
   run->id = sqlite3_last_insert_rowid(db_);
   // Only the newest kChaosRunsKept: a CI that runs chaos/run on every commit must not grow the
@@ -642,7 +651,7 @@ Status Store::SetValue(const std::string& check_id, const std::string& key,
                        const std::string& value) {
   Stmt st(db_, "INSERT OR REPLACE INTO check_values(check_id, key, value) VALUES(?,?,?)");
   if (!st.ok()) return Error("prepare set value");
-  st.Bind(1, check_id).Bind(2, key).Bind(3, value);
+  st.Bind(1, check_id).Bind(2, key).BindRedacted(3, value);
   if (st.Step() != SQLITE_DONE) return Error("set value");
   return Status::OK();
 }
@@ -660,7 +669,7 @@ Status Store::Values(const std::string& check_id, std::map<std::string, std::str
 Status Store::SetHold(const std::string& check_id, const std::string& reason, int64_t since) {
   Stmt st(db_, "INSERT OR REPLACE INTO holds(check_id, reason, since) VALUES(?,?,?)");
   if (!st.ok()) return Error("prepare hold");
-  st.Bind(1, check_id).Bind(2, reason).Bind(3, since);
+  st.Bind(1, check_id).BindRedacted(2, reason).Bind(3, since);
   if (st.Step() != SQLITE_DONE) return Error("hold");
   return Status::OK();
 }

@@ -241,14 +241,18 @@ void Supervisor::OnOrphans(std::vector<ProcStat> children) {
     auto g = orphan_groups_.find(c.pgrp);
     if (g == orphan_groups_.end()) continue;  // a service that still runs may keep its helpers
     groups_seen.insert(c.pgrp);
-    // Our own unreaped child: its pid cannot name another process.
+    // Listed on the pool a moment ago, so no longer certain to be an unreaped child of ours: a
+    // service's leader, listed just before it exited, has been reaped by libuv since (and left
+    // `known`), and its pid may be another process's now. Signalled only if the pid still
+    // names the process with the start time listed.
+    ProcessIdentity id{c.pid, c.start_ticks, ""};
     if (now >= g->second.kill_at) {
       spdlog::warn("orphan pid {} of service {} outlived the grace period; SIGKILL", c.pid,
                    g->second.service);
-      ::kill(c.pid, SIGKILL);
+      SignalIfSame(id, SIGKILL);
     } else if (!g->second.termed) {
       spdlog::info("stopping orphan pid {} left by service {}", c.pid, g->second.service);
-      ::kill(c.pid, SIGTERM);
+      SignalIfSame(id, SIGTERM);
     }
   }
   for (auto it = orphan_groups_.begin(); it != orphan_groups_.end();) {

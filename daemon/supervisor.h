@@ -4,7 +4,7 @@
 // service forked and then abandoned is re-parented to guardiand instead of init, so it is
 // reaped here (no zombies) and, once the service it belonged to has exited, stopped like the
 // service (TERM, KILL after the grace period) instead of lingering on its port or its files.
-// Those orphans are guardiand's own unreaped children, so their pids cannot have been reused.
+// Each is signalled only while its pid still names the process listed (pid and start time).
 //
 // Thread: loop thread only. Close() before destroying.
 

@@ -80,10 +80,14 @@ GUARDIAN_REGISTER_DETECTOR(
                     WithRemedyParams({
                         {"url", ParamType::kString, true, "http:// or https:// URL to GET"},
                         {"timeout_ms", ParamType::kInt, false, "the whole request (default 1000)"},
+                        {"headers", ParamType::kHeaders, false,
+                         "HTTP headers sent with the GET (a value may be a secret reference)"},
                     }),
                     [](const DetectorEnv& env) {
                       Endpoint e;
                       e.url = ParamString(env.check.params, "url");
+                      for (const auto& [name, value] : ParamMap(env.check.params, "headers"))
+                        e.headers.push_back(name + ": " + value);
                       e.timeout_ms = ParamInt(env.check.params, "timeout_ms", 1000);
                       return std::make_shared<EndpointDetector>(env, e);
                     }});

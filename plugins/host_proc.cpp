@@ -37,7 +37,7 @@ std::optional<int> DryRun(lua_State* L) {
   run->CheckCanWait(L, "guardian.proc.run");  // before recording: such a call never happens
   int nargs = std::min(lua_gettop(L), 2);     // argv and opts
   if (!run->RecordAction(L, "guardian.proc.run", nargs,
-                           "not started; answered code 0 with empty output"))
+                         "not started; answered code 0 with empty output"))
     return std::nullopt;
   return run->AwaitNothing(L, "guardian.proc.run", [](lua_State* L) {
     ChildResult r;
@@ -64,6 +64,10 @@ int Run(lua_State* L) {
   }
   if (auto n = DryRun(L)) return *n;
   PlaybookRun* run = PlaybookRun::From(L);
+  // Whatever the playbook starts runs as its check says, never with guardiand's environment.
+  opts.run_as = run->check().run_as;
+  opts.env = run->check().env;
+  opts.env["GUARDIAN_CHECK"] = run->check().id;
   return run->Await(L, "guardian.proc.run", [run, opts](PlaybookRun::Resume resume) {
     ChildProcess* child = nullptr;
     auto alive = std::make_shared<bool>(true);

@@ -39,6 +39,12 @@ void PushParams(lua_State* L, const Params& params) {
             lua_pushnumber(L, v);
           } else if constexpr (std::is_same_v<T, std::string>) {
             lua_pushlstring(L, v.data(), v.size());
+          } else if constexpr (std::is_same_v<T, StringMap>) {
+            lua_createtable(L, 0, static_cast<int>(v.size()));
+            for (const auto& [k, x] : v) {
+              lua_pushlstring(L, x.data(), x.size());
+              lua_setfield(L, -2, k.c_str());
+            }
           } else {
             lua_createtable(L, static_cast<int>(v.size()), 0);
             for (size_t i = 0; i < v.size(); ++i) {

@@ -1,7 +1,11 @@
 // guardian.service against a real supervised process that speaks the status/flags protocol:
 // a small Python service that reports its pid, readiness and the flags seq it applied.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
 #include <fstream>
 
 #include "tests/lua/run_fixture.h"
@@ -164,6 +168,53 @@ TEST_CASE("in a dry run restart and set_flags are recorded, not done") {
   REQUIRE(run->recorded().size() == 2);
   CHECK(run->recorded()[0].call == "guardian.service.restart");
   CHECK(run->recorded()[1].call == "guardian.service.set_flags");
+}
+
+TEST_CASE(
+    "service.stop_stale spares a pid whose start time differs, and stops the one that matches") {
+  ServiceRunFixture f;
+  // A stale instance of the service's own program (same executable), not supervised.
+  pid_t stale = ::fork();
+  if (stale == 0) {
+    ::execl("/usr/bin/python3", "python3", "-c", "import time; time.sleep(60)", nullptr);
+    ::_exit(127);
+  }
+  REQUIRE(stale > 0);
+  std::string exe = f.sup->Find("svc")->Snapshot().exe;
+  ProcessIdentity id;
+  for (int i = 0; i < 500 && !(ReadProcessIdentity(stale, &id).ok() && id.exe == exe); ++i)
+    ::usleep(10'000);
+  REQUIRE(id.exe == exe);
+  std::string pid = std::to_string(id.pid);
+  std::string ticks = std::to_string(id.start_ticks);
+  // The same pid with another start time is another process (the pid was reused): untouched.
+  auto run =
+      f.Run(f.Playbook("remediate = function(ctx)\n"
+                       "  assert(guardian.service.stop_stale(" +
+                       pid + ", " + ticks +
+                       " + 1, {grace_ms = 200}))\n"
+                       "  guardian.sleep(200)\n"
+                       "end,\n"
+                       "verify = function(ctx)\n"
+                       "  assert(guardian.service.stop_stale(" +
+                       pid + ", " + ticks +
+                       ", {grace_ms = 200}))\n"
+                       "end"));
+  auto [s, msg] = f.Phase(*run, "remediate");
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  int status = 0;
+  CHECK(::waitpid(stale, &status, WNOHANG) == 0);  // still running
+  auto [v, vmsg] = f.Phase(*run, "verify");
+  CHECK_MESSAGE(v.ok(), v.message());
+  // Ended by its SIGTERM; the supervisor (a subreaper in this process) may have reaped it first.
+  pid_t reaped = ::waitpid(stale, &status, 0);
+  if (reaped == stale) {
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGTERM);
+  } else {
+    CHECK(errno == ECHILD);
+  }
+  CHECK(::kill(stale, 0) != 0);
 }
 
 TEST_CASE("a check that names no service cannot use guardian.service") {

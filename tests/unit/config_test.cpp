@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -36,6 +37,9 @@ const std::vector<ParamSpec>* TestSchemas(std::string_view mode) {
       {"service", ParamType::kString, false, "the supervised service it concerns"},
       {"server", ParamType::kString, false, "a second service it acts on"},
       {"method", ParamType::kString, false, "how to look", {"statvfs", "df"}},
+      {"headers", ParamType::kHeaders, false, "HTTP headers"},
+      {"url", ParamType::kString, false, "an endpoint"},
+      {"api_token", ParamType::kString, false, "a credential"},
   };
   if (mode == "missing_config") return &missing_config;
   if (mode == "disk_full") return &disk_full;
@@ -404,8 +408,7 @@ TEST_CASE("breaker: read like a budget, refused the same way") {
   CHECK(load.config->budget.max_actions == 5);  // the per-check budget is its own
   ExpectOneError(Load(WithCheck("breaker:\n  max_actions: 0\n")), 2, 16,
                  "breaker.max_actions: must be >= 1, got 0");
-  ExpectOneError(Load(WithCheck("breaker: {window: 5}\n")), 1, 11,
-                 "breaker: unknown key 'window'");
+  ExpectOneError(Load(WithCheck("breaker: {window: 5}\n")), 1, 11, "breaker: unknown key 'window'");
 }
 
 TEST_CASE("backoff_max_ms below backoff_base_ms") {
@@ -1280,6 +1283,172 @@ TEST_CASE("a template of 2000 targets loads in memory proportional to it") {
   REQUIRE(load.ok());
   CHECK(load.config->checks.size() == 2000);
   CHECK(after.ru_maxrss - before.ru_maxrss < 100 * 1024);  // KiB
+}
+
+// ---- least privilege: secrets, user and group ------------------------------------------------
+
+std::string AllWarnings(const ConfigLoad& load) {
+  std::string out;
+  for (const auto& w : load.warnings) out += w.ToString() + "\n";
+  return out;
+}
+
+bool HasSecret(const Config& c, const std::string& s) {
+  return std::find(c.secrets.begin(), c.secrets.end(), s) != c.secrets.end();
+}
+
+void WriteFile(const fs::path& p, const std::string& text, fs::perms mode) {
+  std::ofstream(p) << text;
+  fs::permissions(p, mode);
+}
+
+TEST_CASE("secrets: read from a file or guardiand's environment, and collected for redaction") {
+  TempDir dir;
+  fs::path token = dir.path() / "token";
+  WriteFile(token, "Bearer tok-from-file-1234\n", fs::perms::owner_read | fs::perms::owner_write);
+  ScopedEnv env("GUARDIAN_TEST_SECRET", "env-secret-98765");
+  ConfigLoad load = Load(
+      "checks:\n"
+      "  - id: disk\n"
+      "    mode: disk_full\n"
+      "    env:\n"
+      "      API_TOKEN: {secret_env: GUARDIAN_TEST_SECRET}\n"
+      "      GREETING: hello-world-value\n"
+      "      DB_PASSWORD: literal-pass-1\n"
+      "      TOKEN_FILE: /run/where-the-token-is\n"
+      "    params:\n"
+      "      path: /srv\n"
+      "      url: https://user:url-password-5@example.com/x\n"
+      "      api_token: param-token-77\n"
+      "      headers:\n"
+      "        Authorization: {secret_file: " +
+      token.string() +
+      "}\n"
+      "        X-Trace: visible-value\n"
+      "        X-Api-Key: literal-key-4321\n");
+  INFO(AllErrors(load) << AllWarnings(load));
+  REQUIRE(load.ok());
+  CHECK(load.warnings.empty());
+  const Config& c = *load.config;
+  const CheckConfig& check = c.checks[0];
+  CHECK(check.env.at("API_TOKEN") == "env-secret-98765");
+  CHECK(check.env.at("GREETING") == "hello-world-value");
+  StringMap headers = ParamMap(check.params, "headers");
+  CHECK(headers.at("Authorization") == "Bearer tok-from-file-1234");  // the newline trimmed
+  CHECK(headers.at("X-Trace") == "visible-value");
+  for (const char* secret :
+       {"Bearer tok-from-file-1234", "tok-from-file-1234", "env-secret-98765", "literal-pass-1",
+        "literal-key-4321", "url-password-5", "param-token-77"}) {
+    CHECK_MESSAGE(HasSecret(c, secret), secret);
+  }
+  for (const char* shown : {"hello-world-value", "visible-value", "/run/where-the-token-is"}) {
+    CHECK_MESSAGE(!HasSecret(c, shown), shown);
+  }
+}
+
+TEST_CASE("secrets: a reference that cannot be read is an error at its field") {
+  TempDir dir;
+  ScopedEnv unset("GUARDIAN_TEST_NO_SUCH_SECRET", nullptr);
+  ScopedEnv empty("GUARDIAN_TEST_EMPTY_SECRET", "");
+  auto env_entry = [](const std::string& value) {
+    return Load(
+        "checks:\n  - id: disk\n    mode: disk_full\n    params: {path: /srv}\n"
+        "    env:\n      API_TOKEN: " +
+        value + "\n");
+  };
+  ExpectOneError(env_entry("{secret_file: /nonexistent/guardian-secret}"), 6, 32,
+                 "checks[0].env.API_TOKEN.secret_file: cannot read secret file "
+                 "/nonexistent/guardian-secret: No such file or directory");
+  ExpectOneError(env_entry("{secret_env: GUARDIAN_TEST_NO_SUCH_SECRET}"), 6, 31,
+                 "checks[0].env.API_TOKEN.secret_env: environment variable "
+                 "'GUARDIAN_TEST_NO_SUCH_SECRET' is not set");
+  ExpectOneError(env_entry("{secret_env: GUARDIAN_TEST_EMPTY_SECRET}"), 6, 31, "is empty");
+  ExpectOneError(env_entry("{secret_file: /a, secret_env: B}"), 6, 18, "one of them");
+  ExpectOneError(env_entry("{secret_fil: /a}"), 6, 19, "unknown key 'secret_fil'");
+  ExpectOneError(env_entry("{secret_file: " + dir.path().string() + "}"), 6, 32,
+                 "is not a regular file");
+  fs::path empty_file = dir.path() / "empty";
+  WriteFile(empty_file, "\n", fs::perms::owner_read);
+  ExpectOneError(env_entry("{secret_file: " + empty_file.string() + "}"), 6, 32, "is empty");
+  // A header cannot carry a line break (it would end the header and start another).
+  fs::path two_lines = dir.path() / "two-lines";
+  WriteFile(two_lines, "line-one-abc\nline-two-abc\n", fs::perms::owner_read);
+  ExpectOneError(Load("checks:\n  - id: disk\n    mode: disk_full\n"
+                      "    params:\n      path: /srv\n      headers:\n"
+                      "        Authorization: {secret_file: " +
+                      two_lines.string() + "}\n"),
+                 7, 24, "holds a line break");
+  ExpectOneError(Load("checks:\n  - id: disk\n    mode: disk_full\n"
+                      "    params: {path: /srv, headers: {\"Bad Name\": x}}\n"),
+                 4, 36, "'Bad Name' is not a valid HTTP header name");
+  ExpectOneError(Load("checks:\n  - id: disk\n    mode: disk_full\n    params: {path: /srv}\n"
+                      "    env: {1BAD: x}\n"),
+                 5, 11, "'1BAD' is not a valid environment variable name");
+}
+
+TEST_CASE("secrets: a file others may read and a secret too short to redact are warnings") {
+  TempDir dir;
+  fs::path open_file = dir.path() / "readable";
+  WriteFile(open_file, "readable-secret-1\n",
+            fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                fs::perms::others_read);
+  ConfigLoad load = Load(
+      "checks:\n  - id: disk\n    mode: disk_full\n    params: {path: /srv}\n"
+      "    env:\n      API_TOKEN: {secret_file: " +
+      open_file.string() + "}\n      DB_PASSWORD: abc\n");
+  INFO(AllErrors(load) << AllWarnings(load));
+  REQUIRE(load.ok());
+  REQUIRE(load.warnings.size() == 2);
+  CHECK(load.warnings[0].ToString() ==
+        "g.yaml:6:32: warning: checks[0].env.API_TOKEN.secret_file: secret file " +
+            open_file.string() + " may be read by its group or others (mode 0644): chmod 0600 it");
+  CHECK(load.warnings[1].ToString() ==
+        "g.yaml:7:20: warning: checks[0].env.DB_PASSWORD: a secret of 3 bytes is too short to be "
+        "redacted from logs, the API and the store (6 bytes and more are)");
+  CHECK(load.config->checks[0].env.at("API_TOKEN") == "readable-secret-1");
+}
+
+TEST_CASE("user and group: resolved at load; an unknown name is an error at its field") {
+  ConfigLoad load = Load(
+      "services:\n"
+      "  - name: app\n"
+      "    argv: [x]\n"
+      "    user: nobody\n"
+      "checks:\n"
+      "  - id: disk\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv}\n"
+      "    user: nobody\n"
+      "    group: nogroup\n"
+      "  - id: disk2\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv}\n"
+      "    group: nogroup\n");
+  INFO(AllErrors(load));
+  REQUIRE(load.ok());
+  const Config& c = *load.config;
+  CHECK(c.services[0].run_as.uid == 65534);
+  CHECK(c.services[0].run_as.gid == 65534);  // nobody's primary group
+  CHECK(c.checks[0].run_as.uid == 65534);
+  CHECK(c.checks[0].run_as.gid == 65534);
+  CHECK(c.checks[0].run_as.ToString() == "user nobody, group nogroup");
+  CHECK(c.checks[1].run_as.uid == -1);  // a group alone leaves the user as it is
+  CHECK(c.checks[1].run_as.gid == 65534);
+  CHECK_FALSE(Load(kCheck).config->checks[0].run_as.changes());
+
+  ExpectOneError(Load("checks:\n  - id: disk\n    mode: disk_full\n    params: {path: /srv}\n"
+                      "    user: no-such-user-x\n"),
+                 5, 11, "checks[0].user: no user named 'no-such-user-x' on this host");
+  ExpectOneError(Load("checks:\n  - id: disk\n    mode: disk_full\n    params: {path: /srv}\n"
+                      "    user: nobody\n    group: no-such-group-x\n"),
+                 6, 12, "checks[0].group: no group named 'no-such-group-x' on this host");
+  ExpectOneError(Load("services:\n  - name: app\n    argv: [x]\n    user: no-such-user-x\n"), 4, 11,
+                 "services[0].user: no user named 'no-such-user-x'");
+  ExpectOneError(Load("api: {socket_group: no-such-group-x}\n"), 1, 21,
+                 "api.socket_group: no group named 'no-such-group-x'");
+  load = Load("api: {socket_group: nogroup}\n");
+  REQUIRE(load.ok());
+  CHECK(load.config->api.socket_gid == 65534);
 }
 
 }  // namespace
