@@ -63,8 +63,9 @@ void EndpointProbe::Run(std::function<void(EndpointAnswer)> done) {
         requests_.erase(std::remove(requests_.begin(), requests_.end(), *id), requests_.end());
       EndpointAnswer a;
       if (!r.ok()) {
-        a.what = r.error_kind == "timeout" ? "no answer within " + std::to_string(timeout) + " ms"
-                                           : r.error_kind + " (" + r.error + ")";
+        a.timed_out = r.error_kind == "timeout";
+        a.what = a.timed_out ? "no answer within " + std::to_string(timeout) + " ms"
+                             : r.error_kind + " (" + r.error + ")";
       } else {
         a.ok = r.code < 400;
         a.what = "answered " + std::to_string(r.code) + " in " + std::to_string(r.total_ms) + " ms";
@@ -91,6 +92,7 @@ void EndpointProbe::Run(std::function<void(EndpointAnswer)> done) {
         if (r.ok()) {
           a.what = "connected in " + std::to_string(r.elapsed_ms) + " ms";
         } else if (r.error_kind == "timeout") {
+          a.timed_out = true;
           a.what = "no connection within " + std::to_string(timeout) + " ms";
         } else {
           a.what = r.error_kind + (r.error.empty() ? "" : " (" + r.error + ")");

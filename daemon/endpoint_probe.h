@@ -32,6 +32,7 @@ struct EndpointAnswer {
   bool ok = false;
   // "answered 200 in 3 ms", "answered 503 in 2 ms: BODY" (its start), "refused", ...
   std::string what;
+  bool timed_out = false;  // no answer within the timeout (else a failure came back sooner)
 };
 
 class EndpointProbe {

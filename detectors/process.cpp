@@ -20,6 +20,7 @@
 #include "daemon/fs_watch.h"
 #include "daemon/pid_watch.h"
 #include "daemon/proc_identity.h"
+#include "daemon/timer.h"
 #include "daemon/work.h"
 #include "detectors/detector.h"
 
@@ -77,7 +78,8 @@ class ProcessDetector : public Detector {
   explicit ProcessDetector(const DetectorEnv& env)
       : env_(env),
         pidfile_(ParamString(env.check.params, "pidfile")),
-        pid_watch_(std::make_unique<PidWatch>(env.loop)) {
+        pid_watch_(std::make_unique<PidWatch>(env.loop)),
+        exit_grace_(env.loop) {
     const Params& p = env.check.params;
     if (int64_t port = ParamInt(p, "port", 0); port > 0) {
       Endpoint e;
@@ -106,6 +108,7 @@ class ProcessDetector : public Detector {
     watch_.reset();
     pid_watch_.reset();
     endpoint_.reset();
+    exit_grace_.Stop();
     closed();
   }
 
@@ -164,26 +167,42 @@ class ProcessDetector : public Detector {
     std::string where = endpoint_->endpoint().Describe();
     endpoint_->Run([this, weak = weak_from_this(), running, where, done](EndpointAnswer a) {
       if (weak.expired()) return done(Observation::Unknown("check closed"));
-      // A refused port is often the first sign of an exit whose pidfd event has not had its
-      // turn in the loop yet: ask the pidfd now, so an exit is not taken for a hang.
-      if (!a.ok && pid_watch_ && pid_watch_->ExitedNow()) {
-        exited_at_ = WallMs();
-        why_not_ = identity_.ToString() + " exited";
-        return Judge(done);
+      // A refused or reset port is often the first sign of an exit. The kernel closes an
+      // exiting process's sockets before its pidfd reports the exit, so one not reported yet
+      // gets kExitGraceMs to be, and an exit is not taken for a hang. A timeout has waited
+      // long enough already.
+      if (!a.ok && !a.timed_out && pid_watch_ && !pid_watch_->ExitedNow()) {
+        exit_grace_.Start(kExitGraceMs,
+                          [this, running, where, a, done] { Conclude(running, where, a, done); });
+        return;
       }
-      Observation o = a.ok ? Observation::Ok("running: " + running + "; " + where + " " + a.what)
-                           : Observation::Failing("not answering: " + running + " runs, but " +
-                                                  where + ": " + a.what);
-      o.gauges = {{"running", 1}};
-      done(o);
+      Conclude(running, where, a, done);
     });
   }
+
+  void Conclude(const std::string& running, const std::string& where, const EndpointAnswer& a,
+                const std::function<void(Observation)>& done) {
+    if (!a.ok && why_not_.empty() && pid_watch_ && pid_watch_->ExitedNow()) {
+      exited_at_ = WallMs();
+      why_not_ = identity_.ToString() + " exited";
+    }
+    if (!a.ok && !why_not_.empty()) return Judge(done);  // exited (seen here or by the pidfd)
+    Observation o = a.ok ? Observation::Ok("running: " + running + "; " + where + " " + a.what)
+                         : Observation::Failing("not answering: " + running + " runs, but " +
+                                                where + ": " + a.what);
+    o.gauges = {{"running", 1}};
+    done(o);
+  }
+
+  // How long a refused or reset port waits for the pidfd to report an exit (see Judge).
+  static constexpr int64_t kExitGraceMs = 50;
 
   DetectorEnv env_;
   std::string pidfile_;
   std::unique_ptr<FsWatch> watch_;
   std::unique_ptr<PidWatch> pid_watch_;
   std::unique_ptr<EndpointProbe> endpoint_;
+  Timer exit_grace_;
   std::function<void()> wake_;
   bool known_ = false;  // the pidfile has been read since it last changed
   ProcessIdentity identity_;
@@ -199,9 +218,9 @@ GUARDIAN_REGISTER_DETECTOR(
         "process",
         {
             {"pidfile", ParamType::kPath, true, "the file holding the process's pid"},
-            {"start", ParamType::kStringList, true,
+            {"start", ParamType::kCommand, true,
              "argv that starts the program (and writes the pidfile); run without a shell"},
-            {"stop", ParamType::kStringList, false,
+            {"stop", ParamType::kCommand, false,
              "argv that stops it; run before `start` when the process still runs but fails"},
             {"host", ParamType::kString, false, "numeric address of its port (127.0.0.1)"},
             {"port", ParamType::kInt, false, "a port it must answer on"},
