@@ -47,7 +47,9 @@ bool ChildProcess::Start() {
 
   EnvBlock env(SpawnEnvironment(opts_.env));
   uv_process_options_t o{};
-  o.file = argv.empty() || argv[0] == nullptr ? "" : argv[0];
+  o.file = !opts_.file.empty()                  ? opts_.file.c_str()
+           : argv.empty() || argv[0] == nullptr ? ""
+                                                : argv[0];
   o.args = argv.data();
   o.env = env.get();
   o.cwd = opts_.cwd.empty() ? nullptr : opts_.cwd.c_str();

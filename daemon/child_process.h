@@ -32,6 +32,8 @@ struct ChildResult {
 
 struct ChildOptions {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH when it has no slash
+  std::string file;               // the file to execute; empty = argv[0] (guardian.proc.run
+                                  // runs the very file its program policy checked)
   std::string cwd;                // empty = inherit
   int64_t timeout_ms = 0;         // 0 = none
   int64_t kill_grace_ms = 2000;

@@ -23,6 +23,7 @@
 #include <utility>
 
 #include "daemon/modes.h"
+#include "daemon/program_policy.h"
 #include "daemon/redact.h"
 
 namespace guardian {
@@ -106,10 +107,11 @@ constexpr std::string_view kRunModes[] = {"act", "observe"};
 constexpr std::string_view kDefaultsKeys[] = {"interval_ms", "debounce", "jitter"};
 constexpr std::string_view kBudgetKeys[] = {"max_actions", "window_ms"};
 constexpr std::string_view kRetryKeys[] = {"backoff_base_ms", "backoff_max_ms"};
-constexpr std::string_view kLimitsKeys[] = {"instructions", "memory_mb", "phase_timeout_ms"};
+constexpr std::string_view kLimitsKeys[] = {"instructions", "memory_mb", "phase_timeout_ms",
+                                            "programs"};
 constexpr std::string_view kCheckKeys[] = {
     "id",     "mode",   "interval_ms", "debounce", "jitter", "target_ms", "playbook", "retries",
-    "budget", "params", "depends_on",  "targets",  "user",   "group",     "env"};
+    "budget", "params", "depends_on",  "targets",  "user",   "group",     "env",      "programs"};
 constexpr std::string_view kServiceKeys[] = {
     "name", "argv",    "cwd",           "env",          "status_file", "flags_file",      "output",
     "port", "restart", "stop_grace_ms", "stop_on_exit", "cgroup",      "memory_limit_mb", "user",
@@ -825,6 +827,53 @@ class Loader {
     *out = std::move(r);
   }
 
+  // The PATH a check's programs are looked up in: its `env`'s, else the spawn default.
+  static std::string PathOf(const CheckConfig& c) {
+    auto it = c.env.find("PATH");
+    return it == c.env.end() ? std::string(kSpawnPath) : it->second;
+  }
+
+  // `programs:`: absolute paths, or names looked up in `path_env` now, so the list holds the
+  // very files that may run. A listed path with no program there yet is only warned about.
+  std::optional<std::vector<std::string>> ReadPrograms(const Item& item,
+                                                       const std::string& path_env) {
+    auto names = StringList(item);
+    if (!names) return std::vector<std::string>{};  // reported; an empty list runs nothing
+    std::vector<std::string> out;
+    for (size_t i = 0; i < names->size(); ++i) {
+      const std::string& name = (*names)[i];
+      Item at = SequenceItem(item, i);
+      std::string file;
+      Status s = FindProgram(name, path_env, &file);
+      if (s.ok()) {
+        out.push_back(name.find('/') == std::string::npos ? file : name);
+      } else if (s.code() == Status::Code::kNotFound && name.find('/') != std::string::npos) {
+        Warn(at, "no program at '" + name + "' yet; a playbook cannot start it until there is");
+        out.push_back(name);
+      } else if (s.code() == Status::Code::kNotFound) {
+        Error(at, "no program named '" + name + "' in PATH (" + path_env + ")");
+      } else {
+        Error(at, s.message());
+      }
+    }
+    return out;
+  }
+
+  // A check's own commands (on_fail, start, stop) are what its playbook starts: one the
+  // program policy refuses is an error now, with its line, not when the incident comes.
+  void CheckCommands(const std::vector<std::pair<std::string, Item>>& commands,
+                     const CheckConfig& c) {
+    for (const auto& [name, item] : commands) {
+      std::vector<std::string> argv = ParamList(c.params, name);
+      if (argv.empty()) continue;
+      std::string file;
+      Status s = FindProgram(argv[0], PathOf(c), &file);
+      if (s.code() == Status::Code::kNotFound) continue;  // fails when run, as it would anyway
+      if (s.ok()) s = CheckProgram(file, c.programs);
+      if (!s.ok()) Error(item, s.message());
+    }
+  }
+
   static Item SequenceItem(const Item& seq, size_t i) {
     YAML::Node n = seq.node[i];
     YAML::Mark m = ValidMark(n.Mark()) ? n.Mark() : seq.mark;
@@ -942,6 +991,8 @@ class Loader {
         IntField(*d, "memory_mb", 1, 1024, &memory_mb);
         limits.memory_bytes = memory_mb << 20;
         IntField(*d, "phase_timeout_ms", 100, kInt64Max, &limits.phase_timeout_ms);
+        if (const Entry* p = Find(*d, "programs"))
+          limits.programs = ReadPrograms(p->value, kSpawnPath);
       }
     }
 
@@ -1442,6 +1493,8 @@ class Loader {
     if (const Entry* e = FindContainer(*d, "budget")) ReadBudget(e->value, &c.budget);
     if (const Entry* e = FindContainer(*d, "env")) ReadEnv(e->value, &c.env);
     ReadRunAs(*d, &c.run_as);
+    c.programs = config.playbook_limits.programs;
+    if (const Entry* e = Find(*d, "programs")) c.programs = ReadPrograms(e->value, PathOf(c));
 
     if (const Entry* e = FindContainer(*d, "depends_on")) {
       if (auto deps = StringList(e->value)) {
@@ -1456,8 +1509,10 @@ class Loader {
     if (mode_ok) {
       YAML::Mark missing_at = item.mark;
       if (const Entry* e = Find(*d, "params")) missing_at = e->key.Mark();
+      std::vector<std::pair<std::string, Item>> commands;
       ReadParams(params ? &params->value : nullptr, item.path + ".params", missing_at, c.mode,
-                 *specs, &c.params);
+                 *specs, &c.params, &commands);
+      CheckCommands(commands, c);
       CheckServiceParam(params, config, c.params);
     } else if (params && !params->value.node.IsMap()) {
       Error(params->value, "expected a mapping, got " + Describe(params->value.node));
@@ -1493,7 +1548,8 @@ class Loader {
   }
 
   void ReadParams(const Item* item, const std::string& path, const YAML::Mark& missing_at,
-                  const std::string& mode, const std::vector<ParamSpec>& specs, Params* out) {
+                  const std::string& mode, const std::vector<ParamSpec>& specs, Params* out,
+                  std::vector<std::pair<std::string, Item>>* commands = nullptr) {
     std::optional<Entries> d;
     if (item) {
       std::vector<std::string_view> names;
@@ -1525,6 +1581,7 @@ class Loader {
         // https://user:password@host/: the password is a secret wherever the URL is echoed.
         if (std::string pw = UrlPassword(*text); !pw.empty()) AddSecret(e->value, pw);
       }
+      if (commands && spec.type == ParamType::kCommand) commands->push_back({spec.name, e->value});
       out->emplace(spec.name, std::move(*v));
     }
   }
@@ -1547,6 +1604,7 @@ class Loader {
         if (auto v = Path(item)) return *v;
         break;
       case ParamType::kStringList:
+      case ParamType::kCommand:
         if (auto v = StringList(item)) return *v;
         break;
       case ParamType::kPathList:

@@ -43,6 +43,9 @@ struct PlaybookLimits {
   int64_t instructions = 10'000'000;  // per phase
   int64_t memory_bytes = 32 << 20;    // per run (YAML key memory_mb)
   int64_t phase_timeout_ms = 30'000;  // wall clock per phase
+  // The programs any check's playbook may start (daemon/program_policy.h); a check's own
+  // `programs` replaces it. None: any but shells and launchers.
+  std::optional<std::vector<std::string>> programs;
 };
 
 // The operator API: always on a Unix socket, optionally on TCP (loopback unless allow_remote).
@@ -108,6 +111,9 @@ struct CheckConfig {
   // user and group, with a minimal environment plus `env`.
   RunAs run_as;
   std::map<std::string, std::string> env;
+  // The only programs its playbook may start (absolute paths): its own `programs`, else
+  // playbook_limits.programs; none: any but shells and launchers (daemon/program_policy.h).
+  std::optional<std::vector<std::string>> programs;
   int line = 0;  // where the check starts in the file, for messages
 };
 

@@ -66,7 +66,7 @@ static bool SameCheck(const CheckConfig& a, const CheckConfig& b) {
          a.playbook == b.playbook && a.retries == b.retries &&
          a.budget.max_actions == b.budget.max_actions && a.budget.window_ms == b.budget.window_ms &&
          a.params == b.params && a.depends_on == b.depends_on && a.run_as == b.run_as &&
-         a.env == b.env;
+         a.env == b.env && a.programs == b.programs;
 }
 
 void Engine::Apply(std::shared_ptr<const Config> config) {

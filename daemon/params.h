@@ -19,6 +19,8 @@ enum class ParamType {
   kStringList,  // sequence of strings
   kPathList,    // sequence of paths, each expanded and resolved as kPath
   kHeaders,     // mapping of HTTP header name: value; a value may be a secret reference
+  kCommand,     // argv the check's playbook runs (guardian.proc.run): a sequence of strings
+                // whose program the loader checks against the check's `programs`
 };
 
 struct ParamSpec {

@@ -1,11 +1,11 @@
 #include "daemon/spawn_env.h"
 
+#include "daemon/program_policy.h"
+
 namespace guardian {
 
 std::vector<std::string> SpawnEnvironment(const std::map<std::string, std::string>& extra) {
-  std::map<std::string, std::string> env = {
-      {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-      {"LANG", "C.UTF-8"}};
+  std::map<std::string, std::string> env = {{"PATH", kSpawnPath}, {"LANG", "C.UTF-8"}};
   // Replaced, not appended: with a name twice, getenv would find the first (the default).
   for (const auto& [k, v] : extra) env[k] = v;
   std::vector<std::string> out;

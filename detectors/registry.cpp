@@ -35,7 +35,7 @@ const DetectorFactory* DetectorRegistry::Find(std::string_view mode) const {
 }
 
 std::vector<ParamSpec> WithRemedyParams(std::vector<ParamSpec> specs) {
-  specs.push_back({"on_fail", ParamType::kStringList, false,
+  specs.push_back({"on_fail", ParamType::kCommand, false,
                    "argv the `exec` playbook runs when the check fails (no shell); none: alert "
                    "only"});
   specs.push_back({"on_fail_timeout_ms", ParamType::kInt, false,

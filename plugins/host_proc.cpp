@@ -1,8 +1,10 @@
-// guardian.proc.run(argv, opts): run a program as an argv vector, never through a shell.
+// guardian.proc.run(argv, opts): run a program as an argv vector, never through a shell, and
+// only a program the check's policy allows (daemon/program_policy.h).
 #include <algorithm>
 #include <optional>
 
 #include "daemon/child_process.h"
+#include "daemon/program_policy.h"
 #include "plugins/host_api.h"
 #include "plugins/playbook_run.h"
 
@@ -62,8 +64,21 @@ int Run(lua_State* L) {
     if (!lua_isnil(L, -1)) opts.cwd = luaL_checkstring(L, -1);
     lua_pop(L, 1);
   }
-  if (auto n = DryRun(L)) return *n;
   PlaybookRun* run = PlaybookRun::From(L);
+  // The policy is checked before the dry-run gate, so a dry run shows the refusal too.
+  auto path_env = run->check().env.find("PATH");
+  std::string file;
+  Status found = FindProgram(
+      opts.argv[0], path_env == run->check().env.end() ? kSpawnPath : path_env->second, &file);
+  if (found.code() == Status::Code::kInvalidArgument)
+    return luaL_error(L, "guardian.proc.run: %s", found.message().c_str());
+  if (found.ok()) {
+    Status allowed = CheckProgram(file, run->check().programs);
+    if (!allowed.ok()) return luaL_error(L, "guardian.proc.run: %s", allowed.message().c_str());
+    opts.file = file;  // runs the very file checked, whatever PATH holds by then
+  }
+  // Not found: ChildProcess reports it as any start that fails ("cannot start 'x': ...").
+  if (auto n = DryRun(L)) return *n;
   // Whatever the playbook starts runs as its check says, never with guardiand's environment.
   opts.run_as = run->check().run_as;
   opts.env = run->check().env;

@@ -303,11 +303,17 @@ FS_ATTEMPTS = [
     ("sqlite_check-final", [READ]), ("sqlite_backup-dotdot", [READ]),
 ]
 
-# Processes: argv, shell command lines, signals.
+# Processes: argv, shell command lines, shells, signals.
+SHELL = "is a shell or runs the command in its arguments; a playbook may start it only when the check lists it in `programs`"
 PROC_ATTEMPTS = [
     ("argv-injection", ["argv stayed literal: "]),
     ("argv-command-line", ["cannot start", "no such file or directory"]),
     ("shell-string", ["bad argument #1 to 'run'", "table expected, got string"]),
+    ("shell-argv", ["guardian.proc.run: '/bin/sh' (%s) " % os.path.realpath("/bin/sh") + SHELL]),
+    ("shell-by-name", ["guardian.proc.run: '", "/bash' " + SHELL]),
+    ("shell-through-env", ["guardian.proc.run: '/usr/bin/env' " + SHELL]),
+    ("shell-through-symlink", ["/tool' (%s) " % os.path.realpath("/bin/bash") + SHELL]),
+    ("program-not-listed", ["guardian.proc.run: '/usr/bin/touch' is not in the check's programs (/usr/bin/printf)"]),
     ("stop-pid-1", ["stop_stale: pid 1 runs ", "a foreign process is never stopped"]),
     ("stop-foreign", ["/sleep, not the service's program", "a foreign process is never stopped"]),
     ("stop-service-itself", ["is the service itself"]),
@@ -333,11 +339,13 @@ class HostileAttemptsTest(GuardianTestCase):
         with open(os.path.join(self.outside, "secret.txt"), "w", encoding="utf-8") as f:
             f.write(SECRET)
 
-    def run_group(self, playbook, attempts, params=None, prepare=None, **top):
+    def run_group(self, playbook, attempts, params=None, prepare=None, check_keys=None, **top):
         """Runs `attempts` ((check id, phrases)) with `playbook`; `params` (check id -> dict)
-        adds check params, `prepare(check_id, folder)` sets a check's folder up, `top` goes into
-        the config. Returns the incidents by check id and the slowest API answer (s)."""
+        adds check params, `check_keys` (check id -> dict) keys of the check itself,
+        `prepare(check_id, folder)` sets a check's folder up, `top` goes into the config.
+        Returns the incidents by check id and the slowest API answer (s)."""
         params = params or {}
+        check_keys = check_keys or {}
         checks, apps = [], {}
         for check_id, _ in attempts:
             app, _ = self.make_app_file(check_id)
@@ -348,8 +356,9 @@ class HostileAttemptsTest(GuardianTestCase):
             if prepare:
                 prepare(check_id, folder)
             apps[check_id] = app
-            checks.append(self.check(check_id, app, playbook=playbook, retries=0,
-                                     **params.get(check_id, {})))
+            checks.append(dict(self.check(check_id, app, playbook=playbook, retries=0,
+                                          **params.get(check_id, {})),
+                               **check_keys.get(check_id, {})))
         normal, _ = self.make_app_file("normal", content=GOOD_CONFIG.replace("8080", "8181"))
         normal_good = read_text(normal)
         checks.append(self.check("normal", normal))
@@ -467,12 +476,15 @@ class HostileAttemptsTest(GuardianTestCase):
         targets = {"stop-pid-1": 1, "stop-foreign": sleeper.pid}
 
         def prepare(check_id, folder):
+            if check_id == "shell-through-symlink":
+                os.symlink("/bin/bash", os.path.join(folder, "tool"))
             if check_id in targets:
                 pid = targets[check_id]
                 with open(os.path.join(folder, "target"), "w", encoding="utf-8") as f:
                     f.write("%d %d\n" % (pid, start_ticks(pid)))
         params = {a[0]: {"service": "svc"} for a in PROC_ATTEMPTS if a[0].startswith(("stop-", "signal-kill"))}
         incidents, _ = self.run_group("hostile_attempts", PROC_ATTEMPTS, params=params, prepare=prepare,
+                                      check_keys={"program-not-listed": {"programs": ["/usr/bin/printf"]}},
                                       services=[service])
         # The program got each argument as it was sent, and nothing ran a shell.
         folder = self.path("argv-injection")
@@ -480,8 +492,8 @@ class HostileAttemptsTest(GuardianTestCase):
         sent = ["a; touch %s/m1" % folder, "$(touch %s/m2)" % folder, "`touch %s/m3`" % folder,
                 "&& touch %s/m4" % folder, "| touch %s/m5" % folder, "> %s/m6" % folder, "x y"]
         self.assertIn("argv stayed literal: " + "".join("[%s]" % a for a in sent), step["message"])
-        for check_id in ("argv-injection", "argv-command-line", "shell-string"):
-            for marker in ("m%d" % i for i in range(1, 9)):
+        for check_id in [a[0] for a in PROC_ATTEMPTS if a[0].startswith(("argv-", "shell-", "program-"))]:
+            for marker in ("m%d" % i for i in range(1, 14)):
                 self.assertFalse(os.path.lexists(self.path(check_id, marker)), "a shell ran: " + marker)
         # Nobody was signalled: pid 1 and the stranger run on, the service is the same process.
         self.assertIsNone(sleeper.poll(), "the unrelated process was stopped")

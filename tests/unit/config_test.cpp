@@ -40,6 +40,7 @@ const std::vector<ParamSpec>* TestSchemas(std::string_view mode) {
       {"headers", ParamType::kHeaders, false, "HTTP headers"},
       {"url", ParamType::kString, false, "an endpoint"},
       {"api_token", ParamType::kString, false, "a credential"},
+      {"on_fail", ParamType::kCommand, false, "what the playbook runs"},
   };
   if (mode == "missing_config") return &missing_config;
   if (mode == "disk_full") return &disk_full;
@@ -1449,6 +1450,60 @@ TEST_CASE("user and group: resolved at load; an unknown name is an error at its 
   load = Load("api: {socket_group: nogroup}\n");
   REQUIRE(load.ok());
   CHECK(load.config->api.socket_gid == 65534);
+}
+
+TEST_CASE("programs: names resolved in PATH at load, and the check's own commands checked") {
+  ConfigLoad load = Load(
+      "playbook_limits: {programs: [printf, /usr/bin/true]}\n"
+      "checks:\n"
+      "  - id: a\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv, on_fail: [printf, x]}\n"
+      "  - id: b\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv, on_fail: [/bin/sh, -c, x]}\n"
+      "    programs: [/bin/sh]\n"
+      "  - id: c\n"
+      "    mode: disk_full\n"
+      "    params: {path: /srv}\n"
+      "    programs: []\n");
+  INFO(AllErrors(load));
+  REQUIRE(load.ok());
+  const Config& c = *load.config;
+  using List = std::vector<std::string>;
+  // A name is kept as the file PATH found; a check's own list replaces the global one.
+  CHECK(c.playbook_limits.programs == List{"/usr/bin/printf", "/usr/bin/true"});
+  CHECK(c.checks[0].programs == c.playbook_limits.programs);
+  CHECK(c.checks[1].programs == List{"/bin/sh"});
+  CHECK(c.checks[2].programs == List{});
+  CHECK_FALSE(Load(kCheck).config->checks[0].programs.has_value());  // no list: the default
+
+  // Without a list, a shell in the check's own command is refused at its line.
+  ExpectOneError(Load("checks:\n  - id: a\n    mode: disk_full\n"
+                      "    params: {path: /srv, on_fail: [/bin/sh, -c, x]}\n"),
+                 4, 35, "checks[0].params.on_fail: '/bin/sh' (");
+  ExpectOneError(Load("checks:\n  - id: a\n    mode: disk_full\n"
+                      "    params: {path: /srv, on_fail: [env, sh]}\n"),
+                 4, 35, "is a shell or runs the command in its arguments");
+  // With a list, a program not on it is refused; a program not installed is left to fail
+  // when run, as any program that is missing.
+  ExpectOneError(Load("checks:\n  - id: a\n    mode: disk_full\n"
+                      "    params: {path: /srv, on_fail: [/usr/bin/true]}\n"
+                      "    programs: [/usr/bin/printf]\n"),
+                 4, 35, "'/usr/bin/true' is not in the check's programs (/usr/bin/printf)");
+  CHECK(Load("checks:\n  - id: a\n    mode: disk_full\n"
+             "    params: {path: /srv, on_fail: [/no/such/remedy]}\n"
+             "    programs: [/usr/bin/printf]\n")
+            .ok());
+  // Entries: a relative path, a name not in PATH, a path with nothing there (a warning).
+  ExpectOneError(Load("playbook_limits: {programs: [bin/x]}\n"), 1, 30,
+                 "playbook_limits.programs[0]: program 'bin/x' must be an absolute path");
+  ExpectOneError(Load("playbook_limits: {programs: [no-such-program-x]}\n"), 1, 30,
+                 "no program named 'no-such-program-x' in PATH");
+  load = Load("playbook_limits: {programs: [/opt/later/remedy]}\n");
+  REQUIRE(load.ok());
+  REQUIRE(load.warnings.size() == 1);
+  CHECK(Contains(load.warnings[0].message, "no program at '/opt/later/remedy' yet"));
 }
 
 }  // namespace

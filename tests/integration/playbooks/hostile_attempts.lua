@@ -155,6 +155,22 @@ local attempts = {
   end,
   -- A command line as a string is refused: argv only.
   ["shell-string"] = function(ctx) guardian.proc.run("touch " .. dir(ctx) .. "/m8") end,
+  -- A shell given its command line as an argument, by path, by name, through a launcher and
+  -- through a symlink of another name (the test made `tool` -> /bin/bash in the folder).
+  ["shell-argv"] = function(ctx) guardian.proc.run({"/bin/sh", "-c", "touch " .. dir(ctx) .. "/m9"}) end,
+  ["shell-by-name"] = function(ctx) guardian.proc.run({"bash", "-c", "touch " .. dir(ctx) .. "/m10"}) end,
+  ["shell-through-env"] = function(ctx)
+    guardian.proc.run({"/usr/bin/env", "sh", "-c", "touch " .. dir(ctx) .. "/m11"})
+  end,
+  ["shell-through-symlink"] = function(ctx)
+    guardian.proc.run({dir(ctx) .. "/tool", "-c", "touch " .. dir(ctx) .. "/m12"})
+  end,
+  -- A check whose `programs` lists only printf: any other program is refused, even a harmless
+  -- one, and pcall catching the refusal does not let it run.
+  ["program-not-listed"] = function(ctx)
+    pcall(guardian.proc.run, {"/usr/bin/touch", dir(ctx) .. "/m13"})
+    guardian.proc.run({"/usr/bin/touch", dir(ctx) .. "/m13"})
+  end,
   -- stop_stale stops only a stale copy of the service's own program: not pid 1, not a
   -- process the test started, not the service.
   ["stop-pid-1"] = function(ctx) stop(ctx, false) end,

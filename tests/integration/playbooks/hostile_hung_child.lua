@@ -9,7 +9,7 @@ return {
   timeout = 1500,
   retries = 0,
   remediate = function(ctx)
-    guardian.proc.run({"/usr/bin/env", "python3", "-c", "import time; time.sleep(60)", ctx.params.path},
+    guardian.proc.run({"python3", "-c", "import time; time.sleep(60)", ctx.params.path},
                       {timeout_ms = 120000})
     return "the program finished"
   end,
