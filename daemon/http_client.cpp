@@ -25,6 +25,7 @@ struct Transfer {
   curl_slist* headers = nullptr;
   std::string body;
   size_t max_body = 0;
+  std::function<void(std::string_view)> on_data;  // set: `body` holds what waits for it
   bool too_large = false;
   std::function<void(HttpResult)> done;
   char error[CURL_ERROR_SIZE] = {0};
@@ -142,7 +143,25 @@ struct HttpClient::Impl {
     if (closing) return;
     int running = 0;
     curl_multi_socket_action(multi, s, flags, &running);
-    Finish();
+    Deliver();
+    if (!closing) Finish();
+  }
+
+  // Hands streamed bodies what arrived, outside curl's callbacks: `on_data` may cancel a
+  // request or close the client, which curl does not allow from inside its own call.
+  void Deliver() {
+    std::vector<uint64_t> ids;
+    for (auto& [id, t] : transfers)
+      if (t->on_data && !t->body.empty()) ids.push_back(id);
+    for (uint64_t id : ids) {
+      if (closing) return;
+      auto it = transfers.find(id);
+      if (it == transfers.end()) continue;  // cancelled by an earlier callback
+      std::string chunk = std::move(it->second->body);
+      it->second->body.clear();
+      auto on_data = it->second->on_data;  // a copy: the transfer may go inside the call
+      on_data(chunk);
+    }
   }
 
   // Hands every finished transfer its response. Collected first: a callback may start or
@@ -222,6 +241,10 @@ uint64_t HttpClient::Start(const HttpCall& req, std::function<void(HttpResult)> 
   curl_easy_setopt(
       e, CURLOPT_CONNECTTIMEOUT_MS,
       static_cast<long>(req.connect_timeout_ms > 0 ? req.connect_timeout_ms : req.timeout_ms));
+  t->on_data = req.on_data;
+  if (!req.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, req.ca_file.c_str());
+  if (!req.cert_file.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, req.cert_file.c_str());
+  if (!req.key_file.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, req.key_file.c_str());
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &OnBody);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);

@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace guardian {
@@ -23,9 +24,18 @@ struct HttpCall {
   std::string url;                   // http:// or https:// only
   std::vector<std::string> headers;  // "Name: value"
   std::string body;                  // sent when not empty
-  int64_t timeout_ms = 5000;         // the whole request
-  int64_t connect_timeout_ms = 0;    // 0: timeout_ms
+  int64_t timeout_ms = 5000;         // the whole request; 0: none (a streamed answer)
+  int64_t connect_timeout_ms = 0;    // 0: timeout_ms (or curl's default without one)
   size_t max_body_bytes = 1 << 20;   // a longer answer fails as "too_large"
+  // A streamed answer (an etcd watch): each piece of the body is handed to `on_data` on the
+  // loop thread as it arrives, and HttpResult::body stays empty. max_body_bytes then bounds
+  // what may wait undelivered at once. `on_data` may cancel the request or start others.
+  std::function<void(std::string_view)> on_data;
+  // TLS for https: the CA bundle the server's certificate must chain to, and a client
+  // certificate and key. Empty: the system's CAs, no client certificate.
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
 };
 
 struct HttpResult {
