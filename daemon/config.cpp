@@ -99,7 +99,13 @@ namespace {
 constexpr std::string_view kTopKeys[] = {
     "state_dir", "playbook_dirs", "log_level",       "mode",  "api",
     "defaults",  "budget",        "playbook_limits", "retry", "checks",
-    "services",  "port_registry", "breaker"};
+    "services",  "port_registry", "breaker",         "fleet"};
+constexpr std::string_view kFleetKeys[] = {"name",      "host",        "endpoints",
+                                           "tls",       "lease_ttl_s", "request_timeout_ms",
+                                           "reconnect", "budgets"};
+constexpr std::string_view kFleetTlsKeys[] = {"ca_file", "cert_file", "key_file"};
+constexpr std::string_view kFleetReconnectKeys[] = {"base_ms", "max_ms"};
+constexpr std::string_view kFleetBudgetKeys[] = {"max_concurrent", "min_healthy"};
 constexpr std::string_view kApiKeys[] = {
     "socket",       "socket_mode",     "socket_group",       "tcp",
     "allow_remote", "max_connections", "request_timeout_ms", "max_body_bytes"};
@@ -961,6 +967,7 @@ class Loader {
 
     config.api.socket = (fs::path(config.state_dir) / "guardian.sock").string();
     if (const Entry* e = FindContainer(*entries, "api")) ReadApi(e->value, &config.api);
+    if (const Entry* e = FindContainer(*entries, "fleet")) ReadFleet(e->value, &config.fleet);
 
     CheckDefaults defaults;
     if (const Entry* e = FindContainer(*entries, "defaults")) {
@@ -1167,6 +1174,118 @@ class Loader {
     for (size_t i = 0; i < item.node.size(); ++i) {
       if (auto p = Path(SequenceItem(item, i))) config.playbook_dirs.push_back(*p);
     }
+  }
+
+  void ReadFleet(const Item& item, FleetConfig* fleet) {
+    std::optional<Entries> d = ReadMapping(item, kFleetKeys);
+    if (!d) return;
+    fleet->enabled = true;
+    if (const Entry* e = Find(*d, "name")) {
+      if (auto s = String(e->value)) {
+        if (ValidId(*s)) {
+          fleet->name = *s;
+        } else {
+          Error(e->value, "must be a name of a-z, 0-9, '_' and '-', got '" + *s + "'");
+        }
+      }
+    } else {
+      Error(item, "missing required key 'name' (the fleet's name, shared by its hosts)");
+    }
+    if (const Entry* e = Find(*d, "host")) {
+      if (auto s = String(e->value)) {
+        if (ValidHostId(*s)) {
+          fleet->host = *s;
+        } else {
+          Error(e->value,
+                "must be a host id of letters, digits, '.', '_' and '-', got '" + *s + "'");
+        }
+      }
+    } else {
+      char name[256] = {0};
+      if (::gethostname(name, sizeof(name) - 1) == 0 && ValidHostId(name)) {
+        fleet->host = name;
+      } else {
+        Error(item, "missing key 'host': this host's name cannot serve as its id");
+      }
+    }
+    if (const Entry* e = Find(*d, "endpoints")) {
+      if (auto list = StringList(e->value)) {
+        if (list->empty()) Error(e->value, "needs at least one etcd endpoint");
+        for (size_t i = 0; i < list->size(); ++i) {
+          std::string url = (*list)[i];
+          while (!url.empty() && url.back() == '/') url.pop_back();
+          if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
+            Error(SequenceItem(e->value, i),
+                  "must be an etcd client URL (http://HOST:PORT or https://HOST:PORT), got '" +
+                      (*list)[i] + "'");
+          } else {
+            fleet->endpoints.push_back(url);
+          }
+        }
+      }
+    } else {
+      Error(item, "missing required key 'endpoints' (etcd client URLs)");
+    }
+    if (const Entry* e = FindContainer(*d, "tls")) {
+      if (auto t = ReadMapping(e->value, kFleetTlsKeys)) {
+        for (auto [key, out] :
+             {std::pair{"ca_file", &fleet->ca_file}, std::pair{"cert_file", &fleet->cert_file},
+              std::pair{"key_file", &fleet->key_file}}) {
+          if (const Entry* f = Find(*t, key)) {
+            if (auto p = Path(f->value)) *out = *p;
+          }
+        }
+        if (fleet->cert_file.empty() != fleet->key_file.empty())
+          Error(e->value, "cert_file and key_file go together (a client certificate and its key)");
+      }
+    }
+    IntField(*d, "lease_ttl_s", 2, 300, &fleet->lease_ttl_s);
+    // Keep-alives go every third of the TTL: one request must fit in that.
+    fleet->request_timeout_ms = std::min<int64_t>(2000, fleet->lease_ttl_s * 1000 / 4);
+    IntField(*d, "request_timeout_ms", 100, 60'000, &fleet->request_timeout_ms);
+    if (fleet->request_timeout_ms >= fleet->lease_ttl_s * 1000 / 3) {
+      if (const Entry* e = Find(*d, "request_timeout_ms"))
+        Error(e->value, "must be under a third of lease_ttl_s (" +
+                            std::to_string(fleet->lease_ttl_s * 1000 / 3) +
+                            " ms), or one slow request would let the lease expire");
+    }
+    if (const Entry* e = FindContainer(*d, "reconnect")) {
+      if (auto r = ReadMapping(e->value, kFleetReconnectKeys)) {
+        IntField(*r, "base_ms", 100, 3'600'000, &fleet->reconnect_base_ms);
+        IntField(*r, "max_ms", 100, 3'600'000, &fleet->reconnect_max_ms);
+        if (fleet->reconnect_max_ms < fleet->reconnect_base_ms)
+          Error(e->value, "max_ms must be at least base_ms");
+      }
+    }
+    if (const Entry* e = FindContainer(*d, "budgets")) {
+      if (!e->value.node.IsMap()) {
+        Error(e->value, "expected a mapping of mode: {max_concurrent, min_healthy}, got " +
+                            Describe(e->value.node));
+        return;
+      }
+      std::vector<std::string_view> names = {"default"};
+      for (const auto& m : AllModes()) names.push_back(m.id);
+      std::optional<Entries> modes = ReadMapping(e->value, names, "mode", " in fleet.budgets");
+      if (!modes) return;
+      for (const auto& [mode, entry] : *modes) {
+        FleetSlotBudget b;
+        if (auto m = ReadMapping(entry.value, kFleetBudgetKeys)) {
+          IntField(*m, "max_concurrent", 1, 100'000, &b.max_concurrent);
+          IntField(*m, "min_healthy", 0, 100'000, &b.min_healthy);
+        }
+        if (mode == "default") {
+          fleet->default_budget = b;
+        } else {
+          fleet->budgets[mode] = b;
+        }
+      }
+    }
+  }
+
+  static bool ValidHostId(const std::string& s) {
+    return !s.empty() && s.size() <= 253 && std::all_of(s.begin(), s.end(), [](char ch) {
+      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '_' || ch == '-';
+    });
   }
 
   void ReadApi(const Item& item, ApiConfig* api) {

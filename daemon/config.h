@@ -63,6 +63,36 @@ struct ApiConfig {
   bool operator==(const ApiConfig&) const = default;
 };
 
+// Fleet mode (docs/fleet.md): guardiand on many hosts shares one etcd cluster for a
+// fleet-wide budget of disruptive actions, one elected leader, and a view of every host.
+struct FleetSlotBudget {
+  int max_concurrent = 1;  // hosts that may run a disruptive playbook of the mode at once
+  int min_healthy = 0;     // hosts that must stay healthy (no incident of it) meanwhile
+  bool operator==(const FleetSlotBudget&) const = default;
+};
+
+struct FleetConfig {
+  bool enabled = false;                // a `fleet:` section is present
+  std::string name;                    // [a-z0-9_-]+; every key lives under /guardian/NAME/
+  std::string host;                    // this host's id; defaults to its host name
+  std::vector<std::string> endpoints;  // etcd client URLs, http:// or https://
+  std::string ca_file;                 // TLS to etcd, all optional
+  std::string cert_file;
+  std::string key_file;
+  int64_t lease_ttl_s = 10;           // a host gone this long loses its slots and its seat
+  int64_t request_timeout_ms = 2000;  // each etcd request
+  int64_t reconnect_base_ms = 1000;   // cut off: retried after base * 2^n, with jitter,
+  int64_t reconnect_max_ms = 60'000;  // at most this
+  FleetSlotBudget default_budget;     // modes `budgets` does not name
+  std::map<std::string, FleetSlotBudget> budgets;  // by mode
+
+  const FleetSlotBudget& BudgetFor(const std::string& mode) const {
+    auto it = budgets.find(mode);
+    return it == budgets.end() ? default_budget : it->second;
+  }
+  bool operator==(const FleetConfig&) const = default;
+};
+
 // A process Guardian starts and supervises itself (`services:`): spawned as an argv vector in
 // its own session, tracked by pid and start time, restarted with backoff that resets only after
 // it stayed ready for `healthy_after_ms`.
@@ -133,6 +163,7 @@ struct Config {
   std::vector<CheckConfig> checks;
   std::vector<ServiceConfig> services;
   std::string port_registry;  // absolute; defaults to STATE_DIR/ports.json
+  FleetConfig fleet;
   // Secret values the file holds (referenced with secret_file/secret_env, or literal in a field
   // known to hold one), for redaction from logs, the API and the store (daemon/redact.h).
   std::vector<std::string> secrets;

@@ -1506,5 +1506,68 @@ TEST_CASE("programs: names resolved in PATH at load, and the check's own command
   CHECK(Contains(load.warnings[0].message, "no program at '/opt/later/remedy' yet"));
 }
 
+TEST_CASE("fleet: endpoints, host, budgets per mode, and its defaults") {
+  ConfigLoad load = Load(
+      "fleet:\n"
+      "  name: shop\n"
+      "  host: web-1.eu\n"
+      "  endpoints: [http://10.0.0.1:2379/, https://10.0.0.2:2379]\n"
+      "  tls: {ca_file: ca.pem, cert_file: /etc/g/c.pem, key_file: /etc/g/k.pem}\n"
+      "  lease_ttl_s: 6\n"
+      "  reconnect: {base_ms: 500}\n"
+      "  budgets:\n"
+      "    default: {max_concurrent: 2}\n"
+      "    db_corruption: {max_concurrent: 1, min_healthy: 2}\n");
+  INFO(AllErrors(load));
+  REQUIRE(load.ok());
+  const FleetConfig& f = load.config->fleet;
+  CHECK(f.enabled);
+  CHECK(f.name == "shop");
+  CHECK(f.host == "web-1.eu");
+  CHECK(f.endpoints == std::vector<std::string>{"http://10.0.0.1:2379", "https://10.0.0.2:2379"});
+  CHECK(f.ca_file == "/etc/guardian/ca.pem");  // relative to the config's folder
+  CHECK(f.key_file == "/etc/g/k.pem");
+  CHECK(f.lease_ttl_s == 6);
+  CHECK(f.reconnect_base_ms == 500);
+  CHECK(f.reconnect_max_ms == 60000);  // the seed's cap
+  CHECK(f.BudgetFor("db_corruption").min_healthy == 2);
+  CHECK(f.BudgetFor("db_corruption").max_concurrent == 1);
+  CHECK(f.BudgetFor("disk_full").max_concurrent == 2);  // the default entry
+  CHECK(f.BudgetFor("disk_full").min_healthy == 0);
+
+  load = Load("fleet: {name: shop, endpoints: [http://127.0.0.1:2379]}\n");
+  REQUIRE(load.ok());
+  CHECK_FALSE(load.config->fleet.host.empty());  // the host's own name
+  CHECK(load.config->fleet.BudgetFor("x").max_concurrent == 1);
+  CHECK_FALSE(Load(kCheck).config->fleet.enabled);
+}
+
+TEST_CASE("fleet: each mistake is an error at its field") {
+  ExpectOneError(Load("fleet: {endpoints: [http://a:1]}\n"), 1, 8, "missing required key 'name'");
+  ExpectOneError(Load("fleet: {name: Shop!, endpoints: [http://a:1]}\n"), 1, 15,
+                 "fleet.name: must be a name of a-z");
+  ExpectOneError(Load("fleet: {name: s}\n"), 1, 8, "missing required key 'endpoints'");
+  ExpectOneError(Load("fleet: {name: s, endpoints: [a:2379]}\n"), 1, 30,
+                 "fleet.endpoints[0]: must be an etcd client URL");
+  ExpectOneError(Load("fleet: {name: s, endpoints: []}\n"), 1, 29, "needs at least one");
+  ExpectOneError(Load("fleet: {name: s, host: 'a b', endpoints: [http://a:1]}\n"), 1, 24,
+                 "fleet.host: must be a host id");
+  ExpectOneError(Load("fleet: {name: s, endpoints: [http://a:1], tls: {cert_file: /c}}\n"), 1, 48,
+                 "cert_file and key_file go together");
+  ExpectOneError(
+      Load("fleet: {name: s, endpoints: [http://a:1], lease_ttl_s: 6, request_timeout_ms: 2500}\n"),
+      1, 79, "must be under a third of lease_ttl_s (2000 ms)");
+  ExpectOneError(Load("fleet:\n  name: s\n  endpoints: [http://a:1]\n  budgets:\n"
+                      "    db_corruptoin: {max_concurrent: 1}\n"),
+                 5, 5, "unknown mode 'db_corruptoin' in fleet.budgets");
+  ExpectOneError(Load("fleet:\n  name: s\n  endpoints: [http://a:1]\n  budgets:\n"
+                      "    disk_full: {max_concurrent: 0}\n"),
+                 5, 33, "fleet.budgets.disk_full.max_concurrent");
+  // Without request_timeout_ms, a short lease gets a timeout that fits in a third of it.
+  ConfigLoad load = Load("fleet: {name: s, endpoints: [http://a:1], lease_ttl_s: 3}\n");
+  REQUIRE(load.ok());
+  CHECK(load.config->fleet.request_timeout_ms < 1000);
+}
+
 }  // namespace
 }  // namespace guardian
