@@ -53,7 +53,9 @@ struct EtcdProcess {
   int peer_port = FreeLoopbackPort();
   pid_t pid = -1;
 
-  EtcdProcess() {
+  EtcdProcess() { Start(); }
+  // Starts it (again, on the same ports and data after Stop()).
+  void Start() {
     std::string client = "http://127.0.0.1:" + std::to_string(client_port);
     std::string peer = "http://127.0.0.1:" + std::to_string(peer_port);
     std::vector<std::string> args = {"/usr/bin/etcd",
