@@ -753,6 +753,16 @@ void Engine::StartAttempt(Incident* inc) {
   inc->rec.state = kStateRunning;
   inc->remediate_started = false;
   Persist(inc);
+#ifdef GUARDIAN_TEST_HOOKS
+  // attempt:journaled: dies on the store thread once the attempt's number is durable and
+  // before its first step's row is (jobs run in order): a crash between two steps.
+  store_->Submit(
+      [](Store&) {
+        CrashPoint("attempt", "journaled");
+        return Status::OK();
+      },
+      [](Status) {});
+#endif
   int64_t id = inc->rec.id;
   RunStep(inc, "backup", [this, id](Status s) {
     Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
@@ -970,11 +980,18 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished,
     inc->attempt = inc->rec.attempts;
     // Remediation counts as started when this attempt ran remediate and no rollback of it
     // completed since; probes (recorded under the previous attempt's number) do not count.
+    // The attempt was cut short by the restart unless it had come to an end: a step failed,
+    // or its verify or rollback finished (it then waited to retry, or to be closed).
+    bool concluded = false;
     for (const auto& s : inc->rec.steps) {
       if (s.attempt != inc->attempt) continue;
       if (s.phase == "remediate") inc->remediate_started = true;
       if (s.phase == "rollback" && s.status == "ok") inc->remediate_started = false;
+      if (s.status == "failed" ||
+          ((s.phase == "verify" || s.phase == "rollback") && s.status == "ok"))
+        concluded = true;
     }
+    bool cut_short = inc->attempt > 0 && !concluded;
     int64_t id = inc->rec.id;
     CheckRuntime* check = FindCheck(inc->rec.check_id);
     incidents_[id] = std::move(inc);
@@ -987,7 +1004,7 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished,
           return s.InterruptRunningSteps(id, now, "guardiand stopped during this step",
                                          interrupted.get());
         },
-        [this, id, interrupted](Status s) {
+        [this, id, interrupted, cut_short](Status s) {
           auto it = incidents_.find(id);
           if (it == incidents_.end() || shutting_down_) return;
           Incident* inc = it->second.get();
@@ -999,7 +1016,9 @@ void Engine::Recover(std::vector<IncidentRecord> unfinished,
           for (const auto& st : *interrupted) {
             what += "; interrupted " + st.phase + " of attempt " + std::to_string(st.attempt);
           }
-          if (!interrupted->empty()) inc->interrupted = 1;
+          // One more attempt for the one the crash took, whether it died in a step or between
+          // two (a phase boundary): the playbook did not fail it.
+          if (!interrupted->empty() || cut_short) inc->interrupted = 1;
           spdlog::warn("incident {} ({}): resuming: {}", id, inc->rec.check_id, what);
           inc->log_lines.push_back(what);
           // Re-probe first: the interrupted attempt may have healed it already.

@@ -120,6 +120,27 @@ class CrashRecoveryTest(GuardianTestCase):
         self.assertIn("gave up after 2 attempt(s)", inc["reason"])
         self.assert_no_running_steps(inc)
 
+    def test_an_attempt_cut_short_between_two_steps_is_not_the_playbooks_last(self):
+        # The crash falls after the attempt began and before its first step: no step runs, but
+        # the attempt was still the crash's, not the playbook's (chaos/run's guardiand-killed
+        # scenario found this).
+        self.app, _ = self.make_app_file("app")
+        self.write_config([self.check("app", self.app, playbook="slow_restore", retries=0)],
+                          test_playbooks=True)
+        self.start_daemon(env={"GUARDIAN_CRASH_AT": "attempt:journaled"})
+        self.wait_version("app", GOOD_CONFIG)
+        write_atomic(self.app, GARBAGE)
+        self.wait_for(lambda: not self.daemon.alive(), what="guardiand to kill itself")
+        self.daemon.proc.wait(timeout=10)
+        self.daemon = None
+        incident_id = self.first_incident_id()
+        journal = self.incident(incident_id)
+        self.assertEqual((journal["attempts"], journal["steps"]), (1, []), journal)
+        inc = self.restart_and_finish(incident_id, journal)
+        self.assertEqual(inc["state"], "resolved", inc)
+        self.assertEqual(inc["attempts"], 2)
+        self.assert_step(inc, "remediate", "ok", attempt=2)
+
     def test_kill_during_backup_before_remediation(self):
         self.start_with("slow_backup")
         write_atomic(self.app, GARBAGE)
