@@ -183,6 +183,7 @@ int Daemon::Run() {
   engine_->Apply(config_);
   engine_->Recover(std::move(unfinished), std::move(holds));
   WatchPlaybookDirs();
+  StartFleet();
 
   lag_ = std::make_unique<LoopLag>(&loop_);
   lag_->Start();
@@ -399,6 +400,15 @@ Status Daemon::ApplyReload(ValidatedConfig v, nlohmann::json* result) {
     spdlog::warn("reload: {}", w.ToString());
     warnings.push_back(w.ToString());
   }
+  if (next->fleet != config_->fleet) {
+    // The seat was taken with these values; rejoining under others live is not done yet.
+    std::string w = "fleet change needs a restart; keeping the running values";
+    spdlog::warn("reload: {}", w);
+    warnings.push_back(w);
+    auto patched = std::make_shared<Config>(*next);
+    patched->fleet = config_->fleet;
+    next = patched;
+  }
   if (next->state_dir != config_->state_dir || next->api != api_config_) {
     // The store, lock and listeners were set up at start; moving them live could strand them.
     std::string what = next->state_dir != config_->state_dir ? "state_dir" : "api";
@@ -477,6 +487,7 @@ void Daemon::AddStatusFields(nlohmann::json* out) const {
                      {"withheld", notifier_->withheld()},
                      {"withheld_reason", notifier_->withheld_reason()}};
   }
+  if (fleet_) j["fleet"] = fleet_->Describe();
   j["api"] = {
       {"socket", api_socket_},
       {"tcp", api_config_.tcp.empty() ? nlohmann::json(nullptr) : nlohmann::json(api_config_.tcp)}};
@@ -513,8 +524,10 @@ nlohmann::json Daemon::HealthJson() const {
   // an audit trail someone edited, a tripped remediation breaker, a store whose disk refuses
   // writes).
   bool store_degraded = store_->health().degraded;
+  bool fleet_cut_off = fleet_ && fleet_->state() == FleetMember::State::kCutOff;
   bool degraded = !config_errors_.empty() || !playbook_errors_.empty() ||
-                  audit_.at("ok") == false || engine_->breaker_open() || store_degraded;
+                  audit_.at("ok") == false || engine_->breaker_open() || store_degraded ||
+                  fleet_cut_off;
   return {{"status", degraded ? "degraded" : "ok"},
           {"pid", getpid()},
           {"version", GUARDIAN_VERSION},
@@ -523,6 +536,8 @@ nlohmann::json Daemon::HealthJson() const {
           {"checks", config_->checks.size()},
           {"open_incidents", engine_->open_incidents()},
           {"store", store_degraded ? "degraded" : "ok"},
+          {"fleet", fleet_ ? nlohmann::json(FleetMember::StateName(fleet_->state()))
+                           : nlohmann::json(nullptr)},
           {"loop_lag_us", {{"p99", lag_->PercentileUs(0.99)}, {"max", lag_->MaxUs()}}}};
 }
 
@@ -662,6 +677,26 @@ void Daemon::OnServiceEvent(const Service& service, const ServiceEvent& event) {
   engine_->Audit("supervisor", "service_" + event.kind, "", service.name() + ": " + event.detail);
 }
 
+void Daemon::StartFleet() {
+  if (!config_->fleet.enabled) return;
+  // What other hosts (and `guardian fleet status`) see of this one, with each heartbeat.
+  auto report = [this] {
+    return nlohmann::json{{"version", GUARDIAN_VERSION},
+                          {"pid", getpid()},
+                          {"started_at", started_at_},
+                          {"open_incidents", engine_->open_incidents()}};
+  };
+  fleet_ = std::make_unique<FleetMember>(&loop_, config_->fleet,
+                                         config_->state_dir + "/fleet-lease", report);
+  fleet_->OnChange([this](FleetMember::State s) {
+    std::string detail = fleet_->config().name + " as " + fleet_->config().host;
+    if (s == FleetMember::State::kCutOff)
+      detail += ": " + fleet_->Describe()["last_error"].get<std::string>();
+    engine_->Audit("guardiand", std::string("fleet_") + FleetMember::StateName(s), "", detail);
+  });
+  fleet_->Start();
+}
+
 void Daemon::CloseAll() {
   notifier_->StopWatchdog();
   lag_->Stop();
@@ -672,6 +707,9 @@ void Daemon::CloseAll() {
   for (auto* sig : {&sigterm_, &sigint_, &sighup_})
     uv_close(reinterpret_cast<uv_handle_t*>(sig), nullptr);
   if (http_client_) http_client_->Close([] {});
+  // Leaving revokes the lease, so the seat and its slots are free at once; the loop runs on
+  // until that request is answered (or times out).
+  if (fleet_) fleet_->Close([] {});
   store_->Close(nullptr);
 }
 

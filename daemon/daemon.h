@@ -17,6 +17,7 @@
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
+#include "daemon/fleet_member.h"
 #include "daemon/fs_watch.h"
 #include "daemon/guardian_metrics.h"
 #include "daemon/http_client.h"
@@ -76,6 +77,8 @@ class Daemon {
   void RescanPlaybooks();
   void WriteStatus();
   void CloseAll();
+  // Joins the fleet when the config has a `fleet:` section (docs/fleet.md).
+  void StartFleet();
   // The watchdog's health function: loop stalls and a store round trip (SelfCheck).
   std::string SelfCheckWatchdog();
   // Walks the audit trail's hash chain on the store thread; logs and keeps (audit_) the verdict.
@@ -93,6 +96,7 @@ class Daemon {
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<HttpClient> http_client_;  // probes and playbooks; closed in CloseAll
+  std::unique_ptr<FleetMember> fleet_;       // with a `fleet:` section; closed in CloseAll
   std::unique_ptr<LoopLag> lag_;
   std::unique_ptr<Timer> status_timer_;
   std::unique_ptr<Timer> playbook_rescan_;
