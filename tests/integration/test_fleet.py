@@ -24,7 +24,7 @@ class FleetTest(GuardianTestCase):
 
     def start_member(self, **fleet):
         cfg = dict({"name": "shop", "host": "web-1", "endpoints": self.etcd.endpoints(),
-                    "lease_ttl_s": 3, "reconnect": {"base_ms": 200, "max_ms": 1000}}, **fleet)
+                    "lease_ttl_s": 6, "reconnect": {"base_ms": 200, "max_ms": 1000}}, **fleet)
         app, _ = self.make_app_file()
         self.write_config([self.check("app", app)], fleet=cfg)
         self.start_daemon()
@@ -53,8 +53,8 @@ class FleetTest(GuardianTestCase):
         self.assertEqual(first["pid"], self.daemon.pid)
         self.assertEqual(first["open_incidents"], 0)
         self.assertEqual(self.api("GET", "/v1/health", expect=200).json["fleet"], "connected")
-        # Heartbeats every third of the 3 s TTL: the seat outlives the TTL and its time moves.
-        time.sleep(4)
+        # Heartbeats every third of the 6 s TTL: the seat outlives the TTL and its time moves.
+        time.sleep(7)
         later = json.loads(self.etcd.get(HOST_KEY)[HOST_KEY]["value"])
         self.assertGreater(later["heartbeat_at"], first["heartbeat_at"])
         self.assertEqual(self.wait_for(lambda: self.audit_kinds(), what="audit rows"), ["fleet_connected"])
@@ -67,7 +67,7 @@ class FleetTest(GuardianTestCase):
         before = self.wait_state("connected")
         # One of three down, the one listed first: requests move on to the next.
         self.etcd.kill("m0")
-        time.sleep(4)  # more than the TTL: the heartbeats must have gone elsewhere
+        time.sleep(7)  # more than the TTL: the heartbeats must have gone elsewhere
         f = self.fleet()
         self.assertEqual(f["state"], "connected", f)
         self.assertEqual(f["lease"], before["lease"])

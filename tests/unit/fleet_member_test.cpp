@@ -119,6 +119,9 @@ TEST_CASE("cut off when etcd goes, back with a new lease when it returns") {
   m.Start();
   t.RunUntil([&] { return m.state() == FleetMember::State::kConnected; });
   int64_t before = m.lease();
+  // A slow first answer on a loaded machine may already have cost a reconnect: count from here.
+  int64_t reconnects = m.Describe()["reconnects"];
+  changes.clear();
 
   etcd.Stop();
   t.RunUntil([&] { return m.state() == FleetMember::State::kCutOff; });
@@ -131,11 +134,10 @@ TEST_CASE("cut off when etcd goes, back with a new lease when it returns") {
   t.RunUntil([&] { return m.state() == FleetMember::State::kConnected; });
   CHECK(m.lease() != 0);
   CHECK(m.lease() != before);
-  CHECK(m.Describe()["reconnects"] == 1);
+  CHECK(m.Describe()["reconnects"] == reconnects + 1);
   CHECK(ReadKey(t, m.etcd(), "/guardian/shop/hosts/web-1")->lease == m.lease());
-  CHECK(changes.front() == FleetMember::State::kConnected);
-  CHECK(changes[1] == FleetMember::State::kCutOff);
-  CHECK(changes.back() == FleetMember::State::kConnected);
+  CHECK(changes == std::vector<FleetMember::State>{FleetMember::State::kCutOff,
+                                                   FleetMember::State::kConnected});
   t.Close(m);
 }
 
