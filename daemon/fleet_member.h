@@ -56,6 +56,7 @@ class FleetMember {
   // For status: state, host, fleet, lease, since, last_error, reconnects.
   nlohmann::json Describe() const;
   EtcdClient& etcd() { return *etcd_; }
+  uv_loop_t* loop() const { return loop_; }
   const FleetConfig& config() const { return config_; }
 
   static const char* StateName(State s);
