@@ -16,15 +16,15 @@ bool Unreachable(const HttpResult& r) {
          r.error_kind == "dns";
 }
 
-// etcd's error answer ({"error": ..., "code": N, "message": ...}) as a Status. gRPC code 5 is
-// NOT_FOUND (a lease that expired), 4 DEADLINE_EXCEEDED and 14 UNAVAILABLE (no quorum).
-Status ErrorOf(const json& body, long http_code) {
-  std::string message = body.value("message", body.value("error", std::string()));
-  if (message.empty()) message = "HTTP " + std::to_string(http_code);
-  int code = body.value("code", 0);
-  if (code == 5 || message.find("no leader") != std::string::npos) return Status::NotFound(message);
-  if (code == 4) return Status::Timeout(message);
-  return Status::IOError(message);
+// A field's text, or "" when it is missing or not a string (never throws).
+std::string Text(const json& obj, const char* field) {
+  auto it = obj.find(field);
+  return it != obj.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int Code(const json& obj, const char* field) {
+  auto it = obj.find(field);
+  return it != obj.end() && it->is_number_integer() ? it->get<int>() : 0;
 }
 
 json OpJson(const EtcdOp& op) {
@@ -97,6 +97,20 @@ int64_t EtcdClient::Int(const json& obj, const char* field) {
   return 0;
 }
 
+// etcd's error answer as a Status. Unary calls answer {"error": TEXT, "code": N, "message":
+// TEXT}; streams (watch, keep-alive) {"error": {"grpc_code": N, "http_code": N, "message":
+// TEXT}}. gRPC code 5 is NOT_FOUND (a lease that expired), 4 DEADLINE_EXCEEDED.
+Status EtcdClient::ErrorOf(const json& body, long http_code) {
+  const json& e = body.contains("error") && body["error"].is_object() ? body["error"] : body;
+  std::string message = Text(e, "message");
+  if (message.empty()) message = Text(e, "error");
+  if (message.empty()) message = "HTTP " + std::to_string(http_code);
+  int code = Code(e, "code") ? Code(e, "code") : Code(e, "grpc_code");
+  if (code == 5) return Status::NotFound(message);
+  if (code == 4) return Status::Timeout(message);
+  return Status::IOError(message);
+}
+
 EtcdKv EtcdClient::ReadKv(const json& kv) {
   EtcdKv out;
   out.key = Base64Decode(kv.value("key", std::string())).value_or("");
@@ -145,10 +159,16 @@ json EtcdClient::TxnRequest(const std::vector<EtcdCompare>& compare,
   return body;
 }
 
-HttpCall EtcdClient::Request(const std::string& path, std::string body) const {
+void EtcdClient::MoveOff(size_t index) {
+  // Only when no other request moved on already: two failures at one endpoint must not move
+  // the next request back onto it.
+  if (current_ % config_.endpoints.size() == index % config_.endpoints.size()) current_ = index + 1;
+}
+
+HttpCall EtcdClient::Request(const std::string& path, std::string body, size_t index) const {
   HttpCall call;
   call.method = "POST";
-  call.url = config_.endpoints[current_ % config_.endpoints.size()] + path;
+  call.url = config_.endpoints[index % config_.endpoints.size()] + path;
   call.headers = {"Content-Type: application/json"};
   call.body = std::move(body);
   call.timeout_ms = config_.timeout_ms;
@@ -162,20 +182,21 @@ HttpCall EtcdClient::Request(const std::string& path, std::string body) const {
 void EtcdClient::Call(const std::string& path, json body, std::function<void(Status, json)> done) {
   if (!http_) return done(Status::Aborted("the etcd client is closed"), json());
   if (config_.endpoints.empty()) return done(Status::InvalidArgument("no etcd endpoints"), json());
-  CallAt(0, path, body.dump(), std::move(done));
+  CallAt(current_, 0, path, body.dump(), std::move(done));
 }
 
-void EtcdClient::CallAt(size_t attempt, std::string path, std::string body,
+void EtcdClient::CallAt(size_t start, size_t attempt, std::string path, std::string body,
                         std::function<void(Status, json)> done) {
-  HttpCall call = Request(path, body);
+  size_t index = start + attempt;  // each endpoint once, from the current one
+  HttpCall call = Request(path, body, index);
   std::string url = call.url;
-  http_->Start(call, [this, alive = alive_, attempt, path, body, url,
+  http_->Start(call, [this, alive = alive_, start, attempt, index, path, body, url,
                       done = std::move(done)](HttpResult r) mutable {
     if (!*alive) return;
     if (!r.ok()) {
+      if (Unreachable(r)) MoveOff(index);  // down or cut off: the next one, for what follows
       if (Unreachable(r) && attempt + 1 < config_.endpoints.size()) {
-        ++current_;  // this one is down or cut off: the next one, for this and what follows
-        return CallAt(attempt + 1, std::move(path), std::move(body), std::move(done));
+        return CallAt(start, attempt + 1, std::move(path), std::move(body), std::move(done));
       }
       return done(Status::IOError(url + ": " + r.error_kind + " (" + r.error + ")"), json());
     }
@@ -258,6 +279,10 @@ void EtcdClient::LeaseRevoke(int64_t lease, Done done) {
 void EtcdClient::Leader(const std::string& election, LeaderDone done) {
   Call("/v3/election/leader", {{"name", Base64Encode(election)}},
        [done = std::move(done)](Status s, json a) {
+         // The election's own "no leader" (nobody campaigns), not etcd's "etcdserver: no
+         // leader" (no quorum), which stays an error.
+         if (!s.ok() && s.message().find("election: no leader") != std::string::npos)
+           return done(Status::NotFound(s.message()), EtcdLeader());
          if (!s.ok()) return done(s, EtcdLeader());
          auto kv = a.find("kv");
          if (kv == a.end()) return done(Status::NotFound("no leader"), EtcdLeader());
@@ -285,17 +310,18 @@ uint64_t EtcdClient::OpenStream(const std::string& path, json body,
   uint64_t id = next_stream_++;
   auto stream = std::make_shared<Stream>();
   streams_[id] = stream;
-  HttpCall call = Request(path, body.dump());
+  size_t index = current_;
+  HttpCall call = Request(path, body.dump(), index);
   call.timeout_ms = 0;  // it lasts as long as it is wanted
   call.connect_timeout_ms = config_.timeout_ms;
   call.max_body_bytes = 16 << 20;  // what may wait unread at once
   std::string url = call.url;
-  auto finish = [this, alive = alive_, id, stream, end](Status s) {
+  auto finish = [this, alive = alive_, id, stream, end, index](Status s) {
     if (!*alive || stream->ended) return;
     stream->ended = true;
     streams_.erase(id);
     if (http_) http_->Cancel(stream->http_id);  // ended by a message: the transfer goes too
-    if (!s.ok()) ++current_;                    // the next attempt goes elsewhere
+    if (!s.ok()) MoveOff(index);                // the next attempt goes elsewhere
     end(s);
   };
   call.on_data = [stream, message, finish, url](std::string_view data) {
@@ -308,7 +334,7 @@ uint64_t EtcdClient::OpenStream(const std::string& path, json body,
       if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
       json m = json::parse(line, nullptr, false);
       if (m.is_discarded() || !m.is_object()) return finish(Status::IOError(url + ": not JSON"));
-      if (m.contains("error")) return finish(ErrorOf(m["error"].is_object() ? m["error"] : m, 200));
+      if (m.contains("error")) return finish(ErrorOf(m, 200));
       if (!message(m.contains("result") ? m["result"] : m)) return finish(Status::OK());
     }
   };
@@ -357,17 +383,18 @@ uint64_t EtcdClient::Campaign(const std::string& election, int64_t lease, const 
   json body = {{"name", Base64Encode(election)},
                {"lease", std::to_string(lease)},
                {"value", Base64Encode(value)}};
-  HttpCall call = Request("/v3/election/campaign", body.dump());
+  size_t index = current_;
+  HttpCall call = Request("/v3/election/campaign", body.dump(), index);
   call.timeout_ms = 0;  // it answers when this client leads
   call.connect_timeout_ms = config_.timeout_ms;
   std::string url = call.url;
-  stream->http_id = http_->Start(call, [this, alive = alive_, id, stream, url,
+  stream->http_id = http_->Start(call, [this, alive = alive_, id, stream, url, index,
                                         done = std::move(done)](HttpResult r) {
     if (!*alive || stream->ended) return;
     stream->ended = true;
     streams_.erase(id);
     if (!r.ok()) {
-      ++current_;
+      MoveOff(index);
       return done(Status::IOError(url + ": " + r.error_kind + " (" + r.error + ")"), EtcdLeader());
     }
     json a = json::parse(r.body, nullptr, false);

@@ -137,6 +137,8 @@ class EtcdClient {
                                    const std::vector<EtcdOp>& failure);
   static EtcdKv ReadKv(const nlohmann::json& kv);
   static int64_t Int(const nlohmann::json& obj, const char* field);
+  // etcd's error answer (a unary call's or a stream's shape) as a Status.
+  static Status ErrorOf(const nlohmann::json& body, long http_code);
   // The end of every key that starts with `prefix` (etcd's range_end for a prefix).
   static std::string PrefixEnd(const std::string& prefix);
 
@@ -145,11 +147,13 @@ class EtcdClient {
   // Sends `body` to `path`, trying the endpoints in turn; `done` gets the parsed answer.
   void Call(const std::string& path, nlohmann::json body,
             std::function<void(Status, nlohmann::json)> done);
-  void CallAt(size_t attempt, std::string path, std::string body,
+  void CallAt(size_t start, size_t attempt, std::string path, std::string body,
               std::function<void(Status, nlohmann::json)> done);
+  // The endpoint `index` failed: later requests start at the next one.
+  void MoveOff(size_t index);
   uint64_t OpenStream(const std::string& path, nlohmann::json body,
                       std::function<bool(const nlohmann::json&)> message, Done end);
-  HttpCall Request(const std::string& path, std::string body) const;
+  HttpCall Request(const std::string& path, std::string body, size_t index) const;
 
   uv_loop_t* loop_;
   EtcdConfig config_;

@@ -80,12 +80,37 @@ void FleetMember::Start() {
 
 void FleetMember::Connect() {
   uint64_t g = ++generation_;
-  etcd_->LeaseGrant(config_.lease_ttl_s, [this, g](Status s, int64_t lease) {
+  // The lease lost with the connection may still be alive in etcd, holding the seat and any
+  // slot: revoke it first (best effort; it runs out by itself otherwise).
+  if (stale_lease_ != 0) {
+    int64_t stale = stale_lease_;
+    etcd_->LeaseRevoke(stale, [this, g, stale](Status s) {
+      if (closing_ || g != generation_) return;
+      if (s.ok() || s.code() == Status::Code::kNotFound) {
+        if (stale_lease_ == stale) stale_lease_ = 0;
+      }
+      Grant(g);
+    });
+    return;
+  }
+  Grant(g);
+}
+
+void FleetMember::Grant(uint64_t g) {
+  int64_t asked_mono = SystemClock::Get()->MonoMs();
+  etcd_->LeaseGrant(config_.lease_ttl_s, [this, g, asked_mono](Status s, int64_t lease) {
     if (closing_ || g != generation_) return;
     if (!s.ok()) return Lost("cannot take a lease: " + s.message());
     lease_ = lease;
+    // Valid at most a TTL from when it was asked for: etcd may have started it then.
+    valid_until_mono_ = asked_mono + config_.lease_ttl_s * 1000;
     Register();
   });
+}
+
+bool FleetMember::LeaseValid() const {
+  return state_ == State::kConnected && lease_ != 0 &&
+         SystemClock::Get()->MonoMs() + kLeaseMarginMs < valid_until_mono_;
 }
 
 void FleetMember::Register() {
@@ -95,33 +120,38 @@ void FleetMember::Register() {
   value["heartbeat_at"] = SystemClock::Get()->WallMs();
   value["lease"] = lease_;
   // Only a free seat is taken: another guardiand with this host id keeps its own.
-  etcd_->Txn(
-      {{key, "CREATE", "EQUAL", "", 0}}, {EtcdOp::Put(key, value.dump(), lease_)},
-      {EtcdOp::Range(key)}, [this, g, key](Status s, EtcdTxnResult r) {
-        if (closing_ || g != generation_) return;
-        if (!s.ok()) return Lost("cannot register " + key + ": " + s.message());
-        if (!r.succeeded) {
-          int64_t holder = r.ranges.empty() || r.ranges[0].empty() ? 0 : r.ranges[0][0].lease;
-          int64_t mine = lease_;
-          etcd_->LeaseRevoke(mine, [](Status) {});
-          return Lost("host id '" + config_.host + "' is held by another guardiand (lease " +
-                      std::to_string(holder) + "); retrying until it is free");
-        }
-        if (state_ == State::kCutOff) ++reconnects_;
-        attempt_ = 0;
-        last_error_.clear();
-        SaveLease();
-        spdlog::info("fleet {}: host {} joined (lease {})", config_.name, config_.host, lease_);
-        SetState(State::kConnected);
-        timer_->Start(config_.lease_ttl_s * 1000 / 3, [this] { Heartbeat(); });
-      });
+  etcd_->Txn({{key, "CREATE", "EQUAL", "", 0}}, {EtcdOp::Put(key, value.dump(), lease_)},
+             {EtcdOp::Range(key)}, [this, g, key](Status s, EtcdTxnResult r) {
+               if (closing_ || g != generation_) return;
+               if (!s.ok()) return Lost("cannot register " + key + ": " + s.message());
+               int64_t holder = r.ranges.empty() || r.ranges[0].empty() ? 0 : r.ranges[0][0].lease;
+               // Held on this very lease: an earlier try of this Register went through (its answer
+               // was lost to a timeout), so the seat is ours.
+               if (!r.succeeded && holder != lease_) {
+                 int64_t mine = lease_;
+                 etcd_->LeaseRevoke(mine, [](Status) {});
+                 return Lost("host id '" + config_.host + "' is held by another guardiand (lease " +
+                             std::to_string(holder) + "); retrying until it is free");
+               }
+               if (state_ == State::kCutOff) ++reconnects_;
+               attempt_ = 0;
+               last_error_.clear();
+               SaveLease();
+               spdlog::info("fleet {}: host {} joined (lease {})", config_.name, config_.host,
+                            lease_);
+               SetState(State::kConnected);
+               timer_->Start(config_.lease_ttl_s * 1000 / 3, [this] { Heartbeat(); });
+             });
 }
 
 void FleetMember::Heartbeat() {
   uint64_t g = generation_;
-  etcd_->LeaseKeepAlive(lease_, [this, g](Status s, int64_t) {
+  int64_t sent_mono = SystemClock::Get()->MonoMs();
+  etcd_->LeaseKeepAlive(lease_, [this, g, sent_mono](Status s, int64_t ttl_s) {
     if (closing_ || g != generation_) return;
     if (!s.ok()) return Lost("lease " + std::to_string(lease_) + ": " + s.message());
+    // The TTL counts from when etcd got the keep-alive, at the latest from when it was sent.
+    valid_until_mono_ = sent_mono + ttl_s * 1000;
     std::string key = HostKey(config_.name, config_.host);
     nlohmann::json value = report_ ? report_() : nlohmann::json::object();
     value["heartbeat_at"] = SystemClock::Get()->WallMs();
@@ -139,7 +169,9 @@ void FleetMember::Heartbeat() {
 
 void FleetMember::Lost(const std::string& why) {
   ++generation_;  // whatever is still in flight belongs to the connection that is gone
-  lease_ = 0;     // never act on a lease that may have expired
+  if (lease_ != 0) stale_lease_ = lease_;  // revoked before the next lease is taken
+  lease_ = 0;                              // never act on a lease that may have expired
+  valid_until_mono_ = 0;
   last_error_ = why;
   int64_t delay = ReconnectDelayMs(attempt_++, config_.reconnect_base_ms, config_.reconnect_max_ms,
                                    std::uniform_real_distribution<double>(0, 1)(rng_));
@@ -152,7 +184,7 @@ void FleetMember::SetState(State s) {
   if (s == state_) return;
   state_ = s;
   since_ms_ = SystemClock::Get()->WallMs();
-  if (on_change_) on_change_(s);
+  for (auto& cb : on_change_) cb(s);
 }
 
 void FleetMember::SaveLease() const {

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "daemon/config.h"
 #include "daemon/etcd_client.h"
@@ -48,11 +49,17 @@ class FleetMember {
   void Start();
   void Close(std::function<void()> closed);
 
-  // Called on every change of state, on the loop.
-  void OnChange(std::function<void(State)> cb) { on_change_ = std::move(cb); }
+  // Adds a listener called on every change of state, on the loop.
+  void OnChange(std::function<void(State)> cb) { on_change_.push_back(std::move(cb)); }
 
   State state() const { return state_; }
   int64_t lease() const { return lease_; }
+  // Whether the lease is certainly still alive in etcd: connected, and the last keep-alive's
+  // TTL (counted from when it was sent) has more than kLeaseMarginMs left. A lease whose
+  // keep-alive is late may already be gone there, with its slots given to other hosts, before
+  // a failed request says so: nothing acts on it then.
+  bool LeaseValid() const;
+  static constexpr int64_t kLeaseMarginMs = 500;
   // For status: state, host, fleet, lease, since, last_error, reconnects.
   nlohmann::json Describe() const;
   EtcdClient& etcd() { return *etcd_; }
@@ -63,6 +70,7 @@ class FleetMember {
 
  private:
   void Connect();
+  void Grant(uint64_t generation);
   void Register();
   void Heartbeat();
   void Lost(const std::string& why);
@@ -76,11 +84,13 @@ class FleetMember {
   std::unique_ptr<EtcdClient> etcd_;
   // The next heartbeat, or the next reconnect attempt; closed by Close().
   std::unique_ptr<Timer> timer_;
-  std::function<void(State)> on_change_;
+  std::vector<std::function<void(State)>> on_change_;
   State state_ = State::kConnecting;
   int64_t lease_ = 0;
-  int64_t since_ms_ = 0;  // wall time of the last state change
-  int attempt_ = 0;       // reconnect attempts since the last success
+  int64_t stale_lease_ = 0;       // the lease lost with the connection, revoked at reconnect
+  int64_t valid_until_mono_ = 0;  // see LeaseValid()
+  int64_t since_ms_ = 0;          // wall time of the last state change
+  int attempt_ = 0;               // reconnect attempts since the last success
   int64_t reconnects_ = 0;
   std::string last_error_;
   std::mt19937_64 rng_;

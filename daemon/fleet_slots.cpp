@@ -55,17 +55,25 @@ struct FleetSlots::Request {
   bool again = false;  // something changed while judging
 };
 
-FleetSlots::FleetSlots(FleetMember* member) : member_(member) {}
+FleetSlots::FleetSlots(FleetMember* member)
+    : member_(member), alive_(std::make_shared<bool>(true)) {
+  member_->OnChange([this, alive = alive_](FleetMember::State s) {
+    if (*alive) OnMemberState(s);
+  });
+}
 
 FleetSlots::~FleetSlots() {
-  for (auto& [mode, r] : requests_)
+  *alive_ = false;  // answers still in flight find nothing to call back
+  for (auto& [mode, r] : requests_) {
     if (r->watch) member_->etcd().Cancel(r->watch);
+    r->rejudge.reset();
+  }
 }
 
 void FleetSlots::Acquire(const std::string& mode, const std::string& holder,
                          std::function<void(Status)> done,
                          std::function<void(const std::string&)> waiting) {
-  if (member_->state() != FleetMember::State::kConnected || member_->lease() == 0) {
+  if (!member_->LeaseValid()) {
     return done(Status::Aborted("cut off from fleet " + member_->config().name + ": " +
                                 member_->Describe()["last_error"].get<std::string>()));
   }
@@ -90,31 +98,32 @@ std::shared_ptr<FleetSlots::Request> FleetSlots::Find(const std::string& mode) c
 
 void FleetSlots::Claim(const std::string& mode) {
   auto r = Find(mode);
+  // Never a slot key without a live lease under it: one on no lease would never expire.
+  if (!member_->LeaseValid()) return Drop(mode, Status::Aborted("the host's lease is not live"));
   const FleetConfig& c = member_->config();
   std::string key = SlotsPrefix(c.name, mode) + c.host;
   r->lease = member_->lease();
   nlohmann::json value = {{"since", SystemClock::Get()->WallMs()}};
   if (!r->waiting.empty()) value["holder"] = r->waiting.begin()->first;
   // Made only when absent: an older key of this host keeps its place in the queue.
-  member_->etcd().Txn({{key, "CREATE", "EQUAL", "", 0}}, {EtcdOp::Put(key, value.dump(), r->lease)},
-                      {EtcdOp::Range(key)}, [this, mode, r, key](Status s, EtcdTxnResult t) {
-                        if (Find(mode) != r) return;  // released or dropped meanwhile
-                        if (!s.ok())
-                          return Drop(mode, Status::IOError("cannot take a slot: " + s.message()));
-                        if (!t.succeeded && !t.ranges.empty() && !t.ranges[0].empty() &&
-                            t.ranges[0][0].lease != r->lease) {
-                          // A key of this host on another lease (left by a previous run): replace
-                          // it.
-                          int64_t old = t.ranges[0][0].lease;
-                          member_->etcd().Txn({{key, "LEASE", "EQUAL", "", old}},
-                                              {EtcdOp::Delete(key)}, {},
-                                              [this, mode, r](Status, EtcdTxnResult) {
-                                                if (Find(mode) == r) Claim(mode);
-                                              });
-                          return;
-                        }
-                        Judge(mode);
-                      });
+  member_->etcd().Txn(
+      {{key, "CREATE", "EQUAL", "", 0}}, {EtcdOp::Put(key, value.dump(), r->lease)},
+      {EtcdOp::Range(key)}, [this, alive = alive_, mode, r, key](Status s, EtcdTxnResult t) {
+        if (!*alive || Find(mode) != r) return;  // released or dropped meanwhile
+        if (!s.ok()) return Drop(mode, Status::IOError("cannot take a slot: " + s.message()));
+        if (!t.succeeded && !t.ranges.empty() && !t.ranges[0].empty() &&
+            t.ranges[0][0].lease != r->lease) {
+          // A key of this host on another lease (left by a previous run): replace
+          // it.
+          int64_t old = t.ranges[0][0].lease;
+          member_->etcd().Txn({{key, "LEASE", "EQUAL", "", old}}, {EtcdOp::Delete(key)}, {},
+                              [this, alive, mode, r](Status, EtcdTxnResult) {
+                                if (*alive && Find(mode) == r) Claim(mode);
+                              });
+          return;
+        }
+        Judge(mode);
+      });
 }
 
 void FleetSlots::Judge(const std::string& mode) {
@@ -130,8 +139,8 @@ void FleetSlots::Judge(const std::string& mode) {
       {},
       {EtcdOp::Range(SlotsPrefix(c.name, mode), true),
        EtcdOp::Range(FleetPrefix(c.name) + "hosts/", true)},
-      {}, [this, mode, r](Status s, EtcdTxnResult t) {
-        if (Find(mode) != r) return;
+      {}, [this, alive = alive_, mode, r](Status s, EtcdTxnResult t) {
+        if (!*alive || Find(mode) != r) return;
         r->judging = false;
         if (!s.ok() || t.ranges.size() != 2)
           return Drop(mode, Status::IOError("cannot read the fleet's slots: " + s.message()));
@@ -154,6 +163,8 @@ void FleetSlots::Judge(const std::string& mode) {
           }
           return Wait(mode, t.revision, d.why);
         }
+        if (!member_->LeaseValid() || member_->lease() != r->lease)
+          return Drop(mode, Status::Aborted("the host's lease changed while waiting for a slot"));
         r->granted = true;
         if (r->watch) member_->etcd().Cancel(r->watch);
         r->watch = 0;
@@ -174,11 +185,11 @@ void FleetSlots::Wait(const std::string& mode, int64_t revision, const std::stri
   if (!r->watch) {
     r->watch = member_->etcd().Watch(
         SlotsPrefix(c.name, mode), true, revision + 1,
-        [this, mode, r](std::vector<EtcdEvent>, int64_t) {
-          if (Find(mode) == r && !r->granted) Judge(mode);
+        [this, alive = alive_, mode, r](std::vector<EtcdEvent>, int64_t) {
+          if (*alive && Find(mode) == r && !r->granted) Judge(mode);
         },
-        [this, mode, r](Status s) {
-          if (Find(mode) != r || r->granted) return;
+        [this, alive = alive_, mode, r](Status s) {
+          if (!*alive || Find(mode) != r || r->granted) return;
           r->watch = 0;
           // The stream broke: judge again, which opens a new one if it must still wait.
           if (member_->state() == FleetMember::State::kConnected) return Judge(mode);
@@ -187,9 +198,12 @@ void FleetSlots::Wait(const std::string& mode, int64_t revision, const std::stri
   }
   if (!r->rejudge) {
     r->rejudge = std::make_unique<Timer>(member_->loop());
-    r->rejudge->StartRepeat(c.lease_ttl_s * 1000 / 3, [this, mode, r] {
-      if (Find(mode) == r && !r->granted) Judge(mode);
-    });
+    // Holds `r` weakly: the timer belongs to it.
+    r->rejudge->StartRepeat(c.lease_ttl_s * 1000 / 3,
+                            [this, mode, weak = std::weak_ptr<Request>(r)] {
+                              auto r = weak.lock();
+                              if (r && Find(mode) == r && !r->granted) Judge(mode);
+                            });
   }
 }
 
@@ -223,8 +237,7 @@ void FleetSlots::Release(const std::string& mode, const std::string& holder) {
 
 bool FleetSlots::Holds(const std::string& mode) const {
   auto it = requests_.find(mode);
-  return it != requests_.end() && it->second->granted &&
-         member_->state() == FleetMember::State::kConnected &&
+  return it != requests_.end() && it->second->granted && member_->LeaseValid() &&
          it->second->lease == member_->lease();
 }
 

@@ -55,10 +55,10 @@ class FleetSlots {
   // Whether this host holds a granted slot of `mode` on a lease that is still its own.
   bool Holds(const std::string& mode) const;
 
-  // The member's state changed: cut off voids every grant and fails every wait.
-  void OnMemberState(FleetMember::State s);
-
  private:
+  // The member's state changed (it listens from construction): cut off voids every grant and
+  // fails every wait.
+  void OnMemberState(FleetMember::State s);
   struct Request;
   std::shared_ptr<Request> Find(const std::string& mode) const;
   void Claim(const std::string& mode);
@@ -68,6 +68,7 @@ class FleetSlots {
 
   FleetMember* member_;
   std::map<std::string, std::shared_ptr<Request>> requests_;  // by mode
+  std::shared_ptr<bool> alive_;  // false once destroyed, for answers still in flight
 };
 
 }  // namespace guardian

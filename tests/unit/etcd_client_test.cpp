@@ -79,6 +79,26 @@ TEST_CASE("base64 round-trips any bytes") {
   CHECK(EtcdClient::PrefixEnd(std::string("a\xff", 2)) == "b");
 }
 
+TEST_CASE("errors of both shapes the gateway answers are read without throwing") {
+  using json = nlohmann::json;
+  // A unary call's.
+  Status s = EtcdClient::ErrorOf(json{{"error", "etcdserver: requested lease not found"},
+                                      {"code", 5},
+                                      {"message", "etcdserver: requested lease not found"}},
+                                 404);
+  CHECK(s.code() == Status::Code::kNotFound);
+  CHECK(s.message() == "etcdserver: requested lease not found");
+  // A stream's (watch, keep-alive): the error is an object.
+  s = EtcdClient::ErrorOf(
+      json{{"error", {{"grpc_code", 4}, {"http_code", 504}, {"message", "request timed out"}}}},
+      200);
+  CHECK(s.code() == Status::Code::kTimeout);
+  CHECK(s.message() == "request timed out");
+  // Odd shapes: no message, a number where text was expected.
+  CHECK(EtcdClient::ErrorOf(json{{"error", 7}}, 503).message() == "HTTP 503");
+  CHECK(EtcdClient::ErrorOf(json::object(), 500).code() == Status::Code::kIOError);
+}
+
 TEST_CASE("put, get by key and by prefix, delete: binary-safe keys and values") {
   Fixture f;
   std::string binary("v\0\xff", 3);
@@ -277,6 +297,13 @@ TEST_CASE("an election: the first campaign leads, the second waits until the fir
 TEST_CASE("a down endpoint is passed over for the next; none up is an error naming one") {
   std::string dead = "http://127.0.0.1:" + std::to_string(FreeLoopbackPort());
   Fixture f(dead);
+  // Two requests at the dead one at once: both move on to the live one, neither back.
+  std::optional<Status> s1, s2;
+  f.client.Put("/k1", "v", 0, [&](Status st, int64_t) { s1 = st; });
+  f.client.Put("/k2", "v", 0, [&](Status st, int64_t) { s2 = st; });
+  f.t.RunUntil([&] { return s1.has_value() && s2.has_value(); });
+  CHECK_MESSAGE(s1->ok(), s1->message());
+  CHECK_MESSAGE(s2->ok(), s2->message());
   CHECK(f.Put("/k", "v") > 0);
   CHECK(f.Get("/k").size() == 1);
 

@@ -72,6 +72,7 @@ TEST_CASE("a host joins, keeps its seat past the TTL, and frees it when it leave
   m.Start();
   t.RunUntil([&] { return m.state() == FleetMember::State::kConnected; });
   REQUIRE(m.lease() != 0);
+  CHECK(m.LeaseValid());
   auto seat = ReadKey(t, m.etcd(), "/guardian/shop/hosts/web-1");
   REQUIRE(seat.has_value());
   CHECK(seat->lease == m.lease());
@@ -81,6 +82,7 @@ TEST_CASE("a host joins, keeps its seat past the TTL, and frees it when it leave
 
   RunFor(t, 3000);  // longer than the 2 s TTL: only the heartbeats keep it
   CHECK(m.state() == FleetMember::State::kConnected);
+  CHECK(m.LeaseValid());  // each keep-alive moved its deadline on
   seat = ReadKey(t, m.etcd(), "/guardian/shop/hosts/web-1");
   REQUIRE(seat.has_value());
   CHECK(nlohmann::json::parse(seat->value)["heartbeat_at"].get<int64_t>() > first_beat);
@@ -126,6 +128,7 @@ TEST_CASE("cut off when etcd goes, back with a new lease when it returns") {
   etcd.Stop();
   t.RunUntil([&] { return m.state() == FleetMember::State::kCutOff; });
   CHECK(m.lease() == 0);  // a lease that may have expired is not used
+  CHECK_FALSE(m.LeaseValid());
   CHECK_FALSE(m.Describe()["last_error"].get<std::string>().empty());
   RunFor(t, 600);  // several attempts while it is down, each failing
   CHECK(m.state() == FleetMember::State::kCutOff);

@@ -62,8 +62,6 @@ struct Fleet {
       auto h = std::make_unique<Host>();
       h->member = std::make_unique<FleetMember>(&t.loop, c, (dir.path / c.host).string(), nullptr);
       h->slots = std::make_unique<FleetSlots>(h->member.get());
-      FleetSlots* slots = h->slots.get();
-      h->member->OnChange([slots](FleetMember::State s) { slots->OnMemberState(s); });
       h->member->Start();
       hosts.push_back(std::move(h));
     }
