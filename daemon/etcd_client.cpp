@@ -77,8 +77,7 @@ struct EtcdClient::Stream {
 };
 
 EtcdClient::EtcdClient(uv_loop_t* loop, EtcdConfig config)
-    : loop_(loop),
-      config_(std::move(config)),
+    : config_(std::move(config)),
       http_(std::make_unique<HttpClient>(loop)),
       alive_(std::make_shared<bool>(true)) {}
 

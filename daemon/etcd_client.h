@@ -155,7 +155,6 @@ class EtcdClient {
                       std::function<bool(const nlohmann::json&)> message, Done end);
   HttpCall Request(const std::string& path, std::string body, size_t index) const;
 
-  uv_loop_t* loop_;
   EtcdConfig config_;
   std::unique_ptr<HttpClient> http_;
   size_t current_ = 0;  // the endpoint that last answered
