@@ -833,12 +833,6 @@ class Loader {
     *out = std::move(r);
   }
 
-  // The PATH a check's programs are looked up in: its `env`'s, else the spawn default.
-  static std::string PathOf(const CheckConfig& c) {
-    auto it = c.env.find("PATH");
-    return it == c.env.end() ? std::string(kSpawnPath) : it->second;
-  }
-
   // `programs:`: absolute paths, or names looked up in `path_env` now, so the list holds the
   // very files that may run. A listed path with no program there yet is only warned about.
   std::optional<std::vector<std::string>> ReadPrograms(const Item& item,
@@ -873,10 +867,9 @@ class Loader {
       std::vector<std::string> argv = ParamList(c.params, name);
       if (argv.empty()) continue;
       std::string file;
-      Status s = FindProgram(argv[0], PathOf(c), &file);
-      if (s.code() == Status::Code::kNotFound) continue;  // fails when run, as it would anyway
-      if (s.ok()) s = CheckProgram(file, c.programs);
-      if (!s.ok()) Error(item, s.message());
+      Status s = ResolveProgram(argv[0], c.env, c.programs, &file);
+      // A program not installed is left to fail when run, as it would anyway.
+      if (!s.ok() && s.code() != Status::Code::kNotFound) Error(item, s.message());
     }
   }
 
@@ -1613,7 +1606,8 @@ class Loader {
     if (const Entry* e = FindContainer(*d, "env")) ReadEnv(e->value, &c.env);
     ReadRunAs(*d, &c.run_as);
     c.programs = config.playbook_limits.programs;
-    if (const Entry* e = Find(*d, "programs")) c.programs = ReadPrograms(e->value, PathOf(c));
+    if (const Entry* e = Find(*d, "programs"))
+      c.programs = ReadPrograms(e->value, ProgramSearchPath(c.env));
 
     if (const Entry* e = FindContainer(*d, "depends_on")) {
       if (auto deps = StringList(e->value)) {

@@ -116,11 +116,8 @@ bool FleetMember::LeaseValid() const {
 void FleetMember::Register() {
   uint64_t g = generation_;
   std::string key = HostKey(config_.name, config_.host);
-  nlohmann::json value = report_ ? report_() : nlohmann::json::object();
-  value["heartbeat_at"] = SystemClock::Get()->WallMs();
-  value["lease"] = lease_;
   // Only a free seat is taken: another guardiand with this host id keeps its own.
-  etcd_->Txn({{key, "CREATE", "EQUAL", "", 0}}, {EtcdOp::Put(key, value.dump(), lease_)},
+  etcd_->Txn({{key, "CREATE", "EQUAL", "", 0}}, {EtcdOp::Put(key, SeatValue(), lease_)},
              {EtcdOp::Range(key)}, [this, g, key](Status s, EtcdTxnResult r) {
                if (closing_ || g != generation_) return;
                if (!s.ok()) return Lost("cannot register " + key + ": " + s.message());
@@ -153,11 +150,8 @@ void FleetMember::Heartbeat() {
     // The TTL counts from when etcd got the keep-alive, at the latest from when it was sent.
     valid_until_mono_ = sent_mono + ttl_s * 1000;
     std::string key = HostKey(config_.name, config_.host);
-    nlohmann::json value = report_ ? report_() : nlohmann::json::object();
-    value["heartbeat_at"] = SystemClock::Get()->WallMs();
-    value["lease"] = lease_;
     // Written only while the seat is still ours (its lease is this one).
-    etcd_->Txn({{key, "LEASE", "EQUAL", "", lease_}}, {EtcdOp::Put(key, value.dump(), lease_)}, {},
+    etcd_->Txn({{key, "LEASE", "EQUAL", "", lease_}}, {EtcdOp::Put(key, SeatValue(), lease_)}, {},
                [this, g](Status s, EtcdTxnResult r) {
                  if (closing_ || g != generation_) return;
                  if (!s.ok()) return Lost("heartbeat: " + s.message());
@@ -165,6 +159,13 @@ void FleetMember::Heartbeat() {
                  timer_->Start(config_.lease_ttl_s * 1000 / 3, [this] { Heartbeat(); });
                });
   });
+}
+
+std::string FleetMember::SeatValue() const {
+  nlohmann::json value = report_ ? report_() : nlohmann::json::object();
+  value["heartbeat_at"] = SystemClock::Get()->WallMs();
+  value["lease"] = lease_;
+  return value.dump();
 }
 
 void FleetMember::Lost(const std::string& why) {

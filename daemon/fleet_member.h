@@ -73,6 +73,8 @@ class FleetMember {
   void Grant(uint64_t generation);
   void Register();
   void Heartbeat();
+  // The seat's value: what `report` says, the heartbeat's time and the lease.
+  std::string SeatValue() const;
   void Lost(const std::string& why);
   void SetState(State s);
   void SaveLease() const;

@@ -69,6 +69,18 @@ Status FindProgram(const std::string& argv0, const std::string& path_env, std::s
   return Status::NotFound("no such file or directory");
 }
 
+std::string ProgramSearchPath(const std::map<std::string, std::string>& env) {
+  auto it = env.find("PATH");
+  return it == env.end() ? std::string(kSpawnPath) : it->second;
+}
+
+Status ResolveProgram(const std::string& argv0, const std::map<std::string, std::string>& env,
+                      const std::optional<std::vector<std::string>>& allowed, std::string* file) {
+  Status s = FindProgram(argv0, ProgramSearchPath(env), file);
+  if (!s.ok()) return s;
+  return CheckProgram(*file, allowed);
+}
+
 Status CheckProgram(const std::string& file,
                     const std::optional<std::vector<std::string>>& allowed) {
   std::string real = RealPath(file);

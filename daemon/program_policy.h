@@ -9,6 +9,7 @@
 // Plain functions, no loop: the config loader checks a check's own commands (on_fail, start,
 // stop) with them, and guardian.proc.run checks every call.
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -31,6 +32,16 @@ Status FindProgram(const std::string& argv0, const std::string& path_env, std::s
 // file whose real name is not a shell or a launcher. PermissionDenied says why not.
 Status CheckProgram(const std::string& file,
                     const std::optional<std::vector<std::string>>& allowed);
+
+// The PATH a check's programs are looked up in: its `env`'s PATH, else kSpawnPath.
+std::string ProgramSearchPath(const std::map<std::string, std::string>& env);
+
+// FindProgram in `env`'s PATH, then CheckProgram: OK with the file to run; NotFound when there
+// is no such program (its start fails as any missing program's would); InvalidArgument or
+// PermissionDenied when the policy refuses it. What the config loader and guardian.proc.run
+// both ask.
+Status ResolveProgram(const std::string& argv0, const std::map<std::string, std::string>& env,
+                      const std::optional<std::vector<std::string>>& allowed, std::string* file);
 
 // Whether a program's file name (of its real file: /bin/sh is dash on Debian) is a shell or a
 // launcher of other commands.

@@ -66,16 +66,12 @@ int Run(lua_State* L) {
   }
   PlaybookRun* run = PlaybookRun::From(L);
   // The policy is checked before the dry-run gate, so a dry run shows the refusal too.
-  auto path_env = run->check().env.find("PATH");
   std::string file;
-  Status found = FindProgram(
-      opts.argv[0], path_env == run->check().env.end() ? kSpawnPath : path_env->second, &file);
-  if (found.code() == Status::Code::kInvalidArgument)
-    return luaL_error(L, "guardian.proc.run: %s", found.message().c_str());
-  if (found.ok()) {
-    Status allowed = CheckProgram(file, run->check().programs);
-    if (!allowed.ok()) return luaL_error(L, "guardian.proc.run: %s", allowed.message().c_str());
+  Status allowed = ResolveProgram(opts.argv[0], run->check().env, run->check().programs, &file);
+  if (allowed.ok()) {
     opts.file = file;  // runs the very file checked, whatever PATH holds by then
+  } else if (allowed.code() != Status::Code::kNotFound) {
+    return luaL_error(L, "guardian.proc.run: %s", allowed.message().c_str());
   }
   // Not found: ChildProcess reports it as any start that fails ("cannot start 'x': ...").
   if (auto n = DryRun(L)) return *n;

@@ -83,6 +83,12 @@ struct Fleet {
         "db_corruption", "incident-1", [&h](Status s) { h.got = s; },
         [&h](const std::string& why) { h.waiting = why; });
   }
+  // Asks for `h` and runs until it is answered (a grant, here).
+  Status Granted(Host& h) {
+    Acquire(h);
+    t.RunUntil([&] { return h.got.has_value(); });
+    return *h.got;
+  }
   // Runs until `h` was told, or until it waits with `why` containing `part`.
   void UntilWaiting(Host& h, const std::string& part) {
     t.RunUntil([&] { return h.got.has_value() || h.waiting.find(part) != std::string::npos; });
@@ -94,9 +100,7 @@ TEST_CASE("max_concurrent 1: three hosts act one after another, in the order the
   Host& a = *f.hosts[0];
   Host& b = *f.hosts[1];
   Host& c = *f.hosts[2];
-  f.Acquire(a);
-  f.t.RunUntil([&] { return a.got.has_value(); });
-  REQUIRE(a.got->ok());
+  REQUIRE(f.Granted(a).ok());
   CHECK(a.slots->Holds("db_corruption"));
   f.Acquire(b);
   f.UntilWaiting(b, "1 host(s) ahead (a)");
@@ -122,9 +126,7 @@ TEST_CASE("min_healthy holds a host back even under max_concurrent") {
   Fleet f(FleetSlotBudget{2, 2});
   Host& a = *f.hosts[0];
   Host& b = *f.hosts[1];
-  f.Acquire(a);
-  f.t.RunUntil([&] { return a.got.has_value(); });
-  REQUIRE(a.got->ok());
+  REQUIRE(f.Granted(a).ok());
   f.Acquire(b);
   f.UntilWaiting(b, "acting would leave 1 of 3 host(s) healthy, min_healthy 2");
   a.slots->Release("db_corruption", "incident-1");
@@ -137,9 +139,7 @@ TEST_CASE("a host that leaves frees its slot at once; one cut off loses its gran
   Fleet f(FleetSlotBudget{1, 0});
   Host& a = *f.hosts[0];
   Host& b = *f.hosts[1];
-  f.Acquire(a);
-  f.t.RunUntil([&] { return a.got.has_value(); });
-  REQUIRE(a.got->ok());
+  REQUIRE(f.Granted(a).ok());
   f.Acquire(b);
   f.UntilWaiting(b, "1 host(s) ahead (a)");
   // a leaves (its lease is revoked): b is next without waiting out a's TTL.
