@@ -179,11 +179,11 @@ int Daemon::Run() {
   engine_->set_supervisor(supervisor_.get());
   http_client_ = std::make_unique<HttpClient>(&loop_);
   engine_->set_http(http_client_.get());
+  StartFleet();  // before any incident: a disruptive playbook then waits for it
   supervisor_->Apply(config_);
   engine_->Apply(config_);
   engine_->Recover(std::move(unfinished), std::move(holds));
   WatchPlaybookDirs();
-  StartFleet();
 
   lag_ = std::make_unique<LoopLag>(&loop_);
   lag_->Start();
@@ -694,6 +694,8 @@ void Daemon::StartFleet() {
       detail += ": " + fleet_->Describe()["last_error"].get<std::string>();
     engine_->Audit("guardiand", std::string("fleet_") + FleetMember::StateName(s), "", detail);
   });
+  fleet_slots_ = std::make_unique<FleetSlots>(fleet_.get());
+  engine_->set_fleet(fleet_slots_.get());
   fleet_->Start();
 }
 

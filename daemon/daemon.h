@@ -18,6 +18,7 @@
 #include "daemon/config.h"
 #include "daemon/engine.h"
 #include "daemon/fleet_member.h"
+#include "daemon/fleet_slots.h"
 #include "daemon/fs_watch.h"
 #include "daemon/guardian_metrics.h"
 #include "daemon/http_client.h"
@@ -97,6 +98,7 @@ class Daemon {
   std::unique_ptr<Supervisor> supervisor_;
   std::unique_ptr<HttpClient> http_client_;  // probes and playbooks; closed in CloseAll
   std::unique_ptr<FleetMember> fleet_;       // with a `fleet:` section; closed in CloseAll
+  std::unique_ptr<FleetSlots> fleet_slots_;  // the engine's; destroyed before fleet_
   std::unique_ptr<LoopLag> lag_;
   std::unique_ptr<Timer> status_timer_;
   std::unique_ptr<Timer> playbook_rescan_;

@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "daemon/crash_point.h"
+#include "daemon/fleet_slots.h"
 #include "daemon/modes.h"
 #include "daemon/timer.h"
 #include "plugins/dry_run.h"
@@ -23,6 +24,9 @@ constexpr const char* kAutoHoldPrefix = "escalated: ";
 // How often an incident waiting for its service's turn looks again, should no end of the
 // other attempt wake it first.
 constexpr int64_t kTurnRecheckMs = 5000;
+
+// How soon a slot refused on a late keep-alive (the host still connected) is asked for again.
+constexpr int64_t kSlotRetryMs = 1000;
 
 bool IsAutoHold(const std::string& reason) { return reason.rfind(kAutoHoldPrefix, 0) == 0; }
 }  // namespace
@@ -43,6 +47,12 @@ struct Engine::Incident {
   int64_t waiting_since = 0;           // waits for its service's turn (WaitTurn), since then
   std::string waiting_for;             // why, for its `wait` step
   std::vector<std::string> log_lines;  // the current phase's guardian.log lines
+  // Fleet slot (set_fleet): asked for since slot_since (0: not asked), granted when slot_held;
+  // slot_wait_why is the last reason to wait (empty: granted at once).
+  int64_t slot_since = 0;
+  bool slot_held = false;
+  std::string slot_wait_why;
+  std::string SlotHolder() const { return "incident " + std::to_string(rec.id); }
 };
 
 Engine::Engine(uv_loop_t* loop, StoreThread* store, PlaybookLibrary* playbooks, const Clock* clock)
@@ -233,6 +243,10 @@ void Engine::OnObservation(CheckRuntime* check, const Observation& obs) {
     if (it != incidents_.end() && it->second->observing && obs.ok()) {
       Incident* inc = it->second.get();
       Resolve(inc, "recovered without action (" + inc->rec.reason + ")");
+    } else if (it != incidents_.end() && it->second->slot_since && !it->second->slot_held &&
+               obs.ok()) {
+      Incident* inc = it->second.get();
+      Resolve(inc, "healthy again while " + inc->rec.reason);
     } else if (it != incidents_.end() && it->second->dependent && obs.failing()) {
       // Still failing with its root cause fine again (say it healed without an incident):
       // this failure is its own after all.
@@ -448,7 +462,7 @@ bool Engine::MayAct(CheckRuntime* check, std::string* why) const {
     *why = "check held: " + check->hold_reason();
     return false;
   }
-  return true;
+  return !FleetStops(check->config().playbook, why);
 }
 
 bool Engine::SpendBreaker() {
@@ -502,6 +516,7 @@ nlohmann::json Engine::BreakerJson() const {
 }
 
 void Engine::Observe(Incident* inc, const std::string& why) {
+  ReleaseSlot(inc, "not acting");
   bool was = inc->observing;
   bool was_acting = inc->rec.state == kStateRunning;
   inc->observing = true;
@@ -511,14 +526,20 @@ void Engine::Observe(Incident* inc, const std::string& why) {
   if (was_acting) PassTurn(inc->rec.check_id);
   if (was) return;
   spdlog::warn("incident {} ({}): not acting: {}", inc->rec.id, inc->rec.check_id, why);
+  RecordStep(inc, "observe", clock_->WallMs(), "skipped", why);
+}
+
+void Engine::RecordStep(Incident* inc, const std::string& phase, int64_t started_at,
+                        const std::string& status, const std::string& message) {
   auto step = std::make_shared<StepRecord>();
   step->id = store_->NewStepId();
   step->incident_id = inc->rec.id;
   step->attempt = inc->attempt;
-  step->phase = "observe";
-  step->started_at = step->ended_at = clock_->WallMs();
-  step->status = "skipped";
-  step->message = why;
+  step->phase = phase;
+  step->started_at = started_at;
+  step->ended_at = clock_->WallMs();
+  step->status = status;
+  step->message = message;
   store_->Submit([step](Store& s) { return s.InsertStep(step.get()); });
 }
 
@@ -707,16 +728,7 @@ void Engine::TakeTurn(int64_t id) {
   Incident* inc = it->second.get();
   std::string service = ServiceOf(inc->rec.check_id);
   if (const Incident* acting = ActingOn(service, id)) return WaitTurn(inc, *acting, service);
-  auto step = std::make_shared<StepRecord>();
-  step->id = store_->NewStepId();
-  step->incident_id = id;
-  step->attempt = inc->attempt;
-  step->phase = "wait";
-  step->started_at = inc->waiting_since;
-  step->ended_at = clock_->WallMs();
-  step->status = "ok";
-  step->message = inc->waiting_for;
-  store_->Submit([step](Store& s) { return s.InsertStep(step.get()); });
+  RecordStep(inc, "wait", inc->waiting_since, "ok", inc->waiting_for);
   inc->waiting_since = 0;
   // The other playbook may have healed this failure too (a restart often does).
   RunStep(inc, "probe", [this, id](Status s) {
@@ -739,6 +751,8 @@ void Engine::StartAttempt(Incident* inc) {
   std::string service = ServiceOf(inc->rec.check_id);
   if (const Incident* acting = ActingOn(service, inc->rec.id))
     return WaitTurn(inc, *acting, service);
+  // The fleet's turn before any budget is spent: a host kept waiting has not acted.
+  if (NeedsSlot(inc->rec.playbook) && !inc->slot_held) return TakeSlot(inc);
   // The check's own budget is judged first: an attempt it refuses spends nothing shared.
   if (check->budget().Remaining() > 0 && !SpendBreaker()) return Observe(inc, breaker_reason_);
   if (!check->budget().TrySpend()) {
@@ -770,6 +784,10 @@ void Engine::StartAttempt(Incident* inc) {
     if (!s.ok()) return RetryOrEscalate(inc, "backup failed: " + s.message());
     // A hold or observe mode that came while backup ran stops the attempt before it acts.
     if (HeldBack(inc, "")) return;
+    // Never act on a stale slot: the lease under it must still be this host's.
+    if (inc->slot_held && !fleet_->Holds(inc->rec.mode))
+      return Observe(inc, "the fleet slot of " + inc->rec.mode +
+                              " was lost before remediate; waiting to take it again");
     inc->remediate_started = true;
     RunStep(inc, "remediate", [this, id](Status s) {
       Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
@@ -788,6 +806,107 @@ void Engine::StartAttempt(Incident* inc) {
       });
     });
   });
+}
+
+void Engine::set_fleet(FleetSlots* slots) {
+  fleet_ = slots;
+  // Back in the fleet: disruptive playbooks held while cut off may act again.
+  slots->member()->OnChange([this](FleetMember::State s) {
+    if (s == FleetMember::State::kConnected && !shutting_down_) ResumeObserved();
+  });
+}
+
+bool Engine::NeedsSlot(const std::string& playbook) const {
+  if (!fleet_) return false;
+  auto pb = playbooks_->Find(playbook);
+  return pb && pb->disruptive;
+}
+
+bool Engine::FleetStops(const std::string& playbook, std::string* why) const {
+  if (!NeedsSlot(playbook)) return false;
+  FleetMember::State s = fleet_->member()->state();
+  if (s == FleetMember::State::kConnected) return false;
+  const FleetConfig& c = fleet_->member()->config();
+  *why = (s == FleetMember::State::kCutOff ? "cut off from fleet " : "not yet joined to fleet ") +
+         c.name + ": disruptive playbook '" + playbook + "' held observe-only until it is back";
+  return true;
+}
+
+void Engine::TakeSlot(Incident* inc) {
+  if (!inc->slot_since) {
+    inc->slot_since = clock_->WallMs();
+    inc->slot_wait_why.clear();
+  }
+  inc->rec.state = kStateWaiting;
+  inc->rec.reason = "taking a fleet slot of " + inc->rec.mode;
+  Persist(inc);
+  int64_t id = inc->rec.id;
+  // Either callback may come at once, from inside Acquire.
+  fleet_->Acquire(
+      inc->rec.mode, inc->SlotHolder(), [this, id](Status s) { SlotAnswered(id, s); },
+      [this, id](const std::string& why) {
+        auto it = incidents_.find(id);
+        if (it == incidents_.end() || it->second->slot_wait_why == why) return;
+        Incident* inc = it->second.get();
+        if (inc->slot_wait_why.empty())
+          spdlog::info("incident {} ({}): waiting for a fleet slot: {}", id, inc->rec.check_id,
+                       why);
+        inc->slot_wait_why = why;
+        inc->rec.reason = "waiting for a fleet slot of " + inc->rec.mode + ": " + why;
+        Persist(inc);
+      });
+}
+
+void Engine::SlotAnswered(int64_t id, Status s) {
+  auto it = incidents_.find(id);
+  if (it == incidents_.end() || shutting_down_) return;
+  Incident* inc = it->second.get();
+  if (!inc->slot_since) return;  // given up meanwhile (healthy, held)
+  // The wait is one step of the incident, so its MTTR shows it.
+  bool waited = !inc->slot_wait_why.empty();
+  std::string message = s.ok() ? (waited ? "granted after waiting: " + inc->slot_wait_why
+                                         : std::string("granted at once"))
+                               : "not granted: " + s.message();
+  RecordStep(inc, "fleet_slot", inc->slot_since, s.ok() ? "ok" : "skipped", message);
+  if (!s.ok()) {
+    inc->slot_since = 0;
+    // Still connected (a keep-alive late, say): ask again soon. Cut off: observe-only until
+    // the host is back, which resumes it.
+    if (fleet_->member()->state() == FleetMember::State::kConnected) {
+      inc->retry_timer = std::make_unique<Timer>(loop_);
+      inc->retry_timer->Start(kSlotRetryMs, [this, id] {
+        auto it = incidents_.find(id);
+        if (it != incidents_.end()) StartAttempt(it->second.get());
+      });
+      return;
+    }
+    std::string why;
+    if (!FleetStops(inc->rec.playbook, &why)) why = "fleet slot refused: " + s.message();
+    return Observe(inc, why);
+  }
+  inc->slot_held = true;
+  Audit("guardiand", "fleet_slot", inc->rec.check_id,
+        inc->rec.mode + " for incident " + std::to_string(id) + ": " + message);
+  if (!waited) return StartAttempt(inc);
+  // Other hosts acted meanwhile; this failure may have passed too.
+  RunStep(inc, "probe", [this, id](Status s) {
+    auto it = incidents_.find(id);
+    if (it == incidents_.end()) return;
+    if (s.ok()) return Resolve(it->second.get(), "healthy again after waiting for a fleet slot");
+    StartAttempt(it->second.get());
+  });
+}
+
+void Engine::ReleaseSlot(Incident* inc, const std::string& why) {
+  if (!fleet_ || !inc->slot_since) return;
+  fleet_->Release(inc->rec.mode, inc->SlotHolder());
+  if (inc->slot_held) {
+    Audit("guardiand", "fleet_slot_released", inc->rec.check_id,
+          inc->rec.mode + " for incident " + std::to_string(inc->rec.id) + ": " + why);
+  }
+  inc->slot_since = 0;
+  inc->slot_held = false;
+  inc->slot_wait_why.clear();
 }
 
 void Engine::RunStep(Incident* inc, const std::string& phase, std::function<void(Status)> next) {
@@ -884,6 +1003,8 @@ void Engine::RetryOrEscalate(Incident* inc, const std::string& why) {
     return Escalate(inc, "gave up after " + std::to_string(inc->attempt) + " attempt(s): " + why);
   }
   int64_t delay = RetryDelayMs(config_->retry, inc->attempt + 1);
+  // Other hosts may take their turn during the backoff.
+  ReleaseSlot(inc, "attempt " + std::to_string(inc->attempt) + " failed");
   inc->rec.state = kStateWaiting;
   inc->rec.reason = why;
   Persist(inc);
@@ -962,6 +1083,7 @@ void Engine::Persist(Incident* inc) {
 }
 
 void Engine::Finish(Incident* inc) {
+  ReleaseSlot(inc, "incident " + inc->rec.state);
   // We may be deep inside this incident's playbook callback; free it on the next loop turn.
   auto it = incidents_.find(inc->rec.id);
   if (it == incidents_.end()) return;

@@ -36,6 +36,7 @@ namespace guardian {
 class PlaybookRun;
 class Supervisor;
 class HttpClient;
+class FleetSlots;
 
 class Engine {
  public:
@@ -80,6 +81,10 @@ class Engine {
   void set_supervisor(Supervisor* supervisor) { supervisor_ = supervisor; }
   // The HTTP client detectors and playbooks share (probes on the loop).
   void set_http(HttpClient* http) { http_ = http; }
+  // Fleet mode (docs/fleet.md): a disruptive playbook's attempt first takes a slot of its
+  // check's mode (a `fleet_slot` step records the wait), holds it until the attempt ends, and
+  // is held observe-only while the host is not connected to the fleet. Unset: no fleet.
+  void set_fleet(FleetSlots* slots);
 
   // Status snapshot for the API and metrics.
   nlohmann::json StatusJson() const;
@@ -104,6 +109,9 @@ class Engine {
   bool MayAct(CheckRuntime* check, std::string* why) const;
   // Records that the incident waits without acting (observe mode or hold).
   void Observe(Incident* inc, const std::string& why);
+  // Journals a step that is over (ended now) and did not act: observe, wait, fleet_slot.
+  void RecordStep(Incident* inc, const std::string& phase, int64_t started_at,
+                  const std::string& status, const std::string& message);
   // Mid-attempt: if a hold or observe mode now stops its check, the incident waits (Observe,
   // with `context` appended to the reason) and this returns true.
   bool HeldBack(Incident* inc, const std::string& context);
@@ -133,6 +141,13 @@ class Engine {
   void PassTurn(const std::string& check_id);
   void TakeTurn(int64_t id);
   void StartAttempt(Incident* inc);
+  // Fleet slots: whether `playbook` needs one (fleet mode, disruptive) and, when the host is
+  // not connected, why it may not act; taking one before an attempt; giving it back.
+  bool NeedsSlot(const std::string& playbook) const;
+  bool FleetStops(const std::string& playbook, std::string* why) const;
+  void TakeSlot(Incident* inc);
+  void SlotAnswered(int64_t id, Status s);
+  void ReleaseSlot(Incident* inc, const std::string& why);
   void RunStep(Incident* inc, const std::string& phase, std::function<void(Status)> next);
   void ActStep(std::shared_ptr<StepRecord> step, Status journaled,
                std::function<void(Status)> next);
@@ -209,6 +224,7 @@ class Engine {
   GuardianMetrics* metrics_ = nullptr;
   Supervisor* supervisor_ = nullptr;
   HttpClient* http_ = nullptr;
+  FleetSlots* fleet_ = nullptr;
 };
 
 }  // namespace guardian

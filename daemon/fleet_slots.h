@@ -54,6 +54,7 @@ class FleetSlots {
   void Release(const std::string& mode, const std::string& holder);
   // Whether this host holds a granted slot of `mode` on a lease that is still its own.
   bool Holds(const std::string& mode) const;
+  FleetMember* member() const { return member_; }
 
  private:
   // The member's state changed (it listens from construction): cut off voids every grant and
