@@ -5,10 +5,13 @@
 //     a 401 or 403 from probe_url; or credentials accepted again while the feature this check's
 //     playbook degraded is still off (time to re-enable it).
 //   unknown: probe_url gives no verdict (refused, timeout, 5xx): that is not a credentials
-//     problem, and other checks judge it.
+//     problem, and other checks judge it; nor is a token that expired while the token
+//     endpoint's service is still starting (it is refreshed once that service is ready).
 // The service's status file wakes a probe the moment the service is refused (the demo app
 // writes auth.ok false at once), and so does a change of the token file. A changed key file is
-// reported as new input, so an escalated check tries the new credentials at once.
+// reported as new input, so an escalated check tries the new credentials at once; so is
+// probe_url answering again after it gave no answer (a playbook that found nobody to ask for a
+// token tries again as soon as someone answers, not an hour later).
 // Tokens and secrets are never part of the evidence: only client ids, expiries and statuses.
 #include <sys/stat.h>
 
@@ -117,25 +120,38 @@ class InvalidCredentialsDetector : public Detector {
             static_cast<double>(r->token.expires_at_ms - SystemClock::Get()->WallMs()) / 1000.0;
       done(std::move(o));
     };
+    // Failing by the token file alone (none, or past its margin), unless nobody can give a new
+    // token yet; probe_url is still asked, to learn whether anyone answers (new input).
+    std::string expiry;
     if (!r->token_status.ok()) {
       // No token yet while the token endpoint's server is still starting: nothing to judge.
       if (std::string svc = ServiceStartingAt(env_, token_url_); !svc.empty())
         return finish(Observation::Unknown("no token yet; the token endpoint's service '" + svc +
                                            "' is still starting"));
-      return finish(Observation::Failing("no usable token: " + r->token_status.message()));
+      expiry = "no usable token: " + r->token_status.message();
     }
     const TokenFile& t = r->token;
     std::string whose = "the token of client '" + (t.client_id.empty() ? "?" : t.client_id) + "'";
-    if (t.expires_at_ms > 0 && t.expires_at_ms - now < margin_ms_) {
+    if (expiry.empty() && t.expires_at_ms > 0 && t.expires_at_ms - now < margin_ms_) {
       int64_t left = t.expires_at_ms - now;
-      return finish(Observation::Failing(
-          left <= 0 ? whose + " expired " + std::to_string(-left / 1000) + " s ago"
-                    : whose + " expires in " + std::to_string(left / 1000) + " s, inside the " +
-                          std::to_string(margin_ms_ / 1000) + " s margin"));
+      expiry = left <= 0 ? whose + " expired " + std::to_string(-left / 1000) + " s ago"
+                         : whose + " expires in " + std::to_string(left / 1000) +
+                               " s, inside the " + std::to_string(margin_ms_ / 1000) + " s margin";
+      // Nobody to refresh it with yet (guardiand and its services starting together).
+      if (std::string svc = ServiceStartingAt(env_, token_url_); !svc.empty())
+        return finish(Observation::Unknown(expiry + "; the token endpoint's service '" + svc +
+                                           "' is still starting"));
     }
     HttpCall call = BearerCall(probe_url_, t.access_token, timeout_ms_);
-    env_.http->Start(call, [this, weak = weak_from_this(), r, whose, finish](HttpResult a) {
+    if (t.access_token.empty()) call.headers.clear();
+    env_.http->Start(call, [this, weak = weak_from_this(), r, whose, expiry, finish](HttpResult a) {
       if (weak.expired()) return finish(Observation::Unknown("check closed"));
+      if (!a.ok()) {
+        unanswered_ = true;
+      } else if (std::exchange(unanswered_, false) && r->changed_key.empty()) {
+        r->changed_key = probe_url_ + " answers again";
+      }
+      if (!expiry.empty()) return finish(Observation::Failing(expiry));
       if (!a.ok()) {
         if (std::string svc = ServiceStartingAt(env_, probe_url_); !svc.empty())
           return finish(Observation::Unknown(probe_url_ + " " + a.error_kind + "; its service '" +
@@ -178,6 +194,7 @@ class InvalidCredentialsDetector : public Detector {
   int64_t margin_ms_, timeout_ms_;
   std::string last_keys_;
   bool last_refused_ = false;  // the last verdict was a refusal
+  bool unanswered_ = false;    // probe_url gave no answer at its last ask
   std::unique_ptr<FsWatch> status_watch_, token_watch_;
 };
 

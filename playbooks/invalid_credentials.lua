@@ -11,6 +11,8 @@
 --                  (the backup key), then with the token's own key
 --               4. nothing works: degrade the feature (the service's flags), alert, and fail, so
 --                  the incident escalates; a changed key file lifts the hold at once
+--               but when the token endpoint gave no answer at all, nothing was refused: fail
+--               without degrading or alerting; the hold lifts as soon as it answers again
 --   verify    the authenticated probe accepts the token, and the feature is enabled
 --   rollback  re-enable the feature only if the credentials work again ("re-enable after new
 --             credentials"); a degraded feature stays degraded while they are refused
@@ -65,11 +67,15 @@ function P.remediate(ctx)
     if good then return "the token of client '" .. t.client_id .. "' is " .. what .. reenable(ctx) end
   end
 
-  local tried = {}
-  if t.present and t.has_refresh then
-    local ok, msg = guardian.credentials.refresh()
-    if ok then return msg .. reenable(ctx) end
+  local tried, unanswered = {}, 0
+  local function failed(msg, kind)
     tried[#tried + 1] = msg
+    if kind == "no_answer" then unanswered = unanswered + 1 end
+  end
+  if t.present and t.has_refresh then
+    local ok, msg, kind = guardian.credentials.refresh()
+    if ok then return msg .. reenable(ctx) end
+    failed(msg, kind)
   end
 
   -- The other keys first (the backup key), the token's own key last; each once.
@@ -82,11 +88,18 @@ function P.remediate(ctx)
     if t.present and k.client_id == t.client_id then order[#order + 1] = i end
   end
   for _, i in ipairs(order) do
-    local ok, msg = guardian.credentials.grant(i)
+    local ok, msg, kind = guardian.credentials.grant(i)
     if ok then
       return (#tried > 0 and (table.concat(tried, "; ") .. "; switched keys: ") or "") .. msg .. reenable(ctx)
     end
-    tried[#tried + 1] = msg
+    failed(msg, kind)
+  end
+
+  -- Unreachable is not refused: the credentials may be fine, so nothing is degraded.
+  if #tried > 0 and unanswered == #tried then
+    error("the token endpoint gave no answer (" .. table.concat(tried, "; ") ..
+          "); no credentials were refused, so '" .. feature(ctx) ..
+          "' is left as it is; trying again as soon as it answers")
   end
 
   if not is_degraded(ctx) then set_degraded(ctx, true) end

@@ -63,8 +63,16 @@ void PushNilMessage(lua_State* L, const std::string& message) {
   lua_pushstring(L, message.c_str());
 }
 
+// A failed grant's third value, so a playbook can tell "nobody answered" (try again when the
+// endpoint is back) from "the credentials were refused" (switch keys, degrade, alert).
+int PushFailure(lua_State* L, const std::string& message, const char* kind) {
+  PushNilMessage(L, message);
+  lua_pushstring(L, kind);
+  return 3;
+}
+
 // Runs a token request built by `make` (nullopt with a reason: nothing to send) and saves what
-// it issues. Resumes with true, message or nil, message.
+// it issues. Resumes with true, message or nil, message, kind ("no_answer", "refused", "error").
 using MakeCall =
     std::function<bool(const Setup&, Grant&, HttpCall*, std::string* client, std::string* why)>;
 int RunGrant(lua_State* L, const char* call, const std::string& what, MakeCall make) {
@@ -87,18 +95,18 @@ int RunGrant(lua_State* L, const char* call, const std::string& what, MakeCall m
           HttpCall req;
           std::string client, why;
           if (!make(setup, *g, &req, &client, &why))
-            return resume([why](lua_State* L) {
-              PushNilMessage(L, why);
-              return 2;
-            });
+            return resume([why](lua_State* L) { return PushFailure(L, why, "error"); });
           g->http_id = http->Start(req, [g, setup, what, client, resume, loop](HttpResult a) {
             g->http_id = 0;
             Status s = ParseTokenAnswer(a, client, SystemClock::Get()->WallMs(), &g->issued);
-            if (!s.ok())
-              return resume([what, s](lua_State* L) {
-                PushNilMessage(L, what + ": " + s.message());
-                return 2;
+            if (!s.ok()) {
+              const char* kind = !a.ok()                                       ? "no_answer"
+                                 : s.code() == Status::Code::kPermissionDenied ? "refused"
+                                                                               : "error";
+              return resume([what, s, kind](lua_State* L) {
+                return PushFailure(L, what + ": " + s.message(), kind);
               });
+            }
             // Saved even if the phase ended meanwhile: a refresh has spent the old refresh token.
             auto saved = std::make_shared<Status>();
             QueueWork(
@@ -107,10 +115,9 @@ int RunGrant(lua_State* L, const char* call, const std::string& what, MakeCall m
                   std::string msg =
                       what + ": client '" + client + "' has a new token, " + ExpiryText(g->issued);
                   resume([saved, msg](lua_State* L) {
-                    if (!saved->ok()) {
-                      PushNilMessage(L, "got a token but cannot save it: " + saved->message());
-                      return 2;
-                    }
+                    if (!saved->ok())
+                      return PushFailure(L, "got a token but cannot save it: " + saved->message(),
+                                         "error");
                     lua_pushboolean(L, 1);
                     lua_pushstring(L, msg.c_str());
                     return 2;

@@ -9,6 +9,8 @@ import glob
 import json
 import os
 import secrets
+import sqlite3
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -97,7 +99,11 @@ class InvalidCredentialsTest(StackTestCase):
         self.fail("the quote was served")
 
     def flags(self):
-        with open(os.path.join(self.stack, "run", "flags.json")) as f:
+        """The app's flags as Guardian wrote them; {} when it never did."""
+        path = os.path.join(self.stack, "run", "flags.json")
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
             return json.load(f)
 
     def assert_no_secret_leaked(self):
@@ -179,6 +185,48 @@ class InvalidCredentialsTest(StackTestCase):
         self.assertNotIn("quotes", self.flags().get("degraded_features", []))
         self.assertEqual(self.quote()["served_by"], "primary")
         self.assertFalse(self.check("app-auth")["held"])
+        self.assert_no_secret_leaked()
+
+    def test_no_answer_is_not_refused_and_the_hold_lifts_when_the_endpoint_answers(self):
+        # The token endpoint is a port nobody listens on yet (not a supervised service, so not
+        # "still starting"), and there is no token: every grant gets no answer.
+        pa = free_port()
+        auth_url = "http://127.0.0.1:%d" % pa
+        check = {"id": "app-auth", "mode": "invalid_credentials", "interval_ms": 200,
+                 "params": {"service": "app", "token_file": self.token_file,
+                            "token_url": auth_url + "/oauth/token",
+                            "probe_url": auth_url + "/v1/whoami",
+                            "key_files": [self.key_file(1), self.key_file(2)],
+                            "feature": "quotes"}}
+        self.write_config([check], services=[self.app_service()],
+                          port_registry=os.path.join(self.stack, "run", "ports.json"))
+        self.start_daemon()
+        inc = self.wait_incident("app-auth", state="escalated", timeout=LONG_TIMEOUT_S)
+        remediate = [s for s in inc["steps"] if s["phase"] == "remediate"]
+        self.assertEqual(len(remediate), 1, "tried once, no loop")
+        self.assertIn("the token endpoint gave no answer", remediate[0]["message"])
+        self.assertIn("no answer: refused", remediate[0]["message"])
+        # Unreachable is not refused: nothing degraded, no alert.
+        self.assertNotIn("quotes", self.flags().get("degraded_features", []))
+        self.assertNotIn("ALERT", self.all_logs())
+        self.assertTrue(self.check("app-auth")["held"])
+        # The auth server comes up: the hold lifts by itself and a token is granted.
+        auth = subprocess.Popen([sys.executable, UPSTREAM, "auth", "--port", str(pa), "--clients",
+                                 os.path.join(self.secrets_dir, "clients.json"), "--ttl-s", "3600"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(auth.wait)
+        self.addCleanup(auth.kill)
+        healed = self.wait_incident("app-auth", after=inc["id"], timeout=LONG_TIMEOUT_S)
+        self.assertIn("grant with key 1: client 'app' has a new token",
+                      self.step_message(healed, "remediate"))
+        self.assertFalse(self.check("app-auth")["held"])
+        db = sqlite3.connect(os.path.join(self.state_dir, "guardian.db"))
+        try:
+            lifted = [d for (d,) in db.execute(
+                "SELECT detail FROM events WHERE kind = 'release' AND check_id = 'app-auth'")]
+        finally:
+            db.close()
+        self.assertTrue(any("/v1/whoami answers again" in d for d in lifted), lifted)
         self.assert_no_secret_leaked()
 
 
