@@ -80,6 +80,8 @@ struct HttpClient::Impl {
   static constexpr size_t kMaxSpare = 8;
   uint64_t next_id = 1;
   bool closing = false;
+  // Finished transfers whose `done` has not run yet (Finish); Cancel and Close take them out.
+  std::set<uint64_t> finishing;
   std::shared_ptr<CloseLatch> close_latch;  // set by Close()
 
   explicit Impl(uv_loop_t* l) : loop(l) {
@@ -165,9 +167,14 @@ struct HttpClient::Impl {
   }
 
   // Hands every finished transfer its response. Collected first: a callback may start or
-  // cancel requests, or close the client.
+  // cancel requests, or close the client; one cancelled (or closed) that way is not answered.
   void Finish() {
-    std::vector<std::pair<std::function<void(HttpResult)>, HttpResult>> ready;
+    struct Ready {
+      uint64_t id;
+      std::function<void(HttpResult)> done;
+      HttpResult result;
+    };
+    std::vector<Ready> ready;
     int left = 0;
     while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
       if (m->msg != CURLMSG_DONE) continue;
@@ -195,10 +202,15 @@ struct HttpClient::Impl {
         spare.push_back(t->easy);
         t->easy = nullptr;
       }
-      transfers.erase(t->id);  // frees the easy handle unless kept
-      ready.emplace_back(std::move(done), std::move(r));
+      uint64_t id = t->id;
+      transfers.erase(id);  // frees the easy handle unless kept
+      finishing.insert(id);
+      ready.push_back({id, std::move(done), std::move(r)});
     }
-    for (auto& [done, r] : ready) done(std::move(r));
+    for (auto& r : ready) {
+      if (finishing.erase(r.id) == 0) continue;  // cancelled by an earlier callback
+      r.done(std::move(r.result));
+    }
   }
 };
 
@@ -241,6 +253,13 @@ uint64_t HttpClient::Start(const HttpCall& req, std::function<void(HttpResult)> 
   curl_easy_setopt(
       e, CURLOPT_CONNECTTIMEOUT_MS,
       static_cast<long>(req.connect_timeout_ms > 0 ? req.connect_timeout_ms : req.timeout_ms));
+  if (req.timeout_ms == 0) {
+    // A stream has no deadline: keep-alive probes find a peer that vanished without a word
+    // (a host powered off, a partition) in about a minute instead of never.
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
+  }
   t->on_data = req.on_data;
   if (!req.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, req.ca_file.c_str());
   if (!req.cert_file.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, req.cert_file.c_str());
@@ -275,6 +294,7 @@ uint64_t HttpClient::Start(const HttpCall& req, std::function<void(HttpResult)> 
 }
 
 void HttpClient::Cancel(uint64_t id) {
+  impl_->finishing.erase(id);
   auto it = impl_->transfers.find(id);
   if (it == impl_->transfers.end()) return;
   curl_multi_remove_handle(impl_->multi, it->second->easy);
@@ -293,6 +313,7 @@ void HttpClient::Close(std::function<void()> closed) {
   im.close_latch = latch;
   for (auto& [id, t] : im.transfers) curl_multi_remove_handle(im.multi, t->easy);
   im.transfers.clear();
+  im.finishing.clear();
   for (CURL* e : im.spare) curl_easy_cleanup(e);
   im.spare.clear();
   curl_multi_cleanup(im.multi);  // may still tell OnSocket to drop sockets: latched there

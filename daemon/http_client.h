@@ -24,7 +24,7 @@ struct HttpCall {
   std::string url;                   // http:// or https:// only
   std::vector<std::string> headers;  // "Name: value"
   std::string body;                  // sent when not empty
-  int64_t timeout_ms = 5000;         // the whole request; 0: none (a streamed answer)
+  int64_t timeout_ms = 5000;         // the whole request; 0: none (a stream, kept alive)
   int64_t connect_timeout_ms = 0;    // 0: timeout_ms (or curl's default without one)
   size_t max_body_bytes = 1 << 20;   // a longer answer fails as "too_large"
   // A streamed answer (an etcd watch): each piece of the body is handed to `on_data` on the
