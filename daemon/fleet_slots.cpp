@@ -50,6 +50,8 @@ struct FleetSlots::Request {
   bool granted = false;
   int64_t lease = 0;  // the lease the slot key was made on
   uint64_t watch = 0;
+  int64_t watch_opened_mono = 0;   // when the watch was opened, to pace reopening it
+  int reclaims = 0;                // own key found missing while the lease is live
   std::unique_ptr<Timer> rejudge;  // min_healthy depends on the hosts' seats, not watched
   bool judging = false;
   bool again = false;  // something changed while judging
@@ -68,6 +70,7 @@ FleetSlots::~FleetSlots() {
     if (r->watch) member_->etcd().Cancel(r->watch);
     r->rejudge.reset();
   }
+  discards_.clear();
 }
 
 void FleetSlots::Acquire(const std::string& mode, const std::string& holder,
@@ -85,7 +88,10 @@ void FleetSlots::Acquire(const std::string& mode, const std::string& holder,
     return done(Status::OK());
   }
   bool fresh = !r;
-  if (fresh) r = std::make_shared<Request>();
+  if (fresh) {
+    r = std::make_shared<Request>();
+    discards_.erase(mode);  // the key's place in the queue is wanted again: Claim keeps it
+  }
   r->waiting[holder] = std::move(done);
   if (waiting) r->on_wait[holder] = std::move(waiting);
   if (fresh) Claim(mode);
@@ -109,8 +115,14 @@ void FleetSlots::Claim(const std::string& mode) {
   member_->etcd().Txn(
       {{key, "CREATE", "EQUAL", "", 0}}, {EtcdOp::Put(key, value.dump(), r->lease)},
       {EtcdOp::Range(key)}, [this, alive = alive_, mode, r, key](Status s, EtcdTxnResult t) {
-        if (!*alive || Find(mode) != r) return;  // released or dropped meanwhile
-        if (!s.ok()) return Drop(mode, Status::IOError("cannot take a slot: " + s.message()));
+        if (!*alive) return;
+        // Released or dropped meanwhile: the key may have been made after the delete (or the
+        // answer lost to a timeout after it was applied), so it goes again.
+        if (Find(mode) != r) return Discard(mode, r->lease);
+        if (!s.ok()) {
+          Drop(mode, Status::IOError("cannot take a slot: " + s.message()));
+          return Discard(mode, r->lease);
+        }
         if (!t.succeeded && !t.ranges.empty() && !t.ranges[0].empty() &&
             t.ranges[0][0].lease != r->lease) {
           // A key of this host on another lease (left by a previous run): replace
@@ -154,8 +166,13 @@ void FleetSlots::Judge(const std::string& mode) {
         SlotDecision d =
             DecideSlot(slots, member_->config().host, static_cast<int64_t>(t.ranges[1].size()),
                        member_->config().BudgetFor(mode));
-        if (std::find(slots.begin(), slots.end(), member_->config().host) == slots.end())
+        if (std::find(slots.begin(), slots.end(), member_->config().host) == slots.end()) {
+          // Deleted under a live lease (a Release of an earlier request landing late): made
+          // again, a few times at most.
+          if (member_->LeaseValid() && member_->lease() == r->lease && r->reclaims++ < 3)
+            return Claim(mode);
           return Drop(mode, Status::Aborted(d.why));
+        }
         if (!d.granted) {
           if (r->again) {
             r->again = false;
@@ -183,6 +200,7 @@ void FleetSlots::Wait(const std::string& mode, int64_t revision, const std::stri
   for (auto& [holder, cb] : r->on_wait) cb(why);
   const FleetConfig& c = member_->config();
   if (!r->watch) {
+    r->watch_opened_mono = SystemClock::Get()->MonoMs();
     r->watch = member_->etcd().Watch(
         SlotsPrefix(c.name, mode), true, revision + 1,
         [this, alive = alive_, mode, r](std::vector<EtcdEvent>, int64_t) {
@@ -191,8 +209,13 @@ void FleetSlots::Wait(const std::string& mode, int64_t revision, const std::stri
         [this, alive = alive_, mode, r](Status s) {
           if (!*alive || Find(mode) != r || r->granted) return;
           r->watch = 0;
-          // The stream broke: judge again, which opens a new one if it must still wait.
-          if (member_->state() == FleetMember::State::kConnected) return Judge(mode);
+          // The stream broke: judge again, which opens a new one if it must still wait; one
+          // that ended at once is left to the rejudge timer, so a failing stream is not
+          // reopened in a tight loop.
+          if (member_->state() == FleetMember::State::kConnected) {
+            if (SystemClock::Get()->MonoMs() - r->watch_opened_mono >= kWatchMinLifeMs) Judge(mode);
+            return;
+          }
           Drop(mode, Status::Aborted("cut off while waiting for a slot: " + s.message()));
         });
   }
@@ -228,11 +251,31 @@ void FleetSlots::Release(const std::string& mode, const std::string& holder) {
   requests_.erase(it);
   if (r->watch) member_->etcd().Cancel(r->watch);
   r->rejudge.reset();
+  Discard(mode, r->lease);
+}
+
+void FleetSlots::Discard(const std::string& mode, int64_t lease) {
+  // A new request of the mode keeps the key; a key on a lease that is gone is gone with it.
+  if (Find(mode) || lease == 0 || lease != member_->lease()) {
+    discards_.erase(mode);
+    return;
+  }
   const FleetConfig& c = member_->config();
   std::string key = SlotsPrefix(c.name, mode) + c.host;
-  // Deleted only while it is still this run's: a key on a lease that expired is gone anyway.
-  member_->etcd().Txn({{key, "LEASE", "EQUAL", "", r->lease}}, {EtcdOp::Delete(key)}, {},
-                      [](Status, EtcdTxnResult) {});
+  // Deleted only while it is still on that lease; until then it would hold a place in the
+  // queue for as long as this host lives, so a failed delete is tried again.
+  member_->etcd().Txn({{key, "LEASE", "EQUAL", "", lease}}, {EtcdOp::Delete(key)}, {},
+                      [this, alive = alive_, mode, lease](Status s, EtcdTxnResult) {
+                        if (!*alive) return;
+                        if (s.ok()) {
+                          discards_.erase(mode);
+                          return;
+                        }
+                        auto& timer = discards_[mode];
+                        if (!timer) timer = std::make_unique<Timer>(member_->loop());
+                        timer->Start(kDiscardRetryMs,
+                                     [this, mode, lease] { Discard(mode, lease); });
+                      });
 }
 
 bool FleetSlots::Holds(const std::string& mode) const {

@@ -9,6 +9,10 @@
 // A slot is only as good as the lease under it: when the host is cut off (the lease is gone or
 // may be), every grant is void at once, and waiting requests fail.
 //
+// A key this host no longer wants (given back, or its request failed, possibly after etcd
+// applied it) is deleted until it is gone, for as long as its lease lives: otherwise it would
+// stand in line ahead of every other host.
+//
 // Thread: loop thread only. Owned by the daemon beside its FleetMember, which it uses.
 
 #include <cstdint>
@@ -20,6 +24,7 @@
 
 #include "daemon/fleet_member.h"
 #include "daemon/status.h"
+#include "daemon/timer.h"
 
 namespace guardian {
 
@@ -66,9 +71,15 @@ class FleetSlots {
   void Judge(const std::string& mode);
   void Wait(const std::string& mode, int64_t revision, const std::string& why);
   void Drop(const std::string& mode, const Status& why);
+  // Deletes this host's key of `mode` if it is still on `lease`, retrying until it is gone,
+  // the lease is, or the mode is asked for again.
+  void Discard(const std::string& mode, int64_t lease);
+  static constexpr int64_t kWatchMinLifeMs = 1000;
+  static constexpr int64_t kDiscardRetryMs = 1000;
 
   FleetMember* member_;
   std::map<std::string, std::shared_ptr<Request>> requests_;  // by mode
+  std::map<std::string, std::unique_ptr<Timer>> discards_;    // deletes to retry, by mode
   std::shared_ptr<bool> alive_;  // false once destroyed, for answers still in flight
 };
 

@@ -163,6 +163,29 @@ TEST_CASE("a host that leaves frees its slot at once; one cut off loses its gran
   f.hosts.erase(f.hosts.begin());  // a is closed already
 }
 
+TEST_CASE("a waiting host whose key was deleted under its live lease takes its place again") {
+  Fleet f(FleetSlotBudget{1, 0}, 2);
+  Host& a = *f.hosts[0];
+  Host& b = *f.hosts[1];
+  REQUIRE(f.Granted(a).ok());
+  f.Acquire(b);
+  f.UntilWaiting(b, "1 host(s) ahead (a)");
+  // What a late delete of b's own (an earlier request given back) does to its key.
+  EtcdConfig ec;
+  ec.endpoints = {f.etcd.endpoint()};
+  EtcdClient raw(&f.t.loop, ec);
+  std::optional<Status> s;
+  raw.Delete(SlotsPrefix("shop", "db_corruption") + "b", false,
+             [&](Status st, int64_t) { s = st; });
+  f.t.RunUntil([&] { return s.has_value(); });
+  REQUIRE(s->ok());
+  a.slots->Release("db_corruption", "incident-1");
+  f.t.RunUntil([&] { return b.got.has_value(); });
+  CHECK(b.got->ok());
+  b.slots->Release("db_corruption", "incident-1");
+  f.t.Close(raw);
+}
+
 TEST_CASE("a host that dies frees its slot when its lease runs out") {
   Fleet f(FleetSlotBudget{1, 0}, 2);
   Host& b = *f.hosts[1];
