@@ -390,6 +390,15 @@ void Api::Handle(const HttpRequest& req, Responder respond) {
         },
         respond);
   }
+  if (p == "/v1/fleet") {
+    if (!method_is("GET")) return wrong_method("GET");
+    if (!backend_.fleet) return respond(ErrorResponse(404, "fleet mode is off"));
+    backend_.fleet([respond](Status s, nlohmann::json view) {
+      if (!s.ok()) return respond(ErrorResponse(HttpStatusFor(s), s.message()));
+      respond(JsonResponse(200, view));
+    });
+    return;
+  }
   if (p == "/v1/reload") {
     if (!method_is("POST")) return wrong_method("POST");
     nlohmann::json body;

@@ -31,6 +31,8 @@ struct ApiBackend {
                      std::function<void(Status, nlohmann::json)> done)>
       run;
   std::function<void(std::function<void(Status, nlohmann::json)> done)> reload;
+  // GET /v1/fleet (docs/fleet.md): NotFound without a `fleet:` section.
+  std::function<void(std::function<void(Status, nlohmann::json)> done)> fleet;
   // MTTR targets per mode, for /v1/mttr rows with no incidents yet.
   std::function<std::map<std::string, int64_t>()> targets;
   std::function<int64_t()> now_ms;  // wall clock (chaos runs' stored_at)

@@ -487,7 +487,10 @@ void Daemon::AddStatusFields(nlohmann::json* out) const {
                      {"withheld", notifier_->withheld()},
                      {"withheld_reason", notifier_->withheld_reason()}};
   }
-  if (fleet_) j["fleet"] = fleet_->Describe();
+  if (fleet_) {
+    j["fleet"] = fleet_->Describe();
+    j["fleet"]["leader"] = fleet_leader_->Describe();
+  }
   j["api"] = {
       {"socket", api_socket_},
       {"tcp", api_config_.tcp.empty() ? nlohmann::json(nullptr) : nlohmann::json(api_config_.tcp)}};
@@ -562,6 +565,7 @@ ApiBackend Daemon::MakeApiBackend() {
     engine_->Audit("api", "reload_request", "", "");
     Reload(std::move(done));
   };
+  b.fleet = [this](std::function<void(Status, nlohmann::json)> done) { FleetJson(done); };
   b.targets = [this] { return MttrTargets(*config_); };
   b.now_ms = [] { return SystemClock::Get()->WallMs(); };
 #ifdef GUARDIAN_TEST_HOOKS
@@ -696,7 +700,37 @@ void Daemon::StartFleet() {
   });
   fleet_slots_ = std::make_unique<FleetSlots>(fleet_.get());
   engine_->set_fleet(fleet_slots_.get());
+  fleet_leader_ = std::make_unique<FleetLeader>(
+      fleet_.get(), [this](const std::string& kind, const std::string& detail) {
+        engine_->Audit("guardiand", kind, "", detail);
+      });
   fleet_->Start();
+}
+
+void Daemon::FleetJson(std::function<void(Status, nlohmann::json)> done) {
+  if (!fleet_)
+    return done(Status::NotFound("fleet mode is off: the config has no fleet: section"), nullptr);
+  nlohmann::json me = fleet_->Describe();
+  me["leader"] = fleet_leader_->Describe();
+  fleet_leader_->Read([this, me, done](Status s, FleetRead read) {
+    const FleetConfig& c = fleet_->config();
+    nlohmann::json out;
+    if (s.ok()) {
+      out = FleetViewJson(c, read, SystemClock::Get()->WallMs());
+      out["reachable"] = true;
+    } else {
+      // Cut off, say: what this host knows of itself is still worth showing.
+      out = {{"fleet", c.name},
+             {"reachable", false},
+             {"error", "cannot read the fleet from etcd: " + s.message()},
+             {"leader", nullptr},
+             {"hosts", nlohmann::json::array()},
+             {"budgets", nlohmann::json::array()},
+             {"summary", nullptr}};
+    }
+    out["this_host"] = me;
+    done(Status::OK(), out);
+  });
 }
 
 void Daemon::CloseAll() {
@@ -711,6 +745,10 @@ void Daemon::CloseAll() {
   if (http_client_) http_client_->Close([] {});
   // Leaving revokes the lease, so the seat and its slots are free at once; the loop runs on
   // until that request is answered (or times out).
+  // The election and the slots first: nothing may be written for this host while it leaves.
+  fleet_leader_.reset();
+  engine_->set_fleet(nullptr);
+  fleet_slots_.reset();
   if (fleet_) fleet_->Close([] {});
   store_->Close(nullptr);
 }

@@ -17,6 +17,7 @@
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/engine.h"
+#include "daemon/fleet_leader.h"
 #include "daemon/fleet_member.h"
 #include "daemon/fleet_slots.h"
 #include "daemon/fs_watch.h"
@@ -80,6 +81,8 @@ class Daemon {
   void CloseAll();
   // Joins the fleet when the config has a `fleet:` section (docs/fleet.md).
   void StartFleet();
+  // GET /v1/fleet: the fleet as etcd holds it now, and this host's part in it.
+  void FleetJson(std::function<void(Status, nlohmann::json)> done);
   // The watchdog's health function: loop stalls and a store round trip (SelfCheck).
   std::string SelfCheckWatchdog();
   // Walks the audit trail's hash chain on the store thread; logs and keeps (audit_) the verdict.
@@ -96,9 +99,10 @@ class Daemon {
   std::unique_ptr<PlaybookLibrary> playbooks_;
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<Supervisor> supervisor_;
-  std::unique_ptr<HttpClient> http_client_;  // probes and playbooks; closed in CloseAll
-  std::unique_ptr<FleetMember> fleet_;       // with a `fleet:` section; closed in CloseAll
-  std::unique_ptr<FleetSlots> fleet_slots_;  // the engine's; destroyed before fleet_
+  std::unique_ptr<HttpClient> http_client_;    // probes and playbooks; closed in CloseAll
+  std::unique_ptr<FleetMember> fleet_;         // with a `fleet:` section; closed in CloseAll
+  std::unique_ptr<FleetSlots> fleet_slots_;    // the engine's; destroyed before fleet_
+  std::unique_ptr<FleetLeader> fleet_leader_;  // the election; destroyed before fleet_
   std::unique_ptr<LoopLag> lag_;
   std::unique_ptr<Timer> status_timer_;
   std::unique_ptr<Timer> playbook_rescan_;

@@ -810,6 +810,7 @@ void Engine::StartAttempt(Incident* inc) {
 
 void Engine::set_fleet(FleetSlots* slots) {
   fleet_ = slots;
+  if (!slots) return;  // leaving the fleet (guardiand stopping)
   // Back in the fleet: disruptive playbooks held while cut off may act again.
   slots->member()->OnChange([this](FleetMember::State s) {
     if (s == FleetMember::State::kConnected && !shutting_down_) ResumeObserved();

@@ -83,7 +83,8 @@ class Engine {
   void set_http(HttpClient* http) { http_ = http; }
   // Fleet mode (docs/fleet.md): a disruptive playbook's attempt first takes a slot of its
   // check's mode (a `fleet_slot` step records the wait), holds it until the attempt ends, and
-  // is held observe-only while the host is not connected to the fleet. Unset: no fleet.
+  // is held observe-only while the host is not connected to the fleet. Unset (or nullptr,
+  // before `slots` goes): no fleet.
   void set_fleet(FleetSlots* slots);
 
   // Status snapshot for the API and metrics.

@@ -339,6 +339,52 @@ void PrintMttr(const json& j) {
   }
 }
 
+// `guardian fleet status`: the leader and its epoch, each host, each mode's slots.
+void PrintFleet(const json& j) {
+  const json me = j.value("this_host", json::object());
+  const json leads = me.value("leader", json::object());
+  std::printf(
+      "fleet %s: this host %s is %s%s\n", Str(j, "fleet").c_str(), Str(me, "host").c_str(),
+      Str(me, "state").c_str(),
+      leads.value("leading", false) ? (", leading with epoch " + Str(leads, "epoch")).c_str() : "");
+  if (!j.value("reachable", false)) {
+    std::printf("etcd: %s\n", Str(j, "error").c_str());
+    return;
+  }
+  const json leader = j.value("leader", json());
+  if (leader.is_object()) {
+    std::printf("leader: %s, epoch %s\n", Str(leader, "host").c_str(),
+                Str(leader, "epoch").c_str());
+  } else {
+    std::printf("leader: none\n");
+  }
+  const json sum = j.value("summary", json());
+  if (sum.is_object()) {
+    std::printf("last summary: by %s with epoch %s at %s\n", Str(sum, "host").c_str(),
+                Str(sum, "epoch").c_str(), FormatTime(sum["at"]).c_str());
+  }
+  std::printf("%-20s %-6s %-12s %-14s %-8s %s\n", "HOST", "LEADER", "HEARTBEAT", "OPEN INCIDENTS",
+              "PID", "VERSION");
+  for (const auto& h : j.value("hosts", json::array())) {
+    std::printf("%-20s %-6s %-12s %-14s %-8s %s\n", Str(h, "host").c_str(),
+                h.value("leader", false) ? "yes" : "",
+                (FormatMs(h["heartbeat_age_ms"]) + " ago").c_str(),
+                Str(h, "open_incidents").c_str(), Str(h, "pid").c_str(), Str(h, "version").c_str());
+  }
+  std::printf("%-20s %-15s %-12s %-20s %s\n", "MODE", "MAX CONCURRENT", "MIN HEALTHY", "ACTING",
+              "IN LINE");
+  auto join = [](const json& list) {
+    std::string out;
+    for (const auto& h : list) out += (out.empty() ? "" : ", ") + h.get<std::string>();
+    return out.empty() ? std::string("-") : out;
+  };
+  for (const auto& b : j.value("budgets", json::array())) {
+    std::printf("%-20s %-15s %-12s %-20s %s\n", Str(b, "mode").c_str(),
+                Str(b, "max_concurrent").c_str(), Str(b, "min_healthy").c_str(),
+                join(b["acting"]).c_str(), join(b["in_line"]).c_str());
+  }
+}
+
 void PrintRun(const json& r) {
   if (r.value("dry_run", false)) {
     std::printf("dry run of %s (playbook %s): nothing was changed\n", Str(r, "check").c_str(),
@@ -508,6 +554,12 @@ int main(int argc, char** argv) {
       playbook_cmd->add_subcommand("lint", "load playbooks as the daemon would and report errors");
   lint_cmd->add_option("FILE", lint_files)->required();
 
+  auto* fleet_cmd = app.add_subcommand("fleet", "fleet mode (docs/fleet.md)");
+  fleet_cmd->require_subcommand(1);
+  auto* fleet_status_cmd = fleet_cmd->add_subcommand(
+      "status", "the leader and its epoch, each host's heartbeat and incidents, budget use");
+  fleet_status_cmd->add_flag("--json", as_json, "print JSON");
+
   auto* audit_cmd =
       app.add_subcommand("audit", "the audit trail of what Guardian and operators did");
   audit_cmd->require_subcommand(1);
@@ -576,6 +628,9 @@ int main(int argc, char** argv) {
   if (*status_cmd) {
     if ((rc = Call(api, "GET", "/v1/status", nullptr, &reply))) return rc;
     as_json ? PrintJson(reply.json) : PrintStatus(reply.json);
+  } else if (*fleet_status_cmd) {
+    if ((rc = Call(api, "GET", "/v1/fleet", nullptr, &reply))) return rc;
+    as_json ? PrintJson(reply.json) : PrintFleet(reply.json);
   } else if (*incidents_cmd) {
     std::string q = QueryString({{"check", f_check},
                                  {"mode", f_mode},

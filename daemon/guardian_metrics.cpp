@@ -58,6 +58,17 @@ GuardianMetrics::GuardianMetrics() {
                 "Store writes the disk refused (full, I/O error), counting retries.", {});
   r_.AddCounter("guardian_store_dropped_writes_total",
                 "Journal writes lost: past the in-memory bound, or failed for good.", {});
+  r_.AddGauge("guardian_fleet_state",
+              "Fleet mode: 1 for this host's state in its fleet (connecting, connected, cut_off).",
+              {"fleet", "host", "state"});
+  r_.AddGauge("guardian_fleet_leader", "Fleet mode: 1 while this host leads its fleet.",
+              {"fleet", "host"});
+  r_.AddCounter("guardian_fleet_reconnects_total",
+                "Fleet mode: times this host took its seat again after being cut off.",
+                {"fleet", "host"});
+  r_.AddCounter("guardian_fleet_refused_writes_total",
+                "Fleet mode: leader writes etcd refused because another host leads (fencing).",
+                {"fleet", "host"});
   r_.AddCounter("guardian_config_reloads_total", "Config reloads, by result.", {"result"});
   r_.AddCounter("guardian_api_requests_total", "API requests handled.", {});
 
@@ -100,8 +111,9 @@ void GuardianMetrics::Reload(bool ok) {
   r_.Inc("guardian_config_reloads_total", {ok ? "ok" : "rejected"});
 }
 
-void GuardianMetrics::CatchUp(const std::string& counter, double total, double* seen) {
-  r_.Inc(counter, {}, total > *seen ? total - *seen : 0);
+void GuardianMetrics::CatchUp(const std::string& counter, const std::vector<std::string>& labels,
+                              double total, double* seen) {
+  r_.Inc(counter, labels, total > *seen ? total - *seen : 0);
   if (total > *seen) *seen = total;
 }
 
@@ -145,10 +157,23 @@ std::string GuardianMetrics::Render(const nlohmann::json& status) {
   r_.Set("guardian_store_degraded", {}, store.value("state", "ok") == "degraded" ? 1 : 0);
   r_.Set("guardian_store_pending_writes", {}, store.value("pending_writes", 0));
   // The store thread counts; these counters only catch up with it.
-  CatchUp("guardian_store_write_errors_total", store.value("write_errors", 0.0),
+  CatchUp("guardian_store_write_errors_total", {}, store.value("write_errors", 0.0),
           &store_write_errors_seen_);
-  CatchUp("guardian_store_dropped_writes_total", store.value("dropped_writes", 0.0),
+  CatchUp("guardian_store_dropped_writes_total", {}, store.value("dropped_writes", 0.0),
           &store_dropped_seen_);
+  if (status.contains("fleet") && status["fleet"].is_object()) {
+    const auto& f = status["fleet"];
+    std::string fleet = f.value("fleet", ""), host = f.value("host", ""),
+                state = f.value("state", "");
+    for (const char* s : {"connecting", "connected", "cut_off"})
+      r_.Set("guardian_fleet_state", {fleet, host, s}, state == s ? 1 : 0);
+    const auto& leader = f.value("leader", nlohmann::json::object());
+    r_.Set("guardian_fleet_leader", {fleet, host}, leader.value("leading", false) ? 1 : 0);
+    CatchUp("guardian_fleet_reconnects_total", {fleet, host}, f.value("reconnects", 0.0),
+            &fleet_reconnects_seen_);
+    CatchUp("guardian_fleet_refused_writes_total", {fleet, host},
+            leader.value("refused_writes", 0.0), &fleet_refused_seen_);
+  }
   return r_.Render();
 }
 

@@ -33,11 +33,14 @@ class GuardianMetrics {
 
  private:
   // Adds to `counter` what `total`, counted elsewhere, has gained since it was last `seen`.
-  void CatchUp(const std::string& counter, double total, double* seen);
+  void CatchUp(const std::string& counter, const std::vector<std::string>& labels, double total,
+               double* seen);
 
   MetricsRegistry r_;
   double store_write_errors_seen_ = 0;
   double store_dropped_seen_ = 0;
+  double fleet_reconnects_seen_ = 0;
+  double fleet_refused_seen_ = 0;
 };
 
 }  // namespace guardian

@@ -5,80 +5,19 @@ from each host's audit trail and steps), and the wait is a step counted in MTTR.
 etcd (quorum lost), disruptive playbooks are held observe-only with the reason; once the quorum
 is back each acts exactly once."""
 
-import json
-import os
-import sqlite3
 import time
 import unittest
 
-from etcd_cluster import EtcdCluster
-from harness import GOOD_CONFIG, GuardianTestCase, read_or_none, read_text
+from fleet_hosts import FleetHostsTestCase
+from harness import GOOD_CONFIG, read_or_none
 
 BROKEN = "server: [unclosed\n"
 
 
-class Host:
-    def __init__(self, test, name):
-        self.name = name
-        self.state_dir = test.path("state-" + name)
-        self.config_path = test.path(name + ".yaml")
-        self.app, _ = test.make_app_file(name)
-        self.daemon = None
-
-    @property
-    def socket(self):
-        return os.path.join(self.state_dir, "guardian.sock")
-
-    def events(self, *kinds):
-        db = sqlite3.connect(os.path.join(self.state_dir, "guardian.db"))
-        try:
-            marks = ",".join("?" * len(kinds))
-            return db.execute("SELECT at, kind, detail FROM events WHERE kind IN (%s) ORDER BY id"
-                              % marks, kinds).fetchall()
-        finally:
-            db.close()
-
-
-class FleetBudgetTest(GuardianTestCase):
-    def setUp(self):
-        super().setUp()
-        self.etcd = EtcdCluster(self.path("etcd"))
-        self.addCleanup(self.etcd.close)
-        self.etcd.start()
-
-    def start_hosts(self, n=3):
-        self.hosts = [Host(self, "web-%d" % i) for i in range(1, n + 1)]
-        for h in self.hosts:
-            fleet = {"name": "shop", "host": h.name, "endpoints": self.etcd.endpoints(),
-                     "lease_ttl_s": 6, "reconnect": {"base_ms": 200, "max_ms": 1000},
-                     "budgets": {"default": {"max_concurrent": 1, "min_healthy": 0}}}
-            checks = [self.check("app", h.app, playbook="fleet_restore")]
-            self.write_config(checks, path=h.config_path, test_playbooks=True, fleet=fleet,
-                              state_dir=h.state_dir)
-            h.daemon = self.start_daemon(h.config_path, wait_ready=False)
-        self.daemon = self.hosts[0].daemon  # whose log tail a failed wait shows
-        for h in self.hosts:
-            self.wait_fleet(h, "connected")
-            # The good file kept: the playbook restores it.
-            versions = os.path.join(h.state_dir, "checks", "app", "versions")
-            self.wait_for(lambda: os.path.isdir(versions) and any(
-                read_text(os.path.join(versions, v)) == GOOD_CONFIG for v in os.listdir(versions)),
-                what="%s to keep a good version" % h.name, daemon=h.daemon)
-
-    def fleet_state(self, h):
-        r = self.api("GET", "/v1/status", socket_path=h.socket)
-        return r.status == 200 and r.json.get("fleet", {}).get("state")
-
-    def wait_fleet(self, h, state, timeout=30):
-        self.wait_for(lambda: self.fleet_state(h) == state, timeout,
-                      "%s fleet state %s" % (h.name, state), daemon=h.daemon)
-
-    def incidents(self, h):
-        return self.cli("incidents", "--check", "app", state_dir=h.state_dir)
-
+class FleetBudgetTest(FleetHostsTestCase):
     def resolved(self, h):
         def done():
-            incs = self.incidents(h)
+            incs = self.host_incidents(h)
             return incs and incs[0]["state"] == "resolved" and incs[0]
         inc = self.wait_for(done, 60, "%s's incident resolved" % h.name, daemon=h.daemon)
         return self.cli("incident", str(inc["id"]), state_dir=h.state_dir)
@@ -148,7 +87,7 @@ class FleetBudgetTest(GuardianTestCase):
         self.break_all()
         for h in self.hosts:
             def observed(h=h):
-                incs = self.incidents(h)
+                incs = self.host_incidents(h)
                 if not incs:
                     return None
                 inc = self.cli("incident", str(incs[0]["id"]), state_dir=h.state_dir)
@@ -157,7 +96,7 @@ class FleetBudgetTest(GuardianTestCase):
             self.assertIn("cut off from fleet shop", self.steps(inc, "observe")[0]["message"])
         time.sleep(2)  # held, not merely slow: nothing acts while cut off
         for h in self.hosts:
-            inc = self.incidents(h)[0]
+            inc = self.host_incidents(h)[0]
             self.assertEqual(inc["state"], "open", inc)
             self.assertEqual(read_or_none(h.app), BROKEN)
             self.assertEqual(h.events("fleet_slot"), [])
