@@ -7,12 +7,20 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
-from stack import free_port
+
+def free_port():
+    # Not stack.free_port: this module is also loaded by bench/fleet_slots.py, outside the
+    # test harness.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
