@@ -7,8 +7,10 @@
 --             2. low-memory mode (flag); 3. restart it, still in low-memory mode, but only when
 --             the service itself is over its limit: a service within its limit is never
 --             restarted for the system's shortage (that would only add an outage).
---   verify    the service is ready and every configured limit holds
---   rollback  put low-memory mode back as it was (and this check's marker)
+--   verify    the service is ready (waiting for it when the supervisor is restarting it) and
+--             every configured limit holds
+--   rollback  put low-memory mode back as it was (and this check's marker), and the OOM kills
+--             counted as handled, so the next attempt handles them again
 local P = {
   name = "out_of_memory",
   mode = "out_of_memory",
@@ -88,7 +90,8 @@ local function low_memory_on() set_low_memory(true) end
 
 function P.backup(ctx)
   local was, ours = guardian.service.degraded("low_memory", LOW)
-  guardian.state.set("low_before", ctx.incident .. "|" .. tostring(was) .. "|" .. tostring(ours))
+  guardian.state.set("low_before", ctx.incident .. "|" .. tostring(was) .. "|" .. tostring(ours) ..
+                     "|" .. (guardian.state.get("oom_kills_handled") or "0"))
   local m = guardian.service.memory()
   return "low-memory mode was " .. (was and "on" or "off") ..
          (ours and " (turned on by this check)" or "") .. "; " ..
@@ -152,7 +155,10 @@ end
 
 function P.verify(ctx)
   local info = guardian.service.info()
-  if info.state ~= "ready" then error(info.name .. " is " .. info.state .. ", not ready") end
+  -- An OOM-killed process is restarted by the supervisor, maybe while remediate ran.
+  if info.state ~= "ready" and not guardian.service.wait_ready(READY_MS) then
+    error(info.name .. " is " .. guardian.service.info().state .. ", not ready")
+  end
   local ok, m = settled(ctx, 0)
   if not ok then error("still out of memory: " .. m) end
   return info.name .. " ready; RSS " .. mib(m.rss_bytes)
@@ -160,9 +166,10 @@ end
 
 function P.rollback(ctx)
   local recorded = guardian.state.get("low_before") or ""
-  local incident, was, ours = recorded:match("^(%d+)|(%a+)|(%a+)$")
+  local incident, was, ours, handled = recorded:match("^(%d+)|(%a+)|(%a+)|(%d+)$")
   if tonumber(incident) ~= ctx.incident then return "nothing recorded by this incident" end
   set_low_memory(was == "true", ours == "true") -- someone else's low-memory mode stays theirs
+  guardian.state.set("oom_kills_handled", handled)
   return "low-memory mode back " .. (was == "true" and "on" or "off")
 end
 
