@@ -27,6 +27,8 @@ constexpr int64_t kTurnRecheckMs = 5000;
 
 // How soon a slot refused on a late keep-alive (the host still connected) is asked for again.
 constexpr int64_t kSlotRetryMs = 1000;
+// Attempts a lost fleet slot may cut short without counting against the playbook's retries.
+constexpr int kMaxSlotLosses = 3;
 
 bool IsAutoHold(const std::string& reason) { return reason.rfind(kAutoHoldPrefix, 0) == 0; }
 }  // namespace
@@ -51,6 +53,7 @@ struct Engine::Incident {
   // slot_wait_why is the last reason to wait (empty: granted at once).
   int64_t slot_since = 0;
   bool slot_held = false;
+  int slot_losses = 0;  // attempts stopped before remediate by a lost slot: not the playbook's
   std::string slot_wait_why;
   std::string SlotHolder() const { return "incident " + std::to_string(rec.id); }
 };
@@ -453,7 +456,7 @@ bool Engine::EnsureRun(Incident* inc, std::string* error) {
   return true;
 }
 
-bool Engine::MayAct(CheckRuntime* check, std::string* why) const {
+bool Engine::MayAct(CheckRuntime* check, std::string* why, bool fleet) const {
   if (config_ && config_->observe) {
     *why = "observe mode: guardiand records incidents and takes no action";
     return false;
@@ -462,7 +465,7 @@ bool Engine::MayAct(CheckRuntime* check, std::string* why) const {
     *why = "check held: " + check->hold_reason();
     return false;
   }
-  return !FleetStops(check->config().playbook, why);
+  return !fleet || !FleetStops(check->config().playbook, why);
 }
 
 bool Engine::SpendBreaker() {
@@ -543,10 +546,10 @@ void Engine::RecordStep(Incident* inc, const std::string& phase, int64_t started
   store_->Submit([step](Store& s) { return s.InsertStep(step.get()); });
 }
 
-bool Engine::HeldBack(Incident* inc, const std::string& context) {
+bool Engine::HeldBack(Incident* inc, const std::string& context, bool fleet) {
   CheckRuntime* check = FindCheck(inc->rec.check_id);
   std::string why;
-  if (!check || MayAct(check, &why)) return false;
+  if (!check || MayAct(check, &why, fleet)) return false;
   Observe(inc, why + context);
   return true;
 }
@@ -691,6 +694,8 @@ Engine::Incident* Engine::ActingOn(const std::string& service, int64_t except) {
 }
 
 void Engine::WaitTurn(Incident* inc, const Incident& acting, const std::string& service) {
+  // Other hosts may act meanwhile; the slot is asked for again once it is this one's turn.
+  ReleaseSlot(inc, "waiting for service " + service);
   std::string why = "waiting for incident " + std::to_string(acting.rec.id) + " (check " +
                     acting.rec.check_id + "), whose playbook is acting on service " + service;
   inc->rec.state = kStateWaiting;
@@ -752,7 +757,9 @@ void Engine::StartAttempt(Incident* inc) {
   if (const Incident* acting = ActingOn(service, inc->rec.id))
     return WaitTurn(inc, *acting, service);
   // The fleet's turn before any budget is spent: a host kept waiting has not acted.
-  if (NeedsSlot(inc->rec.playbook) && !inc->slot_held) return TakeSlot(inc);
+  // (A check whose budget is spent escalates below without taking a turn first.)
+  if (NeedsSlot(inc->rec.playbook) && !inc->slot_held && check->budget().Remaining() > 0)
+    return TakeSlot(inc);
   // The check's own budget is judged first: an attempt it refuses spends nothing shared.
   if (check->budget().Remaining() > 0 && !SpendBreaker()) return Observe(inc, breaker_reason_);
   if (!check->budget().TrySpend()) {
@@ -784,10 +791,16 @@ void Engine::StartAttempt(Incident* inc) {
     if (!s.ok()) return RetryOrEscalate(inc, "backup failed: " + s.message());
     // A hold or observe mode that came while backup ran stops the attempt before it acts.
     if (HeldBack(inc, "")) return;
-    // Never act on a stale slot: the lease under it must still be this host's.
-    if (inc->slot_held && !fleet_->Holds(inc->rec.mode))
-      return Observe(inc, "the fleet slot of " + inc->rec.mode +
-                              " was lost before remediate; waiting to take it again");
+    // Never act on a stale slot: the lease under it must still be this host's, and the grant
+    // this incident's. Lost while still connected (a late keep-alive, say), it asks again;
+    // the attempt was the fleet's doing, not the playbook's, so it does not count (3 at most).
+    if (inc->slot_held && !fleet_->Holds(inc->rec.mode, inc->SlotHolder())) {
+      ReleaseSlot(inc, "lost before remediate");
+      if (inc->slot_losses < kMaxSlotLosses) ++inc->slot_losses;
+      return RetryOrEscalate(inc, "the fleet slot of " + inc->rec.mode +
+                                      " was lost before remediate (its lease is not certainly "
+                                      "live); asking again");
+    }
     inc->remediate_started = true;
     RunStep(inc, "remediate", [this, id](Status s) {
       Incident* inc = incidents_.count(id) ? incidents_[id].get() : nullptr;
@@ -863,6 +876,17 @@ void Engine::SlotAnswered(int64_t id, Status s) {
   if (it == incidents_.end() || shutting_down_) return;
   Incident* inc = it->second.get();
   if (!inc->slot_since) return;  // given up meanwhile (healthy, held)
+  // Still connected (a keep-alive late, a read that failed): ask again soon, as one wait: the
+  // step and the check seen healthy meanwhile cover all of it, and the grant probes first.
+  if (!s.ok() && fleet_->member()->state() == FleetMember::State::kConnected) {
+    if (inc->slot_wait_why.empty()) inc->slot_wait_why = "asked again after: " + s.message();
+    inc->retry_timer = std::make_unique<Timer>(loop_);
+    inc->retry_timer->Start(kSlotRetryMs, [this, id] {
+      auto it = incidents_.find(id);
+      if (it != incidents_.end()) StartAttempt(it->second.get());
+    });
+    return;
+  }
   // The wait is one step of the incident, so its MTTR shows it.
   bool waited = !inc->slot_wait_why.empty();
   std::string message = s.ok() ? (waited ? "granted after waiting: " + inc->slot_wait_why
@@ -871,16 +895,8 @@ void Engine::SlotAnswered(int64_t id, Status s) {
   RecordStep(inc, "fleet_slot", inc->slot_since, s.ok() ? "ok" : "skipped", message);
   if (!s.ok()) {
     inc->slot_since = 0;
-    // Still connected (a keep-alive late, say): ask again soon. Cut off: observe-only until
-    // the host is back, which resumes it.
-    if (fleet_->member()->state() == FleetMember::State::kConnected) {
-      inc->retry_timer = std::make_unique<Timer>(loop_);
-      inc->retry_timer->Start(kSlotRetryMs, [this, id] {
-        auto it = incidents_.find(id);
-        if (it != incidents_.end()) StartAttempt(it->second.get());
-      });
-      return;
-    }
+    inc->slot_wait_why.clear();
+    // Cut off: observe-only until the host is back, which resumes it.
     std::string why;
     if (!FleetStops(inc->rec.playbook, &why)) why = "fleet slot refused: " + s.message();
     return Observe(inc, why);
@@ -981,7 +997,7 @@ void Engine::ProbeForStep(const std::string& check_id, int tries,
 }
 
 void Engine::Rollback(Incident* inc, const std::string& why) {
-  if (HeldBack(inc, "; not rolled back: " + why)) return;
+  if (HeldBack(inc, "; not rolled back: " + why, /*fleet=*/false)) return;
   spdlog::warn("incident {} ({}): {}; rolling back", inc->rec.id, inc->rec.check_id, why);
   int64_t id = inc->rec.id;
   RunStep(inc, "rollback", [this, id, why](Status s) {
@@ -999,7 +1015,7 @@ void Engine::RetryOrEscalate(Incident* inc, const std::string& why) {
   auto pb = playbooks_->Find(inc->rec.playbook);
   if (pb) retries = pb->retries;
   if (check && check->config().retries) retries = *check->config().retries;
-  int max_attempts = 1 + retries + inc->interrupted;
+  int max_attempts = 1 + retries + inc->interrupted + inc->slot_losses;
   if (inc->attempt >= max_attempts) {
     return Escalate(inc, "gave up after " + std::to_string(inc->attempt) + " attempt(s): " + why);
   }

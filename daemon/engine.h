@@ -107,7 +107,9 @@ class Engine {
   void Open(CheckRuntime* check, const Observation& obs,
             std::function<void(Status, int64_t)> opened = nullptr);
   // True when playbooks may act on `check` now; otherwise `why` says what stops them.
-  bool MayAct(CheckRuntime* check, std::string* why) const;
+  // `fleet` false: whether the fleet is reachable does not matter (a rollback undoes this
+  // host's own action, which must not wait out a partition).
+  bool MayAct(CheckRuntime* check, std::string* why, bool fleet = true) const;
   // Records that the incident waits without acting (observe mode or hold).
   void Observe(Incident* inc, const std::string& why);
   // Journals a step that is over (ended now) and did not act: observe, wait, fleet_slot.
@@ -115,7 +117,7 @@ class Engine {
                   const std::string& status, const std::string& message);
   // Mid-attempt: if a hold or observe mode now stops its check, the incident waits (Observe,
   // with `context` appended to the reason) and this returns true.
-  bool HeldBack(Incident* inc, const std::string& context);
+  bool HeldBack(Incident* inc, const std::string& context, bool fleet = true);
   // Destroys `dead` on the next loop turn: callers may be inside its own callback.
   void FreeNextTurn(std::shared_ptr<void> dead);
   void ResumeObserved();

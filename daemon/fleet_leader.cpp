@@ -107,7 +107,9 @@ nlohmann::json FleetLeader::Describe() const {
 
 void FleetLeader::OnMemberState(FleetMember::State s) {
   if (s == FleetMember::State::kConnected) return Campaign();
-  // The office went with the lease; nothing is written on its behalf any more.
+  // The office went with the lease; nothing is written on its behalf any more, and no
+  // campaign retry is due until the host is back.
+  timer_->Stop();
   if (campaign_) member_->etcd().Cancel(campaign_);
   campaign_ = 0;
   campaign_lease_ = 0;
@@ -116,7 +118,8 @@ void FleetLeader::OnMemberState(FleetMember::State s) {
 }
 
 void FleetLeader::Campaign() {
-  if (member_->state() != FleetMember::State::kConnected) return;  // again on reconnect
+  // Again on reconnect; and never while leading (a campaign retry timer that fired late).
+  if (member_->state() != FleetMember::State::kConnected || leading_) return;
   int64_t lease = member_->lease();
   if (campaign_ && campaign_lease_ == lease) return;  // already in line on this lease
   if (campaign_) member_->etcd().Cancel(campaign_);

@@ -94,7 +94,9 @@ void FleetSlots::Acquire(const std::string& mode, const std::string& holder,
   }
   r->waiting[holder] = std::move(done);
   if (waiting) r->on_wait[holder] = std::move(waiting);
-  if (fresh) Claim(mode);
+  // A delete of this mode's key still in flight could land after the key is taken again:
+  // the Claim waits for it (Discard's answer sends it).
+  if (fresh && !discarding_.count(mode)) Claim(mode);
 }
 
 std::shared_ptr<FleetSlots::Request> FleetSlots::Find(const std::string& mode) const {
@@ -119,10 +121,7 @@ void FleetSlots::Claim(const std::string& mode) {
         // Released or dropped meanwhile: the key may have been made after the delete (or the
         // answer lost to a timeout after it was applied), so it goes again.
         if (Find(mode) != r) return Discard(mode, r->lease);
-        if (!s.ok()) {
-          Drop(mode, Status::IOError("cannot take a slot: " + s.message()));
-          return Discard(mode, r->lease);
-        }
+        if (!s.ok()) return Drop(mode, Status::IOError("cannot take a slot: " + s.message()));
         if (!t.succeeded && !t.ranges.empty() && !t.ranges[0].empty() &&
             t.ranges[0][0].lease != r->lease) {
           // A key of this host on another lease (left by a previous run): replace
@@ -237,6 +236,8 @@ void FleetSlots::Drop(const std::string& mode, const Status& why) {
   requests_.erase(it);
   if (r->watch) member_->etcd().Cancel(r->watch);
   r->rejudge.reset();
+  // Its key may be in etcd (made, or made by a request whose answer was lost): it goes too.
+  Discard(mode, r->lease);
   for (auto& [holder, done] : r->waiting) done(why);
 }
 
@@ -264,9 +265,16 @@ void FleetSlots::Discard(const std::string& mode, int64_t lease) {
   std::string key = SlotsPrefix(c.name, mode) + c.host;
   // Deleted only while it is still on that lease; until then it would hold a place in the
   // queue for as long as this host lives, so a failed delete is tried again.
+  discarding_.insert(mode);
   member_->etcd().Txn({{key, "LEASE", "EQUAL", "", lease}}, {EtcdOp::Delete(key)}, {},
                       [this, alive = alive_, mode, lease](Status s, EtcdTxnResult) {
                         if (!*alive) return;
+                        discarding_.erase(mode);
+                        // Asked for again meanwhile: its Claim waited for this delete.
+                        if (Find(mode)) {
+                          discards_.erase(mode);
+                          return Claim(mode);
+                        }
                         if (s.ok()) {
                           discards_.erase(mode);
                           return;
@@ -278,10 +286,12 @@ void FleetSlots::Discard(const std::string& mode, int64_t lease) {
                       });
 }
 
-bool FleetSlots::Holds(const std::string& mode) const {
+bool FleetSlots::Holds(const std::string& mode, const std::string& holder) const {
   auto it = requests_.find(mode);
-  return it != requests_.end() && it->second->granted && member_->LeaseValid() &&
-         it->second->lease == member_->lease();
+  if (it == requests_.end()) return false;
+  const Request& r = *it->second;
+  return r.granted && member_->LeaseValid() && r.lease == member_->lease() &&
+         std::find(r.holders.begin(), r.holders.end(), holder) != r.holders.end();
 }
 
 void FleetSlots::OnMemberState(FleetMember::State s) {

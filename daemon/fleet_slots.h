@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -57,8 +58,8 @@ class FleetSlots {
                std::function<void(const std::string&)> waiting = nullptr);
   // `holder` gives its share back, or stops waiting. Safe to call when it holds nothing.
   void Release(const std::string& mode, const std::string& holder);
-  // Whether this host holds a granted slot of `mode` on a lease that is still its own.
-  bool Holds(const std::string& mode) const;
+  // Whether `holder` shares a granted slot of `mode`, on a lease that is still this host's.
+  bool Holds(const std::string& mode, const std::string& holder) const;
   FleetMember* member() const { return member_; }
 
  private:
@@ -80,6 +81,7 @@ class FleetSlots {
   FleetMember* member_;
   std::map<std::string, std::shared_ptr<Request>> requests_;  // by mode
   std::map<std::string, std::unique_ptr<Timer>> discards_;    // deletes to retry, by mode
+  std::set<std::string> discarding_;                          // modes with a delete in flight
   std::shared_ptr<bool> alive_;  // false once destroyed, for answers still in flight
 };
 

@@ -79,6 +79,7 @@ struct Fleet {
   }
   void Acquire(Host& h) {
     h.got.reset();
+    h.waiting.clear();
     h.slots->Acquire(
         "db_corruption", "incident-1", [&h](Status s) { h.got = s; },
         [&h](const std::string& why) { h.waiting = why; });
@@ -101,7 +102,7 @@ TEST_CASE("max_concurrent 1: three hosts act one after another, in the order the
   Host& b = *f.hosts[1];
   Host& c = *f.hosts[2];
   REQUIRE(f.Granted(a).ok());
-  CHECK(a.slots->Holds("db_corruption"));
+  CHECK(a.slots->Holds("db_corruption", "incident-1"));
   f.Acquire(b);
   f.UntilWaiting(b, "1 host(s) ahead (a)");
   f.Acquire(c);
@@ -110,7 +111,7 @@ TEST_CASE("max_concurrent 1: three hosts act one after another, in the order the
   CHECK_FALSE(c.got.has_value());
 
   a.slots->Release("db_corruption", "incident-1");
-  CHECK_FALSE(a.slots->Holds("db_corruption"));
+  CHECK_FALSE(a.slots->Holds("db_corruption", "incident-1"));
   f.t.RunUntil([&] { return b.got.has_value(); });
   REQUIRE(b.got->ok());
   f.UntilWaiting(c, "1 host(s) ahead (b)");
@@ -147,12 +148,12 @@ TEST_CASE("a host that leaves frees its slot at once; one cut off loses its gran
   f.t.Close(*a.member);
   f.t.RunUntil([&] { return b.got.has_value(); });
   REQUIRE(b.got->ok());
-  CHECK(b.slots->Holds("db_corruption"));
+  CHECK(b.slots->Holds("db_corruption", "incident-1"));
 
   // etcd goes: b is cut off, and its grant with it.
   f.etcd.Stop();
   f.t.RunUntil([&] { return b.member->state() == FleetMember::State::kCutOff; });
-  CHECK_FALSE(b.slots->Holds("db_corruption"));
+  CHECK_FALSE(b.slots->Holds("db_corruption", "incident-1"));
   std::optional<Status> refused;
   b.slots->Acquire("db_corruption", "incident-2", [&](Status s) { refused = s; });
   REQUIRE(refused.has_value());
@@ -184,6 +185,24 @@ TEST_CASE("a waiting host whose key was deleted under its live lease takes its p
   CHECK(b.got->ok());
   b.slots->Release("db_corruption", "incident-1");
   f.t.Close(raw);
+}
+
+TEST_CASE("a slot given back and asked for again at once stays this host's") {
+  Fleet f(FleetSlotBudget{1, 0}, 2);
+  Host& a = *f.hosts[0];
+  Host& b = *f.hosts[1];
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(f.Granted(a).ok());
+    // The delete of the key is in flight when the key is wanted again: the new request must
+    // not end up granted on a key that the delete then removes.
+    a.slots->Release("db_corruption", "incident-1");
+    REQUIRE(f.Granted(a).ok());
+    f.Acquire(b);
+    f.UntilWaiting(b, "1 host(s) ahead (a)");
+    CHECK_FALSE(b.got.has_value());
+    b.slots->Release("db_corruption", "incident-1");
+    a.slots->Release("db_corruption", "incident-1");
+  }
 }
 
 TEST_CASE("a host that dies frees its slot when its lease runs out") {
