@@ -9,9 +9,10 @@
 //     endpoint's service is still starting (it is refreshed once that service is ready).
 // The service's status file wakes a probe the moment the service is refused (the demo app
 // writes auth.ok false at once), and so does a change of the token file. A changed key file is
-// reported as new input, so an escalated check tries the new credentials at once; so is
-// probe_url answering again after it gave no answer (a playbook that found nobody to ask for a
-// token tries again as soon as someone answers, not an hour later).
+// reported as new input, so an escalated check tries the new credentials at once; so is the
+// token endpoint answering again after it gave no answer while the token file alone fails the
+// check (a playbook that found nobody to ask for a token tries again as soon as someone
+// answers, not after the budget window).
 // Tokens and secrets are never part of the evidence: only client ids, expiries and statuses.
 #include <sys/stat.h>
 
@@ -121,7 +122,9 @@ class InvalidCredentialsDetector : public Detector {
       done(std::move(o));
     };
     // Failing by the token file alone (none, or past its margin), unless nobody can give a new
-    // token yet; probe_url is still asked, to learn whether anyone answers (new input).
+    // token yet. The token endpoint is then asked (a bare GET) whether it answers at all: its
+    // answering again after it did not is new input (a playbook that found nobody to ask
+    // tries again at once).
     std::string expiry;
     if (!r->token_status.ok()) {
       // No token yet while the token endpoint's server is still starting: nothing to judge.
@@ -142,16 +145,26 @@ class InvalidCredentialsDetector : public Detector {
         return finish(Observation::Unknown(expiry + "; the token endpoint's service '" + svc +
                                            "' is still starting"));
     }
+    if (!expiry.empty()) {
+      HttpCall ask;
+      ask.url = token_url_;
+      ask.timeout_ms = timeout_ms_;
+      env_.http->Start(ask, [this, weak = weak_from_this(), r, expiry, finish](HttpResult a) {
+        if (weak.expired()) return finish(Observation::Unknown("check closed"));
+        // Busy or failing (5xx, 429) is no answer either: it could not issue a token.
+        bool answers = a.ok() && a.code < 500 && a.code != 429;
+        if (!answers) {
+          unanswered_ = true;
+        } else if (std::exchange(unanswered_, false) && r->changed_key.empty()) {
+          r->changed_key = token_url_ + " answers again";
+        }
+        finish(Observation::Failing(expiry));
+      });
+      return;
+    }
     HttpCall call = BearerCall(probe_url_, t.access_token, timeout_ms_);
-    if (t.access_token.empty()) call.headers.clear();
-    env_.http->Start(call, [this, weak = weak_from_this(), r, whose, expiry, finish](HttpResult a) {
+    env_.http->Start(call, [this, weak = weak_from_this(), r, whose, finish](HttpResult a) {
       if (weak.expired()) return finish(Observation::Unknown("check closed"));
-      if (!a.ok()) {
-        unanswered_ = true;
-      } else if (std::exchange(unanswered_, false) && r->changed_key.empty()) {
-        r->changed_key = probe_url_ + " answers again";
-      }
-      if (!expiry.empty()) return finish(Observation::Failing(expiry));
       if (!a.ok()) {
         if (std::string svc = ServiceStartingAt(env_, probe_url_); !svc.empty())
           return finish(Observation::Unknown(probe_url_ + " " + a.error_kind + "; its service '" +
@@ -194,7 +207,7 @@ class InvalidCredentialsDetector : public Detector {
   int64_t margin_ms_, timeout_ms_;
   std::string last_keys_;
   bool last_refused_ = false;  // the last verdict was a refusal
-  bool unanswered_ = false;    // probe_url gave no answer at its last ask
+  bool unanswered_ = false;    // token_url gave no answer at its last ask
   std::unique_ptr<FsWatch> status_watch_, token_watch_;
 };
 

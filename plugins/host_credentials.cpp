@@ -100,7 +100,9 @@ int RunGrant(lua_State* L, const char* call, const std::string& what, MakeCall m
             g->http_id = 0;
             Status s = ParseTokenAnswer(a, client, SystemClock::Get()->WallMs(), &g->issued);
             if (!s.ok()) {
-              const char* kind = !a.ok()                                       ? "no_answer"
+              // Busy or failing (5xx, 429) could not judge the credentials either.
+              bool unavailable = !a.ok() || a.code >= 500 || a.code == 429;
+              const char* kind = unavailable                                   ? "no_answer"
                                  : s.code() == Status::Code::kPermissionDenied ? "refused"
                                                                                : "error";
               return resume([what, s, kind](lua_State* L) {

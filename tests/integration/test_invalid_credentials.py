@@ -226,7 +226,7 @@ class InvalidCredentialsTest(StackTestCase):
                 "SELECT detail FROM events WHERE kind = 'release' AND check_id = 'app-auth'")]
         finally:
             db.close()
-        self.assertTrue(any("/v1/whoami answers again" in d for d in lifted), lifted)
+        self.assertTrue(any("/oauth/token answers again" in d for d in lifted), lifted)
         self.assert_no_secret_leaked()
 
 
