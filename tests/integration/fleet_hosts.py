@@ -39,10 +39,12 @@ class FleetHostsTestCase(GuardianTestCase):
         self.addCleanup(self.etcd.close)
         self.etcd.start()
 
-    def start_hosts(self, n=3, playbook="fleet_restore", budgets=None):
+    def start_hosts(self, n=3, playbook="fleet_restore", budgets=None, endpoints=None):
+        """`endpoints`: host name -> its etcd URLs (a host behind a TcpProxy, say)."""
         self.hosts = [Host(self, "web-%d" % i) for i in range(1, n + 1)]
         for h in self.hosts:
-            fleet = {"name": "shop", "host": h.name, "endpoints": self.etcd.endpoints(),
+            urls = (endpoints or {}).get(h.name) or self.etcd.endpoints()
+            fleet = {"name": "shop", "host": h.name, "endpoints": urls,
                      "lease_ttl_s": 6, "reconnect": {"base_ms": 200, "max_ms": 1000},
                      "budgets": budgets or {"default": {"max_concurrent": 1, "min_healthy": 0}}}
             checks = [self.check("app", h.app, playbook=playbook)]

@@ -3,12 +3,14 @@
 max_concurrent 1 three hosts failing at once act one after another, never overlapping (checked
 from each host's audit trail and steps), and the wait is a step counted in MTTR. Cut off from
 etcd (quorum lost), disruptive playbooks are held observe-only with the reason; once the quorum
-is back each acts exactly once."""
+is back each acts exactly once. One host partitioned from etcd alone (a black-holing proxy on its
+road) holds its disruptive playbook while the others act, and acts once it is back."""
 
 import time
 import unittest
 
 from fleet_hosts import FleetHostsTestCase
+from tcp_proxy import TcpProxy
 from harness import GOOD_CONFIG, read_or_none
 
 BROKEN = "server: [unclosed\n"
@@ -107,6 +109,32 @@ class FleetBudgetTest(FleetHostsTestCase):
             self.assertEqual(len(self.steps(inc, "remediate")), 1, inc)
             self.assertEqual(inc["attempts"], 1, inc)
         self.assert_one_after_another(incs)
+
+    def test_a_partitioned_host_holds_while_the_others_act_and_acts_once_back(self):
+        proxies = [TcpProxy(port) for port in self.etcd.client.values()]
+        for p in proxies:
+            self.addCleanup(p.close)
+        self.start_hosts(endpoints={"web-1": [p.url for p in proxies]})
+        cut, others = self.hosts[0], self.hosts[1:]
+        for p in proxies:
+            p.partition()
+        self.wait_fleet(cut, "cut_off")
+        self.break_all()
+        # The two that still reach etcd act, one after the other; the cut-off one only observes.
+        for h in others:
+            self.resolved(h)
+        inc = self.cli("incident", str(self.host_incidents(cut)[0]["id"]), state_dir=cut.state_dir)
+        self.assertEqual(inc["state"], "open", inc)
+        self.assertIn("cut off from fleet shop", self.steps(inc, "observe")[0]["message"])
+        self.assertEqual(self.steps(inc, "remediate"), [])
+        self.assertEqual(read_or_none(cut.app), BROKEN)
+        for p in proxies:
+            p.heal()
+        self.wait_fleet(cut, "connected", timeout=60)
+        incs = {h: self.resolved(h) for h in self.hosts}
+        self.assertEqual(len(self.steps(incs[cut], "remediate")), 1, incs[cut])
+        windows = self.assert_one_after_another(incs)
+        self.assertEqual(windows[-1][2], cut.name, windows)  # it acted last, after rejoining
 
 
 if __name__ == "__main__":
