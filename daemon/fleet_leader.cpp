@@ -17,18 +17,38 @@ namespace {
 
 bool ByCreation(const EtcdKv& a, const EtcdKv& b) { return a.create_revision < b.create_revision; }
 
+// The election's leader: the candidate whose key was made first; null when there is none.
+const EtcdKv* LeaderOf(const std::vector<EtcdKv>& candidates) {
+  if (candidates.empty()) return nullptr;
+  return &*std::min_element(candidates.begin(), candidates.end(), ByCreation);
+}
+
+// What FleetRead holds, as range reads of one transaction, and back.
+std::vector<EtcdOp> ReadOps(const FleetConfig& c) {
+  return {EtcdOp::Range(FleetPrefix(c.name) + "hosts/", true),
+          EtcdOp::Range(FleetPrefix(c.name) + "slots/", true),
+          EtcdOp::Range(ElectionName(c.name) + "/", true), EtcdOp::Range(SummaryKey(c.name))};
+}
+Status FromRanges(EtcdTxnResult& t, FleetRead* r) {
+  if (t.ranges.size() != 4)
+    return Status::IOError("etcd answered " + std::to_string(t.ranges.size()) + " ranges for 4");
+  r->hosts = std::move(t.ranges[0]);
+  r->slots = std::move(t.ranges[1]);
+  r->candidates = std::move(t.ranges[2]);
+  r->summary = std::move(t.ranges[3]);
+  r->revision = t.revision;
+  return Status::OK();
+}
+
 }  // namespace
 
 nlohmann::json FleetViewJson(const FleetConfig& config, const FleetRead& read, int64_t now_ms) {
   nlohmann::json out = {{"fleet", config.name}, {"revision", read.revision}};
-  // The election's leader is the candidate whose key was made first.
   std::string leader;
-  if (read.candidates.empty()) {
-    out["leader"] = nullptr;
-  } else {
-    const EtcdKv& l = *std::min_element(read.candidates.begin(), read.candidates.end(), ByCreation);
-    leader = l.value;
-    out["leader"] = {{"host", l.value}, {"epoch", l.create_revision}, {"lease", l.lease}};
+  out["leader"] = nullptr;
+  if (const EtcdKv* l = LeaderOf(read.candidates)) {
+    leader = l->value;
+    out["leader"] = {{"host", l->value}, {"epoch", l->create_revision}, {"lease", l->lease}};
   }
   std::string hosts_prefix = FleetPrefix(config.name) + "hosts/";
   nlohmann::json hosts = nlohmann::json::array();
@@ -160,25 +180,11 @@ void FleetLeader::Elected(const EtcdLeader& leader) {
 }
 
 void FleetLeader::Read(std::function<void(Status, FleetRead)> done) {
-  const FleetConfig& c = member_->config();
-  member_->etcd().Txn(
-      {},
-      {EtcdOp::Range(FleetPrefix(c.name) + "hosts/", true),
-       EtcdOp::Range(FleetPrefix(c.name) + "slots/", true),
-       EtcdOp::Range(ElectionName(c.name) + "/", true), EtcdOp::Range(SummaryKey(c.name))},
-      {}, [done](Status s, EtcdTxnResult t) {
-        FleetRead r;
-        if (s.ok() && t.ranges.size() != 4)
-          s = Status::IOError("etcd answered " + std::to_string(t.ranges.size()) + " ranges for 4");
-        if (s.ok()) {
-          r.hosts = std::move(t.ranges[0]);
-          r.slots = std::move(t.ranges[1]);
-          r.candidates = std::move(t.ranges[2]);
-          r.summary = std::move(t.ranges[3]);
-          r.revision = t.revision;
-        }
-        done(s, std::move(r));
-      });
+  member_->etcd().Txn({}, ReadOps(member_->config()), {}, [done](Status s, EtcdTxnResult t) {
+    FleetRead r;
+    if (s.ok()) s = FromRanges(t, &r);
+    done(s, std::move(r));
+  });
 }
 
 void FleetLeader::Publish() {
@@ -190,12 +196,11 @@ void FleetLeader::Publish() {
   // the host's own view first: etcd's answer is the one that counts (a host stopped for longer
   // than its TTL still believes it leads when it wakes).
   int64_t epoch = epoch_;
+  // Applied, it also reads what the next summary shows; refused, who leads instead.
+  std::vector<EtcdOp> ops = ReadOps(c);
+  ops.insert(ops.begin(), EtcdOp::Put(SummaryKey(c.name), summary.dump()));
   member_->etcd().Txn(
-      {{leader_key_, "CREATE", "EQUAL", "", epoch}},
-      {EtcdOp::Put(SummaryKey(c.name), summary.dump()),
-       EtcdOp::Range(FleetPrefix(c.name) + "hosts/", true),
-       EtcdOp::Range(FleetPrefix(c.name) + "slots/", true),
-       EtcdOp::Range(ElectionName(c.name) + "/", true)},
+      {{leader_key_, "CREATE", "EQUAL", "", epoch}}, ops,
       {EtcdOp::Range(ElectionName(c.name) + "/", true)},
       [this, alive = alive_, epoch](Status s, EtcdTxnResult t) {
         if (!*alive) return;
@@ -205,10 +210,8 @@ void FleetLeader::Publish() {
           // Recorded even when the host has stood down meanwhile (its keep-alive may have
           // failed first): the refusal is what keeps a stale leader's write out.
           std::string now_leads = "nobody";
-          if (!t.ranges.empty() && !t.ranges[0].empty()) {
-            const EtcdKv& l = *std::min_element(t.ranges[0].begin(), t.ranges[0].end(), ByCreation);
-            now_leads = l.value + " (epoch " + std::to_string(l.create_revision) + ")";
-          }
+          if (const EtcdKv* l = t.ranges.empty() ? nullptr : LeaderOf(t.ranges[0]))
+            now_leads = l->value + " (epoch " + std::to_string(l->create_revision) + ")";
           ++refused_;
           last_refused_ =
               "a write with epoch " + std::to_string(epoch) +
@@ -225,12 +228,8 @@ void FleetLeader::Publish() {
           return;
         }
         ++published_;
-        if (t.ranges.size() == 3) {
-          last_read_.hosts = std::move(t.ranges[0]);
-          last_read_.slots = std::move(t.ranges[1]);
-          last_read_.candidates = std::move(t.ranges[2]);
-          last_read_.revision = t.revision;
-        }
+        FleetRead read;
+        if (FromRanges(t, &read).ok()) last_read_ = std::move(read);
         timer_->Start(every, [this] { Publish(); });
       });
 }

@@ -35,7 +35,7 @@ std::string SummaryKey(const std::string& fleet);    // PREFIX "summary"
 // the leader (the election key made first). Plain, for tests.
 struct FleetRead {
   std::vector<EtcdKv> hosts, slots, candidates;
-  std::vector<EtcdKv> summary;  // the leader's last summary (Read only)
+  std::vector<EtcdKv> summary;  // the leader's last summary
   int64_t revision = 0;
 };
 nlohmann::json FleetViewJson(const FleetConfig& config, const FleetRead& read, int64_t now_ms);

@@ -126,13 +126,7 @@ class InvalidCredentialsDetector : public Detector {
     // answering again after it did not is new input (a playbook that found nobody to ask
     // tries again at once).
     std::string expiry;
-    if (!r->token_status.ok()) {
-      // No token yet while the token endpoint's server is still starting: nothing to judge.
-      if (std::string svc = ServiceStartingAt(env_, token_url_); !svc.empty())
-        return finish(Observation::Unknown("no token yet; the token endpoint's service '" + svc +
-                                           "' is still starting"));
-      expiry = "no usable token: " + r->token_status.message();
-    }
+    if (!r->token_status.ok()) expiry = "no usable token: " + r->token_status.message();
     const TokenFile& t = r->token;
     std::string whose = "the token of client '" + (t.client_id.empty() ? "?" : t.client_id) + "'";
     if (expiry.empty() && t.expires_at_ms > 0 && t.expires_at_ms - now < margin_ms_) {
@@ -140,7 +134,10 @@ class InvalidCredentialsDetector : public Detector {
       expiry = left <= 0 ? whose + " expired " + std::to_string(-left / 1000) + " s ago"
                          : whose + " expires in " + std::to_string(left / 1000) +
                                " s, inside the " + std::to_string(margin_ms_ / 1000) + " s margin";
-      // Nobody to refresh it with yet (guardiand and its services starting together).
+    }
+    // Nobody to get a token from yet (guardiand and its services starting together): nothing
+    // to judge.
+    if (!expiry.empty()) {
       if (std::string svc = ServiceStartingAt(env_, token_url_); !svc.empty())
         return finish(Observation::Unknown(expiry + "; the token endpoint's service '" + svc +
                                            "' is still starting"));

@@ -7,20 +7,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 
-
-def free_port():
-    # Not stack.free_port: this module is also loaded by bench/fleet_slots.py, outside the
-    # test harness.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from ports import free_port
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 

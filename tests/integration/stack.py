@@ -14,17 +14,11 @@ import sys
 import urllib.request
 
 from harness import BIN, SOURCE, TIMEOUT_S, GuardianTestCase
+from ports import free_port  # noqa: F401  (tests import it from here)
 
 DEMO_APP = os.path.join(BIN, "demo-app")
 INJECT = os.path.join(SOURCE, "chaos", "inject")
 SEED = os.path.join(SOURCE, "chaos", "stack", "seed")
-
-
-def free_port():
-    """A loopback port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_port_range(n):

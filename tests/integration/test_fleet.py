@@ -9,19 +9,12 @@ import sqlite3
 import time
 import unittest
 
-from etcd_cluster import EtcdCluster
-from harness import GuardianTestCase
+from fleet_hosts import FleetHostsTestCase
 
 HOST_KEY = "/guardian/shop/hosts/web-1"
 
 
-class FleetTest(GuardianTestCase):
-    def setUp(self):
-        super().setUp()
-        self.etcd = EtcdCluster(self.path("etcd"))
-        self.addCleanup(self.etcd.close)
-        self.etcd.start()
-
+class FleetTest(FleetHostsTestCase):
     def start_member(self, **fleet):
         cfg = dict({"name": "shop", "host": "web-1", "endpoints": self.etcd.endpoints(),
                     "lease_ttl_s": 6, "reconnect": {"base_ms": 200, "max_ms": 1000}}, **fleet)
