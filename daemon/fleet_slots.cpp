@@ -43,6 +43,19 @@ SlotDecision DecideSlot(const std::vector<std::string>& slots, const std::string
   return d;
 }
 
+bool TurnMayChange(std::set<std::string>& ahead, const std::string& mine,
+                   const std::vector<EtcdEvent>& events, int64_t max_concurrent) {
+  bool changed = false;
+  for (const auto& e : events) {
+    // A put is a key made after this host's (behind it in line) or a value rewritten: neither
+    // moves this host forward.
+    if (!e.deleted) continue;
+    if (e.kv.key == mine) return true;  // its own key gone: the read makes it again or drops
+    changed |= ahead.erase(e.kv.key) > 0;
+  }
+  return changed && static_cast<int64_t>(ahead.size()) < max_concurrent;
+}
+
 struct FleetSlots::Request {
   std::map<std::string, std::function<void(Status)>> waiting;  // holder -> done
   std::map<std::string, std::function<void(const std::string&)>> on_wait;
@@ -50,8 +63,13 @@ struct FleetSlots::Request {
   bool granted = false;
   int64_t lease = 0;  // the lease the slot key was made on
   uint64_t watch = 0;
-  int64_t watch_opened_mono = 0;   // when the watch was opened, to pace reopening it
-  int reclaims = 0;                // own key found missing while the lease is live
+  int64_t watch_opened_mono = 0;  // when the watch was opened, to pace reopening it
+  int reclaims = 0;               // own key found missing while the lease is live
+  // While waiting: the keys ahead of this host's in the line, as last read. A watch event
+  // re-reads the line only when it could change the answer (a key ahead or this host's own
+  // deleted, and few enough left ahead), so a release wakes the next host in line, not the
+  // whole line (no thundering herd of range reads).
+  std::set<std::string> ahead;
   std::unique_ptr<Timer> rejudge;  // min_healthy depends on the hosts' seats, not watched
   bool judging = false;
   bool again = false;  // something changed while judging
@@ -162,6 +180,11 @@ void FleetSlots::Judge(const std::string& mode) {
         std::string prefix = SlotsPrefix(member_->config().name, mode);
         std::vector<std::string> slots;
         for (const auto& kv : kvs) slots.push_back(kv.key.substr(prefix.size()));
+        std::set<std::string> ahead;
+        for (const auto& kv : kvs) {
+          if (kv.key == prefix + member_->config().host) break;
+          ahead.insert(kv.key);
+        }
         SlotDecision d =
             DecideSlot(slots, member_->config().host, static_cast<int64_t>(t.ranges[1].size()),
                        member_->config().BudgetFor(mode));
@@ -177,6 +200,7 @@ void FleetSlots::Judge(const std::string& mode) {
             r->again = false;
             return Judge(mode);
           }
+          r->ahead = std::move(ahead);
           return Wait(mode, t.revision, d.why);
         }
         if (!member_->LeaseValid() || member_->lease() != r->lease)
@@ -202,8 +226,12 @@ void FleetSlots::Wait(const std::string& mode, int64_t revision, const std::stri
     r->watch_opened_mono = SystemClock::Get()->MonoMs();
     r->watch = member_->etcd().Watch(
         SlotsPrefix(c.name, mode), true, revision + 1,
-        [this, alive = alive_, mode, r](std::vector<EtcdEvent>, int64_t) {
-          if (*alive && Find(mode) == r && !r->granted) Judge(mode);
+        [this, alive = alive_, mode, r](std::vector<EtcdEvent> events, int64_t) {
+          if (!*alive || Find(mode) != r || r->granted) return;
+          const FleetConfig& c = member_->config();
+          if (TurnMayChange(r->ahead, SlotsPrefix(c.name, mode) + c.host, events,
+                            c.BudgetFor(mode).max_concurrent))
+            Judge(mode);
         },
         [this, alive = alive_, mode, r](Status s) {
           if (!*alive || Find(mode) != r || r->granted) return;

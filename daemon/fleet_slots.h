@@ -43,6 +43,13 @@ struct SlotDecision {
 SlotDecision DecideSlot(const std::vector<std::string>& slots, const std::string& host,
                         int64_t hosts, const FleetSlotBudget& budget);
 
+// Whether watched `events` on a mode's slots could let a waiting host act, so that it must read
+// the line again: its own key (`mine`) deleted, or keys `ahead` of it deleted so that fewer than
+// `max_concurrent` are left. Removes the deleted keys from `ahead`. A release then wakes the
+// next host in line, not every waiting one (etcd's lock recipe, for a semaphore).
+bool TurnMayChange(std::set<std::string>& ahead, const std::string& mine,
+                   const std::vector<EtcdEvent>& events, int64_t max_concurrent);
+
 class FleetSlots {
  public:
   explicit FleetSlots(FleetMember* member);

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,41 @@ TEST_CASE(
   CHECK_FALSE(d.granted);
   CHECK(d.why == "acting would leave 1 of 3 host(s) healthy, min_healthy 2");
   CHECK_FALSE(DecideSlot({"a"}, "b", 3, one).granted);  // not in line at all
+}
+
+EtcdEvent Deleted(const std::string& key) {
+  EtcdEvent e;
+  e.deleted = true;
+  e.kv.key = key;
+  return e;
+}
+
+EtcdEvent Put(const std::string& key) {
+  EtcdEvent e;
+  e.kv.key = key;
+  return e;
+}
+
+TEST_CASE("TurnMayChange: only a release that moves this host within max_concurrent wakes it") {
+  std::set<std::string> ahead = {"s/a", "s/b", "s/c"};
+  // Keys made behind this host, or values rewritten, never move it forward.
+  CHECK_FALSE(TurnMayChange(ahead, "s/d", {Put("s/e"), Put("s/a")}, 1));
+  CHECK(ahead.size() == 3);
+  // A release ahead that still leaves it beyond max_concurrent: no read of the line.
+  CHECK_FALSE(TurnMayChange(ahead, "s/d", {Deleted("s/a")}, 1));
+  CHECK(ahead == std::set<std::string>{"s/b", "s/c"});
+  // A key that is not ahead of it (behind it, or already gone) changes nothing.
+  CHECK_FALSE(TurnMayChange(ahead, "s/d", {Deleted("s/e"), Deleted("s/a")}, 1));
+  // Two left ahead under max_concurrent 2 is still a wait; one left is its turn to read.
+  CHECK_FALSE(TurnMayChange(ahead, "s/d", {}, 2));
+  CHECK(TurnMayChange(ahead, "s/d", {Deleted("s/b")}, 2));
+  CHECK(ahead == std::set<std::string>{"s/c"});
+  // Its own key deleted always sends it to read (and make it again, or give up).
+  std::set<std::string> many = {"s/a", "s/b"};
+  CHECK(TurnMayChange(many, "s/d", {Deleted("s/d")}, 1));
+  // Within max_concurrent already (waiting on min_healthy): any release ahead is a reason.
+  std::set<std::string> one = {"s/a"};
+  CHECK(TurnMayChange(one, "s/d", {Deleted("s/a")}, 2));
 }
 
 struct Host {
