@@ -80,6 +80,21 @@ class FleetBudgetTest(FleetHostsTestCase):
         # Every slot key is gone once its incident ended.
         self.assertEqual(self.etcd.get("/guardian/shop/slots/", prefix=True), {})
 
+    def test_one_member_down_changes_nothing(self):
+        self.start_hosts()
+        # Every host lists m0 first, so each of them finds it gone and moves to the next one.
+        self.etcd.kill("m0")
+        self.break_all()
+        incs = {h: self.resolved(h) for h in self.hosts}
+        for h, inc in incs.items():
+            self.assertEqual(read_or_none(h.app), GOOD_CONFIG)
+            self.assertEqual(inc["attempts"], 1, inc)
+            self.assertEqual(len(self.steps(inc, "remediate")), 1, inc)
+            self.assertEqual(self.steps(inc, "observe"), [], inc)
+            self.assertEqual(h.events("fleet_cut_off"), [], h.name)
+            self.assertEqual(self.fleet_state(h), "connected")
+        self.assert_one_after_another(incs)
+
     def test_quorum_loss_holds_disruptive_playbooks_and_nothing_acts_twice(self):
         self.start_hosts()
         self.etcd.kill("m0")
