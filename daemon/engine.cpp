@@ -45,6 +45,9 @@ struct Engine::Incident {
   int interrupted = 0;
   bool observing = false;  // waits without acting (observe mode or hold); resolves on health
   bool dependent = false;  // caused by root_check's failure (depends_on): waits, never acts
+  // Its dependencies are being probed (Triage): resumed once, not again by every trigger of
+  // ResumeObserved (a reconnect, a release, a reload) that comes before the answers.
+  bool triaging = false;
   std::string root_check;
   int64_t waiting_since = 0;           // waits for its service's turn (WaitTurn), since then
   std::string waiting_for;             // why, for its `wait` step
@@ -136,7 +139,8 @@ void Engine::ResumeObserved() {
     CheckRuntime* check = FindCheck(inc->rec.check_id);
     std::string why;
     // A removed check's incident goes too: StartAttempt escalates it as no longer configured.
-    if (inc->observing && !inc->dependent && (!check || MayAct(check, &why))) ready.push_back(id);
+    if (inc->observing && !inc->dependent && !inc->triaging && (!check || MayAct(check, &why)))
+      ready.push_back(id);
   }
   for (int64_t id : ready) {
     auto it = incidents_.find(id);
@@ -589,6 +593,7 @@ void Engine::Triage(Incident* inc) {
   std::string root = FailingDependency(check, &root_id);
   if (!root.empty()) return MakeDependent(inc, root, root_id);
   // None known to fail: ask each now, since a root cause may have broken since its last probe.
+  inc->triaging = true;
   ProbeDependencies(inc->rec.id, 0);
 }
 
@@ -596,7 +601,10 @@ void Engine::ProbeDependencies(int64_t id, size_t i) {
   auto it = incidents_.find(id);
   if (it == incidents_.end() || shutting_down_) return;
   CheckRuntime* check = FindCheck(it->second->rec.check_id);
-  if (!check || i >= check->config().depends_on.size()) return StartAttempt(it->second.get());
+  if (!check || i >= check->config().depends_on.size()) {
+    it->second->triaging = false;
+    return StartAttempt(it->second.get());
+  }
   std::string dep_id = check->config().depends_on[i];
   CheckRuntime* dep = FindCheck(dep_id);
   if (!dep) return ProbeDependencies(id, i + 1);
@@ -604,6 +612,7 @@ void Engine::ProbeDependencies(int64_t id, size_t i) {
     auto it = incidents_.find(id);
     if (it == incidents_.end() || shutting_down_) return;
     if (!obs.failing()) return ProbeDependencies(id, i + 1);
+    it->second->triaging = false;
     CheckRuntime* dep = FindCheck(dep_id);
     MakeDependent(it->second.get(), dep_id, dep && dep->incident_id > 0 ? dep->incident_id : 0);
     if (dep && dep->incident_id == 0) dep->ProbeNow();  // its own incident, without delay

@@ -5,10 +5,27 @@ own and its playbook runs. Two real files stand in for two services: `site`'s co
 symlink to `base`'s, so deleting base's file breaks both checks at once, and restoring it heals
 both, as a network outage breaks every check that calls out through it."""
 
+import http.server
 import os
+import threading
+import time
 import unittest
 
 from harness import GOOD_CONFIG, LONG_TIMEOUT_S, TIMEOUT_S, GuardianTestCase
+
+
+class SlowOkHandler(http.server.BaseHTTPRequestHandler):
+    """200 after 1.5 s: a dependency that is fine but slow to say so."""
+
+    def do_GET(self):
+        time.sleep(1.5)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
 
 
 def phases(inc):
@@ -100,6 +117,39 @@ class CausalSuppressionTest(GuardianTestCase):
         i = self.wait_for(linked, LONG_TIMEOUT_S, "site's incident linked in the status")
         self.assertTrue(i["observing"])
         self.assertEqual(i["caused_by"], self.incidents("base")[0]["id"])
+
+    def test_a_resume_while_dependencies_are_probed_acts_once(self):
+        # An incident that observed (observe mode) is resumed by a reload to `act`; while its
+        # dependency is being asked (slowly), a release resumes observed incidents again: the
+        # incident must not start a second attempt.
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowOkHandler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        self.site, _ = self.make_app_file("site")
+        slow = {"id": "slow-dep", "mode": "http", "interval_ms": 5000,
+                "params": {"url": "http://127.0.0.1:%d/" % server.server_port,
+                           "timeout_ms": 5000, "on_fail": ["/bin/true"]}}
+        # slow_backup: its backup takes 3 s, so a second attempt would start during the first.
+        site = dict(self.check("site", self.site, playbook="slow_backup"), depends_on=["slow-dep"])
+        self.write_config([slow, site], test_playbooks=True, mode="observe")
+        self.start_daemon()
+        for c in ("slow-dep", "site"):
+            self.wait_for(lambda: (self.check_status(c) or {}).get("state") == "ok",
+                          LONG_TIMEOUT_S, c + " ok")
+        os.remove(self.site)
+        self.wait_for(lambda: self.incidents("site") and "observe" in phases(
+            self.incident(self.incidents("site")[0]["id"])), TIMEOUT_S, "site observing")
+        self.write_config([slow, site], test_playbooks=True, mode="act")
+        self.cli("reload")
+        time.sleep(0.5)  # its dependency's answer is 1 s away
+        self.cli("release", "site")
+        inc = self.wait_incident("site", timeout=LONG_TIMEOUT_S)
+        inc = self.incident(inc["id"])
+        self.assertEqual(inc["state"], "resolved", inc)
+        self.assertEqual(inc["attempts"], 1, inc)
+        self.assertEqual(phases(inc).count("backup"), 1, phases(inc))
+        self.assertEqual(phases(inc).count("remediate"), 1, phases(inc))
 
 if __name__ == "__main__":
     unittest.main()
