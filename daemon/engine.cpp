@@ -767,7 +767,8 @@ void Engine::StartAttempt(Incident* inc) {
     return WaitTurn(inc, *acting, service);
   // The fleet's turn before any budget is spent: a host kept waiting has not acted.
   // (A check whose budget is spent escalates below without taking a turn first.)
-  if (NeedsSlot(inc->rec.playbook) && !inc->slot_held && check->budget().Remaining() > 0)
+  if (NeedsSlot(inc->rec.playbook, inc->run.get()) && !inc->slot_held &&
+      check->budget().Remaining() > 0)
     return TakeSlot(inc);
   // The check's own budget is judged first: an attempt it refuses spends nothing shared.
   if (check->budget().Remaining() > 0 && !SpendBreaker()) return Observe(inc, breaker_reason_);
@@ -803,7 +804,8 @@ void Engine::StartAttempt(Incident* inc) {
     // Never act on a stale slot: the lease under it must still be this host's, and the grant
     // this incident's. Lost while still connected (a late keep-alive, say), it asks again;
     // the attempt was the fleet's doing, not the playbook's, so it does not count (3 at most).
-    if (inc->slot_held && !fleet_->Holds(inc->rec.mode, inc->SlotHolder())) {
+    if (NeedsSlot(inc->rec.playbook, inc->run.get()) &&
+        (!inc->slot_held || !fleet_->Holds(inc->rec.mode, inc->SlotHolder()))) {
       ReleaseSlot(inc, "lost before remediate");
       if (inc->slot_losses < kMaxSlotLosses) ++inc->slot_losses;
       return RetryOrEscalate(inc, "the fleet slot of " + inc->rec.mode +
@@ -839,14 +841,18 @@ void Engine::set_fleet(FleetSlots* slots) {
   });
 }
 
-bool Engine::NeedsSlot(const std::string& playbook) const {
+bool Engine::NeedsSlot(const std::string& playbook, const PlaybookRun* run) const {
   if (!fleet_) return false;
+  // An incident's run acts with the code it started with, even if the file changed or went.
+  if (run) return run->playbook().disruptive;
+  // Unknown (removed, or failed to load): not known to be harmless, so it waits its turn.
   auto pb = playbooks_->Find(playbook);
-  return pb && pb->disruptive;
+  return !pb || pb->disruptive;
 }
 
-bool Engine::FleetStops(const std::string& playbook, std::string* why) const {
-  if (!NeedsSlot(playbook)) return false;
+bool Engine::FleetStops(const std::string& playbook, std::string* why,
+                        const PlaybookRun* run) const {
+  if (!NeedsSlot(playbook, run)) return false;
   FleetMember::State s = fleet_->member()->state();
   if (s == FleetMember::State::kConnected) return false;
   const FleetConfig& c = fleet_->member()->config();
@@ -907,7 +913,8 @@ void Engine::SlotAnswered(int64_t id, Status s) {
     inc->slot_wait_why.clear();
     // Cut off: observe-only until the host is back, which resumes it.
     std::string why;
-    if (!FleetStops(inc->rec.playbook, &why)) why = "fleet slot refused: " + s.message();
+    if (!FleetStops(inc->rec.playbook, &why, inc->run.get()))
+      why = "fleet slot refused: " + s.message();
     return Observe(inc, why);
   }
   inc->slot_held = true;

@@ -144,10 +144,12 @@ class Engine {
   void PassTurn(const std::string& check_id);
   void TakeTurn(int64_t id);
   void StartAttempt(Incident* inc);
-  // Fleet slots: whether `playbook` needs one (fleet mode, disruptive) and, when the host is
-  // not connected, why it may not act; taking one before an attempt; giving it back.
-  bool NeedsSlot(const std::string& playbook) const;
-  bool FleetStops(const std::string& playbook, std::string* why) const;
+  // Fleet slots: whether `playbook` needs one (fleet mode, disruptive; `run`, when an incident
+  // has one, is what will act) and, when the host is not connected, why it may not act;
+  // taking one before an attempt; giving it back.
+  bool NeedsSlot(const std::string& playbook, const PlaybookRun* run = nullptr) const;
+  bool FleetStops(const std::string& playbook, std::string* why,
+                  const PlaybookRun* run = nullptr) const;
   void TakeSlot(Incident* inc);
   void SlotAnswered(int64_t id, Status s);
   void ReleaseSlot(Incident* inc, const std::string& why);

@@ -50,6 +50,8 @@ class PlaybookRun {
   // Ends a running phase now: its `done` gets Status::Aborted(reason).
   void Abort(const std::string& reason);
   bool running() const { return static_cast<bool>(done_); }
+  // The playbook as it was when this run started (a reload does not change a run under way).
+  const PlaybookInfo& playbook() const { return *playbook_; }
   // Dry run only: what the phases would have done, in call order. Past kMaxRecorded calls
   // one last entry says recording stopped.
   const std::vector<DryRunAction>& recorded() const { return recorded_; }

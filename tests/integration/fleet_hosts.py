@@ -39,8 +39,9 @@ class FleetHostsTestCase(GuardianTestCase):
         self.addCleanup(self.etcd.close)
         self.etcd.start()
 
-    def start_hosts(self, n=3, playbook="fleet_restore", budgets=None, endpoints=None):
-        """`endpoints`: host name -> its etcd URLs (a host behind a TcpProxy, say)."""
+    def start_hosts(self, n=3, playbook="fleet_restore", budgets=None, endpoints=None, **top):
+        """`endpoints`: host name -> its etcd URLs (a host behind a TcpProxy, say); `top`: more
+        top-level config (playbook_dirs, retry, ...)."""
         self.hosts = [Host(self, "web-%d" % i) for i in range(1, n + 1)]
         for h in self.hosts:
             urls = (endpoints or {}).get(h.name) or self.etcd.endpoints()
@@ -49,7 +50,7 @@ class FleetHostsTestCase(GuardianTestCase):
                      "budgets": budgets or {"default": {"max_concurrent": 1, "min_healthy": 0}}}
             checks = [self.check("app", h.app, playbook=playbook)]
             self.write_config(checks, path=h.config_path, test_playbooks=True, fleet=fleet,
-                              state_dir=h.state_dir)
+                              state_dir=h.state_dir, **top)
             h.daemon = self.start_daemon(h.config_path, wait_ready=False)
         self.daemon = self.hosts[0].daemon  # whose log tail a failed wait shows
         for h in self.hosts:

@@ -6,14 +6,24 @@ etcd (quorum lost), disruptive playbooks are held observe-only with the reason; 
 is back each acts exactly once. One host partitioned from etcd alone (a black-holing proxy on its
 road) holds its disruptive playbook while the others act, and acts once it is back."""
 
+import os
 import time
 import unittest
 
 from fleet_hosts import FleetHostsTestCase
 from tcp_proxy import TcpProxy
-from harness import GOOD_CONFIG, read_or_none
+from harness import GOOD_CONFIG, REPO_PLAYBOOKS, read_or_none
 
 BROKEN = "server: [unclosed\n"
+
+# A disruptive playbook whose verify always fails: each attempt ends in a retry.
+NEVER_VERIFIES = """
+local P = { name = "fleet_never_verifies", mode = "missing_config", timeout = 5000,
+            retries = 3, disruptive = true }
+function P.remediate(ctx) return "did nothing" end
+function P.verify(ctx) error("not healed") end
+return P
+"""
 
 
 class FleetBudgetTest(FleetHostsTestCase):
@@ -124,6 +134,39 @@ class FleetBudgetTest(FleetHostsTestCase):
             self.assertEqual(len(self.steps(inc, "remediate")), 1, inc)
             self.assertEqual(inc["attempts"], 1, inc)
         self.assert_one_after_another(incs)
+
+    def test_a_retry_whose_playbook_was_removed_is_still_held_while_cut_off(self):
+        # The incident's run keeps the playbook's code after its file is gone, so a retry
+        # would act with it: it must still count as disruptive and be held while cut off.
+        pb_dir = self.path("playbooks")
+        os.makedirs(pb_dir)
+        pb = os.path.join(pb_dir, "fleet_never_verifies.lua")
+        with open(pb, "w", encoding="utf-8") as f:
+            f.write(NEVER_VERIFIES)
+        self.start_hosts(n=1, playbook="fleet_never_verifies",
+                         playbook_dirs=[REPO_PLAYBOOKS, pb_dir],
+                         retry={"backoff_base_ms": 8000, "backoff_max_ms": 8000})
+        h = self.hosts[0]
+        self.break_all()
+
+        def first_attempt_failed():
+            incs = self.host_incidents(h)
+            if not incs:
+                return None
+            inc = self.cli("incident", str(incs[0]["id"]), state_dir=h.state_dir)
+            return [s for s in inc["steps"] if s["phase"] == "verify" and s["status"] == "failed"]
+        failed = self.wait_for(first_attempt_failed, 30, "the first attempt to fail",
+                               daemon=h.daemon)
+        self.etcd.kill("m0")
+        self.etcd.kill("m1")
+        self.wait_fleet(h, "cut_off")
+        os.remove(pb)
+        self.cli("reload", state_dir=h.state_dir)
+        # Past the retry's time (8 s after the first attempt), with a margin.
+        time.sleep(max(0.0, failed[0]["ended_at"] / 1000.0 + 10 - time.time()))
+        inc = self.cli("incident", str(self.host_incidents(h)[0]["id"]), state_dir=h.state_dir)
+        self.assertEqual(len(self.steps(inc, "remediate")), 1, inc)
+        self.assertIn("cut off from fleet shop", self.steps(inc, "observe")[-1]["message"])
 
     def test_a_partitioned_host_holds_while_the_others_act_and_acts_once_back(self):
         proxies = [TcpProxy(port) for port in self.etcd.client.values()]
