@@ -127,6 +127,10 @@ void FleetMember::Register() {
                if (!r.succeeded && holder != lease_) {
                  int64_t mine = lease_;
                  etcd_->LeaseRevoke(mine, [](Status) {});
+                 // Revoked (or running out) and holding nothing: not the stale lease that
+                 // Lost keeps for the next Connect, which may be an older one still holding
+                 // this host's seat.
+                 lease_ = 0;
                  return Lost("host id '" + config_.host + "' is held by another guardiand (lease " +
                              std::to_string(holder) + "); retrying until it is free");
                }

@@ -293,10 +293,12 @@ void FleetSlots::Discard(const std::string& mode, int64_t lease) {
   std::string key = SlotsPrefix(c.name, mode) + c.host;
   // Deleted only while it is still on that lease; until then it would hold a place in the
   // queue for as long as this host lives, so a failed delete is tried again.
-  discarding_.insert(mode);
+  ++discarding_[mode];
   member_->etcd().Txn({{key, "LEASE", "EQUAL", "", lease}}, {EtcdOp::Delete(key)}, {},
                       [this, alive = alive_, mode, lease](Status s, EtcdTxnResult) {
                         if (!*alive) return;
+                        // Another delete of the mode still in flight: its answer decides.
+                        if (--discarding_[mode] > 0) return;
                         discarding_.erase(mode);
                         // Asked for again meanwhile: its Claim waited for this delete.
                         if (Find(mode)) {

@@ -88,7 +88,9 @@ class FleetSlots {
   FleetMember* member_;
   std::map<std::string, std::shared_ptr<Request>> requests_;  // by mode
   std::map<std::string, std::unique_ptr<Timer>> discards_;    // deletes to retry, by mode
-  std::set<std::string> discarding_;                          // modes with a delete in flight
+  // Deletes in flight by mode: a Claim waits until none is left, as the last one could land
+  // after the key is made again and remove a fresh grant's key.
+  std::map<std::string, int> discarding_;
   std::shared_ptr<bool> alive_;  // false once destroyed, for answers still in flight
 };
 
