@@ -468,6 +468,9 @@ void Service::OnExit(int64_t code, int sig) {
   kill_timer_.Stop();
   ready_poll_.Stop();
   healthy_timer_.Stop();
+  // Whatever ended it (asked for or not), its healthy period ends with it: the next process
+  // earns its own before earlier failures are forgiven.
+  policy_.OnNotReady();
   ServiceExit exit{adopted_ ? -1 : code, sig, clock_->WallMs(), stop_asked_};
   last_exit_ = exit;
   ProcessIdentity was = identity_;

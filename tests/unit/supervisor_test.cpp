@@ -210,6 +210,32 @@ TEST_CASE("the backoff resets after a verified healthy period, not before") {
   }
 }
 
+TEST_CASE("a restart asked for ends the healthy period: the next process earns its own") {
+  SupervisorFixture f;
+  // Starts 1 and 2 fail at once; 3 is ready at once; 4 takes 0.7 s to be ready.
+  ServiceConfig s = f.Svc(
+      "flaky", {"/bin/sh", "-c",
+                "n=$(cat n 2>/dev/null || echo 0); n=$((n+1)); echo $n > n; "
+                "[ $n -le 2 ] && exit 1; [ $n -ge 4 ] && sleep 0.7; "
+                "echo \"{\\\"pid\\\": $$, \\\"state\\\": \\\"ready\\\"}\" > st.tmp && mv st.tmp "
+                "status.json; exec sleep 60"});
+  s.status_file = (f.dir / "status.json").string();
+  s.healthy_after_ms = 500;
+  f.Apply({s});
+  Service* svc = f.sup->Find("flaky");
+  REQUIRE(f.RunUntil([&] { return svc->state() == ServiceState::kReady; }, 10'000));
+  CHECK(svc->Snapshot().failures == 2);
+  svc->Restart("test", nullptr);
+  REQUIRE(f.RunUntil([&] { return f.Count("ready") >= 2; }, 10'000));
+  // Ready 0.7 s after the restart, which is past 500 ms from the first process's ready: the
+  // new process has been ready for no time at all, so nothing is forgiven yet.
+  CHECK(svc->Snapshot().failures == 2);
+  CHECK(f.Count("backoff_reset") == 0);
+  // Forgiven once it has been ready for the whole period itself.
+  REQUIRE(f.RunUntil([&] { return f.Count("backoff_reset") == 1; }, 5000));
+  CHECK(svc->Snapshot().failures == 0);
+}
+
 TEST_CASE("a restarted supervisor adopts the recorded process and refuses a stale record") {
   SupervisorFixture f;
   ServiceConfig keep = f.Svc("keeper", {"/bin/sleep", "60"});
