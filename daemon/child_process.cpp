@@ -54,6 +54,8 @@ bool ChildProcess::Start() {
   o.env = env.get();
   o.cwd = opts_.cwd.empty() ? nullptr : opts_.cwd.c_str();
   ApplyRunAs(opts_.run_as, &o);
+  // Its own process group (setsid), so a timeout or a cancel ends what it started too.
+  o.flags |= UV_PROCESS_DETACHED;
   o.stdio = stdio;
   o.stdio_count = 3;
   o.exit_cb = [](uv_process_t* p, int64_t code, int sig) {
@@ -119,16 +121,22 @@ bool ChildProcess::Start() {
 void ChildProcess::Kill() {
   if (exited_ || killing_) return;
   killing_ = true;
-  // Not yet reaped (exit_cb has not run), so this pid is still our child.
-  uv_process_kill(&proc_, SIGTERM);
+  // Not yet reaped (exit_cb has not run), so this pid is still our child and its process
+  // group id cannot have been handed to anyone else.
+  KillGroup(SIGTERM);
   uv_timer_stop(&timer_);
   uv_timer_start(
       &timer_,
       [](uv_timer_t* t) {
         auto* self = static_cast<ChildProcess*>(t->data);
-        if (!self->exited_) uv_process_kill(&self->proc_, SIGKILL);
+        if (!self->exited_) self->KillGroup(SIGKILL);
       },
       static_cast<uint64_t>(opts_.kill_grace_ms), 0);
+}
+
+void ChildProcess::KillGroup(int sig) {
+  ::kill(-proc_.pid, sig);
+  uv_process_kill(&proc_, sig);  // in case it left its group
 }
 
 void ChildProcess::OnExit(int64_t code, int sig) {

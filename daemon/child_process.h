@@ -1,8 +1,11 @@
 #pragma once
 // ChildProcess: runs one program as an argv vector (never through a shell), captures its
-// stdout and stderr up to a cap, and reports how it ended. A timeout sends SIGTERM, then
-// SIGKILL after a grace period. Only our own not-yet-reaped child is signalled, so the pid
-// cannot have been reused.
+// stdout and stderr up to a cap, and reports how it ended. It runs in a process group of its
+// own; a timeout (or Kill) sends SIGTERM to that group, then SIGKILL after a grace period, so
+// helpers it started end with it. Signals go only while our child is not yet reaped, so neither
+// its pid nor its group id can have been reused; a helper that outlives its parent's exit by
+// ignoring SIGTERM is not reached. A program that ends by itself leaves what it started
+// running (a start script's daemon).
 //
 // Lifetime: Start() once; `done` is called exactly once on the loop thread after the process
 // has exited and every handle is closed. Kill() may be called any time before that. The object
@@ -55,6 +58,7 @@ class ChildProcess {
   ChildProcess(uv_loop_t* loop, ChildOptions opts, std::function<void(ChildResult)> done);
   ~ChildProcess() = default;
   bool Start();
+  void KillGroup(int sig);
   void OnExit(int64_t code, int sig);
   void MaybeFinish();
   void MaybeCloseTimer();
