@@ -90,6 +90,16 @@ std::vector<ProcStat> ListChildren(pid_t parent) {
   return out;
 }
 
+std::string ReadEnvVar(pid_t pid, const std::string& name) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+  std::string entry;
+  const std::string prefix = name + "=";
+  while (std::getline(f, entry, '\0')) {
+    if (entry.compare(0, prefix.size(), prefix) == 0) return entry.substr(prefix.size());
+  }
+  return "";
+}
+
 Status ReadProcessIdentity(pid_t pid, ProcessIdentity* out) {
   if (pid <= 0) return Status::InvalidArgument("pid must be > 0, got " + std::to_string(pid));
   std::string dir = "/proc/" + std::to_string(pid);

@@ -47,6 +47,10 @@ Status ReadProcStat(pid_t pid, ProcStat* out);
 // /proc: blocking, call on the pool.
 std::vector<ProcStat> ListChildren(pid_t parent);
 
+// The value of `name` in /proc/PID/environ (the environment the process started with), or ""
+// when it is not set or cannot be read. Blocking: call on the pool.
+std::string ReadEnvVar(pid_t pid, const std::string& name);
+
 // Parses the text of /proc/PID/stat (the command name in parentheses may hold spaces and
 // parentheses). Exposed for tests.
 Status ParseProcStat(const std::string& text, char* state, uint64_t* start_ticks);

@@ -190,8 +190,8 @@ void Supervisor::SetPort(const std::string& name, int port, const std::string& r
 void Supervisor::OnEvent(const Service& service, const ServiceEvent& event) {
   if ((event.kind == "exited" || event.kind == "stopped") && event.pid > 0) {
     // The leader is gone: what is left of its process group is orphaned now.
-    orphan_groups_[event.pid] =
-        OrphanGroup{service.name(), clock_->MonoMs() + service.config().stop_grace_ms, false};
+    orphan_groups_[event.pid] = OrphanGroup{
+        service.name(), clock_->MonoMs() + service.config().stop_grace_ms, false, ++group_stamp_};
     ScanOrphans();
   }
   if (on_event_) on_event_(service, event);
@@ -204,20 +204,36 @@ void Supervisor::ScanOrphans() {
     return;
   }
   scan_in_flight_ = true;
-  auto children = std::make_shared<std::vector<ProcStat>>();
+  auto children = std::make_shared<std::vector<Child>>();
   pid_t self = ::getpid();
   std::weak_ptr<bool> alive = alive_;
+  uint64_t stamp = group_stamp_;
   QueueWork(
-      loop_, [children, self] { *children = ListChildren(self); },
-      [this, alive, children] {
+      loop_,
+      [children, self] {
+        for (auto& st : ListChildren(self)) {
+          std::string service = st.state == 'Z' ? "" : ReadEnvVar(st.pid, "GUARDIAN_SERVICE");
+          children->push_back(Child{st, std::move(service)});
+        }
+      },
+      [this, alive, children, stamp] {
         if (alive.expired()) return;
         scan_in_flight_ = false;
-        OnOrphans(std::move(*children));
+        OnOrphans(std::move(*children), stamp);
         if (std::exchange(scan_again_, false)) ScanOrphans();
       });
 }
 
-void Supervisor::OnOrphans(std::vector<ProcStat> children) {
+bool Supervisor::OutlivedItsService(const Child& c) const {
+  if (c.service.empty()) return false;
+  auto it = services_.find(c.service);
+  if (it == services_.end()) return true;  // removed from the config (or retiring)
+  ServiceSnapshot now = it->second->Snapshot();
+  if (now.process.pid == 0) return true;
+  return c.stat.start_ticks < now.process.start_ticks;
+}
+
+void Supervisor::OnOrphans(std::vector<Child> children, uint64_t stamp) {
   // libuv waits for the children it spawned itself (services, playbook programs).
   std::set<pid_t> known;
   uv_walk(
@@ -230,7 +246,8 @@ void Supervisor::OnOrphans(std::vector<ProcStat> children) {
       &known);
   int64_t now = clock_->MonoMs();
   std::set<pid_t> groups_seen;
-  for (const auto& c : children) {
+  for (const auto& child : children) {
+    const ProcStat& c = child.stat;
     if (known.count(c.pid)) continue;
     if (c.state == 'Z') {
       int status = 0;
@@ -239,6 +256,15 @@ void Supervisor::OnOrphans(std::vector<ProcStat> children) {
       continue;
     }
     auto g = orphan_groups_.find(c.pgrp);
+    // A helper that left its service's group (setsid, a double fork) is known by the service
+    // its environment names, once the process that made it is gone.
+    if (g == orphan_groups_.end() && OutlivedItsService(child)) {
+      auto svc = services_.find(child.service);
+      int64_t grace = svc == services_.end() ? 5000 : svc->second->config().stop_grace_ms;
+      spdlog::info("pid {} of service {} outlived its service's process in a group of its own",
+                   c.pid, child.service);
+      g = orphan_groups_.emplace(c.pgrp, OrphanGroup{child.service, now + grace, false, 0}).first;
+    }
     if (g == orphan_groups_.end()) continue;  // a service that still runs may keep its helpers
     groups_seen.insert(c.pgrp);
     // Listed on the pool a moment ago, so no longer certain to be an unreaped child of ours: a
@@ -259,6 +285,8 @@ void Supervisor::OnOrphans(std::vector<ProcStat> children) {
     if (groups_seen.count(it->first)) {
       it->second.termed = true;
       ++it;
+    } else if (it->second.stamp > stamp) {
+      ++it;  // added after this scan listed the children: the next scan judges it
     } else {
       it = orphan_groups_.erase(it);
     }

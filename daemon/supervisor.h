@@ -56,7 +56,18 @@ class Supervisor {
  private:
   void OnEvent(const Service& service, const ServiceEvent& event);
   void ScanOrphans();
-  void OnOrphans(std::vector<ProcStat> children);
+  // A child of ours (re-parented to us, a subreaper), with the service named in its
+  // environment (GUARDIAN_SERVICE, which a helper keeps even in a session of its own).
+  struct Child {
+    ProcStat stat;
+    std::string service;
+  };
+  // `stamp`: the last orphan group added before the scan that listed `children` began.
+  void OnOrphans(std::vector<Child> children, uint64_t stamp);
+  // Whether `c`, a process of a service's (by its environment) in no orphan group, outlived
+  // the process that made it: the service is gone or not running, or its process now is
+  // younger than `c` (so `c` is not the live process's helper).
+  bool OutlivedItsService(const Child& c) const;
   void Retire(std::unique_ptr<Service> service, std::function<void()> then);
 
   uv_loop_t* loop_;
@@ -80,8 +91,10 @@ class Supervisor {
     std::string service;
     int64_t kill_at = 0;
     bool termed = false;
+    uint64_t stamp = 0;  // when added (group_stamp_): a scan begun before cannot have seen it
   };
   std::map<pid_t, OrphanGroup> orphan_groups_;
+  uint64_t group_stamp_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool closing_ = false;
 };

@@ -159,6 +159,42 @@ TEST_CASE("orphans left by a service that exited are stopped, even one that igno
   CHECK(f.RunUntil([&] { return !fs::exists("/proc/" + std::to_string(orphan)); }, 5000));
 }
 
+TEST_CASE("a helper a service detached into a session of its own is stopped with it") {
+  SupervisorFixture f;
+  // setsid: the helper leaves the service's process group, but keeps GUARDIAN_SERVICE.
+  ServiceConfig s = f.Svc(
+      "detacher", {"/bin/sh", "-c", "setsid sleep 62 & echo $! > helper.pid; sleep 0.3; exit 1"});
+  s.backoff_base_ms = 60'000;  // one run is enough
+  f.Apply({s});
+  REQUIRE(f.RunUntil([&] { return f.Count("exited") >= 1; }, 5000));
+  pid_t helper = 0;
+  std::ifstream(f.dir / "helper.pid") >> helper;
+  REQUIRE(helper > 0);
+  CHECK(f.RunUntil([&] { return !Alive(helper); }, 5000));
+}
+
+TEST_CASE("a detached helper of the running process is left alone") {
+  SupervisorFixture f;
+  // The helper's parent (a subshell) exits at once, so the helper is re-parented to us while
+  // the service itself keeps running: it is the live process's, not an orphan of an old one.
+  ServiceConfig s =
+      f.Svc("keeper", {"/bin/sh", "-c", "(setsid sleep 63 & echo $! > helper.pid); exec sleep 60"});
+  f.Apply({s});
+  REQUIRE(f.RunUntil([&] { return fs::exists(f.dir / "helper.pid"); }, 5000));
+  f.RunUntil([] { return false; }, 300);
+  pid_t helper = 0;
+  std::ifstream(f.dir / "helper.pid") >> helper;
+  REQUIRE(helper > 0);
+  // Another service's exit makes the supervisor look at its orphans meanwhile.
+  ServiceConfig other = f.Svc("other", {"/bin/sh", "-c", "exit 1"});
+  other.backoff_base_ms = 60'000;
+  f.Apply({s, other});
+  REQUIRE(f.RunUntil([&] { return f.Count("exited") >= 1; }, 5000));
+  f.RunUntil([] { return false; }, 1000);
+  CHECK(Alive(helper));
+  ::kill(helper, SIGKILL);
+}
+
 TEST_CASE("ready comes from the status file, and only when it names this process") {
   SupervisorFixture f;
   ServiceConfig s = f.Svc(
