@@ -90,6 +90,16 @@ std::vector<ProcStat> ListChildren(pid_t parent) {
   return out;
 }
 
+const std::string& BootId() {
+  static const std::string id = [] {
+    std::ifstream f("/proc/sys/kernel/random/boot_id");
+    std::string s;
+    std::getline(f, s);
+    return s;
+  }();
+  return id;
+}
+
 std::string ReadEnvVar(pid_t pid, const std::string& name) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
   std::string entry;

@@ -47,6 +47,10 @@ Status ReadProcStat(pid_t pid, ProcStat* out);
 // /proc: blocking, call on the pool.
 std::vector<ProcStat> ListChildren(pid_t parent);
 
+// This boot's id (/proc/sys/kernel/random/boot_id), read once; "" when it cannot be read. A
+// pid and start time name one process only within one boot.
+const std::string& BootId();
+
 // The value of `name` in /proc/PID/environ (the environment the process started with), or ""
 // when it is not set or cannot be read. Blocking: call on the pool.
 std::string ReadEnvVar(pid_t pid, const std::string& name);

@@ -150,6 +150,7 @@ Status LoadRecordedProcess(const std::string& path, RecordedProcess* out) {
   out->process.start_ticks = doc["start_ticks"].get<uint64_t>();
   out->process.exe = doc.value("exe", std::string());
   out->started_at = doc.value("started_at", int64_t{0});
+  out->boot_id = doc.value("boot_id", std::string());
   return Status::OK();
 }
 
@@ -188,6 +189,13 @@ void Service::Start(const RecordedProcess* recorded) {
 
 bool Service::TryAdopt(const RecordedProcess& recorded) {
   if (recorded.process.pid <= 0) return false;
+  if (!recorded.boot_id.empty() && recorded.boot_id != BootId()) {
+    Emit("stale_record",
+         "the record names " + recorded.process.ToString() + " in an earlier boot (" +
+             recorded.boot_id + "); not adopted",
+         0);
+    return false;
+  }
   // The pidfd first, then the check: a pid reused after the check could not be the one held.
   int pidfd = PidfdOpen(recorded.process.pid);
   if (pidfd < 0) return false;
@@ -326,7 +334,8 @@ void Service::SpawnWith(int out, bool join_cgroup) {
   nlohmann::json rec = {{"pid", identity_.pid},
                         {"start_ticks", identity_.start_ticks},
                         {"exe", identity_.exe},
-                        {"started_at", started_at_}};
+                        {"started_at", started_at_},
+                        {"boot_id", BootId()}};
   std::string path = identity_file();
   std::string text = rec.dump() + "\n";
   // Into its memory cgroup at once (uv_spawn has no hook before exec, so the first moments of

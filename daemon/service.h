@@ -73,6 +73,7 @@ struct ServiceSnapshot {
 struct RecordedProcess {
   ProcessIdentity process;
   int64_t started_at = 0;  // wall ms
+  std::string boot_id;     // the boot it was recorded in ("" in records from before it was kept)
 };
 std::string IdentityFile(const std::string& state_dir, const std::string& name);
 // Reads a record (blocking: call on the pool). NotFound when there is none.

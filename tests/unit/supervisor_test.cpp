@@ -314,6 +314,36 @@ TEST_CASE("a restarted supervisor adopts the recorded process and refuses a stal
   CHECK(f.sup->Find("keeper")->Snapshot().process.pid != getpid());
 }
 
+TEST_CASE("a record from an earlier boot is not trusted, even if pid and start time match") {
+  SupervisorFixture f;
+  ServiceConfig keep = f.Svc("keeper", {"/bin/sleep", "60"});
+  keep.stop_on_exit = false;
+  f.Apply({keep});
+  REQUIRE(f.RunUntil([&] { return f.sup->Find("keeper")->state() == ServiceState::kReady; }, 5000));
+  ProcessIdentity first = f.sup->Find("keeper")->Snapshot().process;
+  auto record = f.dir / "services" / "keeper.json";
+  REQUIRE(f.RunUntil([&] { return fs::exists(record); }, 5000));
+  f.Close();
+  REQUIRE(Alive(first.pid));
+  std::string text;
+  std::getline(std::ifstream(record), text);
+  CHECK(text.find("\"boot_id\":\"" + BootId() + "\"") != std::string::npos);
+  // The same pid and start ticks, recorded in another boot: after a reboot they name a
+  // stranger that happens to match, never the process the record was made for.
+  std::ofstream(record) << "{\"pid\": " << first.pid << ", \"start_ticks\": " << first.start_ticks
+                        << ", \"exe\": \"/bin/sleep\", "
+                        << "\"boot_id\": \"00000000-0000-0000-0000-000000000000\"}";
+  f.events.clear();
+  f.sup = f.NewSupervisor();
+  keep.stop_on_exit = true;
+  f.Apply({keep});
+  CHECK(f.Count("stale_record") == 1);
+  CHECK(f.Count("adopted") == 0);
+  CHECK(f.RunUntil([&] { return f.Count("started") == 1; }, 5000));
+  CHECK(f.sup->Find("keeper")->Snapshot().process.pid != first.pid);
+  ::kill(first.pid, SIGKILL);
+}
+
 TEST_CASE("a port move is kept in the registry within the service's range") {
   SupervisorFixture f;
   ServiceConfig s = f.Svc("web", {"/bin/sleep", "60"});
