@@ -86,6 +86,32 @@ struct SupervisorFixture {
     return done();
   }
 
+  // Runs `script` once as service `name` (no restart within the test), waits for its exit and
+  // returns the pid the script wrote to `pidfile` (a process it left behind).
+  pid_t LeftBehind(const std::string& name, const std::string& script, const std::string& pidfile) {
+    ServiceConfig s = Svc(name, {"/bin/sh", "-c", script});
+    s.backoff_base_ms = 60'000;
+    Apply({s});
+    REQUIRE(RunUntil([&] { return Count("exited") >= 1; }, 5000));
+    pid_t pid = 0;
+    std::ifstream(dir / pidfile) >> pid;
+    REQUIRE(pid > 0);
+    return pid;
+  }
+
+  // Runs `keep` (stop_on_exit: false) until it is ready and recorded, then closes this
+  // supervisor, which leaves it running; returns its identity.
+  ProcessIdentity LeaveRunning(const ServiceConfig& keep) {
+    Apply({keep});
+    REQUIRE(RunUntil([&] { return sup->Find(keep.name)->state() == ServiceState::kReady; }, 5000));
+    ProcessIdentity id = sup->Find(keep.name)->Snapshot().process;
+    REQUIRE(id.start_ticks > 0);
+    REQUIRE(RunUntil([&] { return fs::exists(dir / "services" / (keep.name + ".json")); }, 5000));
+    Close();
+    REQUIRE(Alive(id.pid));
+    return id;
+  }
+
   int Count(const std::string& kind) const {
     int n = 0;
     for (const auto& [name, e] : events) n += e.kind == kind;
@@ -145,15 +171,9 @@ TEST_CASE("a stop reaches every process of the service's group") {
 TEST_CASE("orphans left by a service that exited are stopped, even one that ignores TERM") {
   SupervisorFixture f;
   // The subshell ignores TERM and execs sleep, which inherits that.
-  ServiceConfig s = f.Svc(
-      "leaver",
-      {"/bin/sh", "-c", "(trap '' TERM; exec sleep 61) & echo $! > orphan.pid; sleep 0.3; exit 1"});
-  s.backoff_base_ms = 60'000;  // one run is enough
-  f.Apply({s});
-  REQUIRE(f.RunUntil([&] { return f.Count("exited") >= 1; }, 5000));
-  pid_t orphan = 0;
-  std::ifstream(f.dir / "orphan.pid") >> orphan;
-  REQUIRE(orphan > 0);
+  pid_t orphan = f.LeftBehind(
+      "leaver", "(trap '' TERM; exec sleep 61) & echo $! > orphan.pid; sleep 0.3; exit 1",
+      "orphan.pid");
   // Re-parented to us (a subreaper), TERM ignored, then KILLed after the grace and reaped.
   CHECK(f.RunUntil([&] { return !Alive(orphan); }, 5000));
   CHECK(f.RunUntil([&] { return !fs::exists("/proc/" + std::to_string(orphan)); }, 5000));
@@ -162,14 +182,8 @@ TEST_CASE("orphans left by a service that exited are stopped, even one that igno
 TEST_CASE("a helper a service detached into a session of its own is stopped with it") {
   SupervisorFixture f;
   // setsid: the helper leaves the service's process group, but keeps GUARDIAN_SERVICE.
-  ServiceConfig s = f.Svc(
-      "detacher", {"/bin/sh", "-c", "setsid sleep 62 & echo $! > helper.pid; sleep 0.3; exit 1"});
-  s.backoff_base_ms = 60'000;  // one run is enough
-  f.Apply({s});
-  REQUIRE(f.RunUntil([&] { return f.Count("exited") >= 1; }, 5000));
-  pid_t helper = 0;
-  std::ifstream(f.dir / "helper.pid") >> helper;
-  REQUIRE(helper > 0);
+  pid_t helper = f.LeftBehind(
+      "detacher", "setsid sleep 62 & echo $! > helper.pid; sleep 0.3; exit 1", "helper.pid");
   CHECK(f.RunUntil([&] { return !Alive(helper); }, 5000));
 }
 
@@ -276,13 +290,7 @@ TEST_CASE("a restarted supervisor adopts the recorded process and refuses a stal
   SupervisorFixture f;
   ServiceConfig keep = f.Svc("keeper", {"/bin/sleep", "60"});
   keep.stop_on_exit = false;
-  f.Apply({keep});
-  REQUIRE(f.RunUntil([&] { return f.sup->Find("keeper")->state() == ServiceState::kReady; }, 5000));
-  ProcessIdentity first = f.sup->Find("keeper")->Snapshot().process;
-  REQUIRE(first.start_ticks > 0);
-  REQUIRE(f.RunUntil([&] { return fs::exists(f.dir / "services" / "keeper.json"); }, 5000));
-  f.Close();  // stop_on_exit: false leaves it running
-  REQUIRE(Alive(first.pid));
+  ProcessIdentity first = f.LeaveRunning(keep);
 
   f.events.clear();
   f.sup = f.NewSupervisor();
@@ -318,13 +326,8 @@ TEST_CASE("a record from an earlier boot is not trusted, even if pid and start t
   SupervisorFixture f;
   ServiceConfig keep = f.Svc("keeper", {"/bin/sleep", "60"});
   keep.stop_on_exit = false;
-  f.Apply({keep});
-  REQUIRE(f.RunUntil([&] { return f.sup->Find("keeper")->state() == ServiceState::kReady; }, 5000));
-  ProcessIdentity first = f.sup->Find("keeper")->Snapshot().process;
+  ProcessIdentity first = f.LeaveRunning(keep);
   auto record = f.dir / "services" / "keeper.json";
-  REQUIRE(f.RunUntil([&] { return fs::exists(record); }, 5000));
-  f.Close();
-  REQUIRE(Alive(first.pid));
   std::string text;
   std::getline(std::ifstream(record), text);
   CHECK(text.find("\"boot_id\":\"" + BootId() + "\"") != std::string::npos);
