@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "daemon/probe_schedule.h"
+
 namespace guardian {
 
 CheckRuntime::CheckRuntime(uv_loop_t* loop, CheckConfig config, std::string state_dir,
@@ -66,12 +68,9 @@ void CheckRuntime::Probe() {
 }
 
 void CheckRuntime::ScheduleNext() {
-  int64_t delay = config_.interval_ms;
-  if (config_.jitter > 0) {
-    // Jitter spreads many checks' probes so they do not fire in lockstep.
-    std::uniform_real_distribution<double> d(0.0, config_.jitter);
-    delay += static_cast<int64_t>(static_cast<double>(config_.interval_ms) * d(rng_));
-  }
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  int64_t delay = NextProbeDelayMs(static_cast<int64_t>(uv_now(loop_)), config_.interval_ms,
+                                   config_.jitter, u(rng_));
   timer_.Start(delay, [this] { Probe(); });
 }
 

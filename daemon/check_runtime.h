@@ -1,6 +1,6 @@
 #pragma once
 // CheckRuntime: one configured check while the daemon runs: its detector, its probe schedule
-// (interval plus random jitter, or at once when the detector's event source wakes it), its
+// (daemon/probe_schedule.h; or at once when the detector's event source wakes it), its
 // debounce state, action budget and hold. Probes of one check never overlap; a wake during a
 // probe queues exactly one more.
 //
