@@ -2,7 +2,7 @@
 """Side-by-side report of two peer-benchmark runs (Monit, then Guardian) on one machine.
 
 Usage: compare.py MONIT.json GUARDIAN.json [--loop-lag LAG.json] [--same-cycle G1S.json]
-       [--same-cycle-connect G1SC.json] [--docs docs/benchmarks.md]
+       [--same-cycle-connect G1SC.json] [--probe-floor FLOOR.json] [--docs docs/benchmarks.md]
 Prints the Markdown section; with --docs, replaces the section between the peer markers in that
 file (appending it when the markers are missing). Ratios are Guardian / Monit (under 1 is
 better); each goal of the issue is judged on these figures and marked met or missed.
@@ -73,7 +73,15 @@ def unseen_count(res, scenario):
     return sum(1 for r in res["scenarios"].get(scenario, {}).get("runs", []) if healed_unseen(r))
 
 
-def render(monit, guardian, lag=None, same=None, same_connect=None):
+def probe_floor_pct(floor, http_ms, connects):
+    """CPU % of the bare client making these probes (bench/peer/probe_floor.py), or None."""
+    for r in (floor or {}).get("rows", []):
+        if r["http_ms"] == http_ms and r["connects_per_s"] == connects:
+            return r["cpu_pct_of_one_core"]
+    return None
+
+
+def render(monit, guardian, lag=None, same=None, same_connect=None, probe_floor=None):
     L = []
     m = monit.get("machine", {})
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
@@ -164,25 +172,31 @@ def render(monit, guardian, lag=None, same=None, same_connect=None):
 
     # ---------------------------------------------------------------- overhead
     ov_m = {o["checks"]: o for o in monit.get("overhead", [])}
-    rows = []  # (checks, how Guardian ran, its overhead record)
+    rows = []  # (checks, how Guardian ran, its overhead record, its probes' floor key)
     fast = guardian_adapter.PROBE_MS  # the main run sets no PROBE_MS: the adapter's default
     for o in sorted(guardian.get("overhead", []), key=lambda o: o["checks"]):
-        rows.append((o["checks"], f"svc, api every {fast} ms; tcp connect", o))
-    for res, how in ((same or {}, "all every 1 s; tcp `method: listen`"),
-                     (same_connect or {}, "all every 1 s; tcp connect")):
+        rows.append((o["checks"], f"svc, api every {fast} ms; tcp connect", o,
+                     (fast, o["checks"] - 4)))
+    for res, how, connecting in ((same or {}, "all every 1 s; tcp `method: listen`", False),
+                                 (same_connect or {}, "all every 1 s; tcp connect", True)):
         for o in sorted(res.get("overhead", []), key=lambda o: o["checks"]):
-            rows.append((o["checks"], how, o))
+            rows.append((o["checks"], how, o, (1000, o["checks"] - 4 if connecting else 0)))
     if rows:
         L.append(f"Idle cost over a {rows[0][2]['wall_s']:.0f} s window (CPU: utime+stime of all "
                  "threads ÷ wall time; RSS: VmRSS median, which counts the shared libraries' "
                  "resident pages too; cycle: extra port checks × window ÷ connections the acceptor "
                  "saw, none with `method: listen`). Monit checks everything every 1 s. The goals "
                  "are judged where Guardian runs on that same cycle, and at 4 checks also with "
-                 "the fast probes the hang goals need:\n")
-        L.append("| checks | Guardian runs | Monit CPU % | Guardian CPU % | ratio | Monit RSS MiB | "
-                 "Guardian RSS MiB | ratio | cycle Monit / Guardian s | goal | |")
-        L.append("|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|")
-        for checks, how, g in rows:
+                 "the fast probes the hang goals need. **probes alone** is the CPU of the "
+                 "cheapest client making the same network probes as Guardian's row (two GETs "
+                 "every interval, the port checks' connects in one burst a second; "
+                 "`bench/peer/probe_floor.py`, measured in the same run): the floor under any "
+                 "watchdog that probes that often.\n")
+        L.append("| checks | Guardian runs | Monit CPU % | Guardian CPU % | ratio | probes alone "
+                 "CPU % | Monit RSS MiB | Guardian RSS MiB | ratio | cycle Monit / Guardian s | "
+                 "goal | |")
+        L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|")
+        for checks, how, g, key in rows:
             mo = ov_m.get(checks, {})
             gc, mc = g["cpu_pct_of_one_core"], mo.get("cpu_pct_of_one_core")
             gr, mr = g["rss_kib_median"] / 1024, (mo.get("rss_kib_median") or 0) / 1024 or None
@@ -195,8 +209,10 @@ def render(monit, guardian, lag=None, same=None, same_connect=None):
                 goal, ok = "CPU ≤ Monit/2, RSS < 32 MiB", mc is not None and gc <= mc / 2 and gr < 32
             else:
                 goal, ok = "", None
+            fp = probe_floor_pct(probe_floor, *key)
             L.append(f"| {checks} | {how} | {mc if mc is None else f'{mc:.2f}'} | {gc:.2f} | "
-                     f"{ratio(gc, mc)} | {'—' if mr is None else f'{mr:.1f}'} | {gr:.1f} | "
+                     f"{ratio(gc, mc)} | {'—' if fp is None else f'{fp:.2f}'} | "
+                     f"{'—' if mr is None else f'{mr:.1f}'} | {gr:.1f} | "
                      f"{ratio(gr, mr)} | {cyc} | {goal} | {'' if ok is None else mark(ok)} |")
             if ok is not None:
                 goals.append(ok)
@@ -238,6 +254,8 @@ def main():
                     help="a Guardian overhead run with every check every 1 s, tcp method listen")
     ap.add_argument("--same-cycle-connect", default="",
                     help="the same with tcp connect (1000 checks)")
+    ap.add_argument("--probe-floor", default="",
+                    help="bench/peer/probe_floor.py's JSON: the CPU of the probes alone")
     a = ap.parse_args()
     with open(a.monit) as f:
         monit = json.load(f)
@@ -253,7 +271,11 @@ def main():
         if path:
             with open(path) as f:
                 extra[-1] = json.load(f)
-    section = render(monit, guardian, lag, *extra)
+    floor = None
+    if a.probe_floor:
+        with open(a.probe_floor) as f:
+            floor = json.load(f)
+    section = render(monit, guardian, lag, *extra, probe_floor=floor)
     print(section)
     if a.docs:
         write_docs(a.docs, section)
