@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <list>
 #include <memory>
 
 #include "daemon/endpoint_probe.h"
@@ -78,8 +79,7 @@ class ProcessDetector : public Detector {
   explicit ProcessDetector(const DetectorEnv& env)
       : env_(env),
         pidfile_(ParamString(env.check.params, "pidfile")),
-        pid_watch_(std::make_unique<PidWatch>(env.loop)),
-        exit_grace_(env.loop) {
+        pid_watch_(std::make_unique<PidWatch>(env.loop)) {
     const Params& p = env.check.params;
     if (int64_t port = ParamInt(p, "port", 0); port > 0) {
       Endpoint e;
@@ -108,7 +108,7 @@ class ProcessDetector : public Detector {
     watch_.reset();
     pid_watch_.reset();
     endpoint_.reset();
-    exit_grace_.Stop();
+    graces_.clear();
     closed();
   }
 
@@ -172,11 +172,22 @@ class ProcessDetector : public Detector {
       // gets kExitGraceMs to be, and an exit is not taken for a hang. A timeout has waited
       // long enough already.
       if (!a.ok && !a.timed_out && pid_watch_ && !pid_watch_->ExitedNow()) {
-        exit_grace_.Start(kExitGraceMs,
-                          [this, running, where, a, done] { Conclude(running, where, a, done); });
+        AfterExitGrace([this, running, where, a, done] { Conclude(running, where, a, done); });
         return;
       }
       Conclude(running, where, a, done);
+    });
+  }
+
+  // Runs `then` after kExitGraceMs. Each waiting probe has its own timer: the schedule's probe
+  // and an incident's verify may wait at once, and each must get its answer (one shared timer
+  // lost the first, and the check was never probed again).
+  void AfterExitGrace(std::function<void()> then) {
+    auto it = graces_.insert(graces_.end(), std::make_unique<Timer>(env_.loop));
+    (*it)->Start(kExitGraceMs, [this, it, then] {
+      std::function<void()> fn = then;  // erasing the timer ends this callback's captures
+      graces_.erase(it);
+      fn();
     });
   }
 
@@ -202,7 +213,7 @@ class ProcessDetector : public Detector {
   std::unique_ptr<FsWatch> watch_;
   std::unique_ptr<PidWatch> pid_watch_;
   std::unique_ptr<EndpointProbe> endpoint_;
-  Timer exit_grace_;
+  std::list<std::unique_ptr<Timer>> graces_;  // probes waiting out kExitGraceMs
   std::function<void()> wake_;
   bool known_ = false;  // the pidfile has been read since it last changed
   ProcessIdentity identity_;

@@ -113,6 +113,27 @@ class GeneralChecksTest(GuardianTestCase):
         self.assertEqual(inc["playbook"], "process")
         self.assertEqual(inc["mode"], "process")
 
+    def test_process_killed_again_after_its_restart_is_started_again(self):
+        # While the restarted server is not listening yet, the schedule's probe and the
+        # playbook's verify are both refused and both wait for the pidfd: each must still get
+        # its answer. One was lost, and the check was never probed again: it stayed failing
+        # with the old pid's exit and the second kill went unseen.
+        self.write_config([self.process_check()])
+        self.start_daemon()
+        for n in (1, 2, 3):
+            self.wait_for(lambda: (self.check_status("svc") or {}).get("state") == "ok",
+                          what=f"svc ok before kill {n}")
+            old = self.server_pid()
+            os.kill(old, signal.SIGKILL)
+            self.wait_for(lambda: len(self.incidents()) == n and all(
+                i["state"] == "resolved" for i in self.incidents()), timeout=20,
+                what=f"incident {n} resolved")
+            self.wait_for(lambda: self.server_pid() != old and http_ok(self.port),
+                          what=f"a new server after kill {n}")
+        # The schedule goes on: its next probe reads the new pid and finds it answering.
+        self.wait_for(lambda: (self.check_status("svc") or {}).get("evidence", "").startswith(
+            f"running: pid {self.server_pid()};"), what="svc probed again, the newest pid ok")
+
     def test_process_that_stops_answering_is_stopped_then_started(self):
         self.write_config([self.process_check()])
         self.start_daemon()
