@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "daemon/probe_schedule.h"
 
 namespace guardian {
@@ -18,6 +20,8 @@ CheckRuntime::CheckRuntime(uv_loop_t* loop, CheckConfig config, std::string stat
       health_(config_.debounce),
       budget_(config_.budget, clock),
       timer_(loop),
+      stall_timer_(loop),
+      stall_limit_ms_(std::max<int64_t>(300000, 3 * config_.interval_ms)),
       rng_(std::random_device{}()) {}
 
 void CheckRuntime::Start() {
@@ -31,6 +35,7 @@ void CheckRuntime::Close(std::function<void()> closed) {
   closing_ = true;
   *alive_ = false;
   timer_.Stop();
+  stall_timer_.Stop();
   detector_->Close(std::move(closed));
 }
 
@@ -48,23 +53,41 @@ void CheckRuntime::Probe() {
   in_flight_ = true;
   std::weak_ptr<bool> alive = alive_;
   uint64_t epoch = epoch_;
-  detector_->Probe([this, alive, epoch](Observation obs) {
+  uint64_t seq = ++probe_seq_;
+  stall_timer_.Start(stall_limit_ms_, [this, seq] { OnStalled(seq); });
+  detector_->Probe([this, alive, epoch, seq](Observation obs) {
     if (auto a = alive.lock(); !a || !*a) return;  // closed meanwhile
+    if (seq != probe_seq_) return;                 // given up on as stalled; too late
+    stall_timer_.Stop();
     in_flight_ = false;
     if (epoch != epoch_ && !closing_) {
       again_ = false;
       return Probe();  // stale: started before an incident ended
     }
-    last_ = obs;
-    on_observation_(this, obs);
-    if (closing_) return;
-    if (again_) {
-      again_ = false;
-      Probe();
-    } else {
-      ScheduleNext();
-    }
+    Deliver(obs);
   });
+}
+
+void CheckRuntime::OnStalled(uint64_t seq) {
+  if (closing_ || !in_flight_ || seq != probe_seq_) return;
+  ++probe_seq_;
+  ++stalls_;
+  in_flight_ = false;
+  std::string why = "the probe gave no answer in " + std::to_string(stall_limit_ms_) + " ms";
+  spdlog::error("check {}: {}; counted as unknown, and probing goes on", config_.id, why);
+  Deliver(Observation::Unknown(why));
+}
+
+void CheckRuntime::Deliver(const Observation& obs) {
+  last_ = obs;
+  on_observation_(this, obs);
+  if (closing_) return;
+  if (again_) {  // a wake came during the probe
+    again_ = false;
+    Probe();
+  } else {
+    ScheduleNext();
+  }
 }
 
 void CheckRuntime::ScheduleNext() {

@@ -2,7 +2,9 @@
 // CheckRuntime: one configured check while the daemon runs: its detector, its probe schedule
 // (daemon/probe_schedule.h; or at once when the detector's event source wakes it), its
 // debounce state, action budget and hold. Probes of one check never overlap; a wake during a
-// probe queues exactly one more.
+// probe queues exactly one more. A probe that never answers (a detector broke its contract)
+// does not stop the schedule: after the stall limit it counts as unknown, is logged as an
+// error, and the schedule goes on; its late answer, if any, is dropped.
 //
 // Thread: loop thread only. Close() before destroying; `closed` runs once all handles are closed.
 
@@ -46,6 +48,9 @@ class CheckRuntime {
   CheckHealth& health() { return health_; }
   ActionBudget& budget() { return budget_; }
   const Observation& last_observation() const { return last_; }
+  // The stall limit: the larger of 5 minutes and three intervals, unless a test sets it.
+  void set_stall_limit_ms(int64_t ms) { stall_limit_ms_ = ms; }
+  int64_t stalls() const { return stalls_; }
 
   bool held() const { return held_; }
   const std::string& hold_reason() const { return hold_reason_; }
@@ -64,6 +69,9 @@ class CheckRuntime {
 
  private:
   void Probe();
+  void OnStalled(uint64_t seq);
+  // Records a scheduled probe's observation, then probes again or schedules the next.
+  void Deliver(const Observation& obs);
   void ScheduleNext();
 
   uv_loop_t* loop_;
@@ -75,6 +83,10 @@ class CheckRuntime {
   CheckHealth health_;
   ActionBudget budget_;
   Timer timer_;
+  Timer stall_timer_;
+  int64_t stall_limit_ms_;
+  uint64_t probe_seq_ = 0;  // the scheduled probe in flight; an older one's answer is dropped
+  int64_t stalls_ = 0;
   std::mt19937_64 rng_;
   bool in_flight_ = false;
   bool again_ = false;
