@@ -1,6 +1,6 @@
 #include "daemon/audit_chain.h"
 
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 
 #include <nlohmann/json.hpp>
 
@@ -13,9 +13,12 @@ std::string AuditRowHash(const std::string& prev_hash, const EventRecord& row) {
   std::string text = nlohmann::json::array(
                          {prev_hash, row.id, row.at, row.actor, row.kind, row.check_id, row.detail})
                          .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(text.data(), text.size(), md, &len, EVP_sha256(), nullptr) != 1) return "";
+  sha256_ctx ctx;
+  sha256_init(&ctx);
+  sha256_update(&ctx, text.size(), reinterpret_cast<const uint8_t*>(text.data()));
+  uint8_t md[SHA256_DIGEST_SIZE];
+  sha256_digest(&ctx, sizeof md, md);
+  const unsigned int len = sizeof md;
   static const char kHex[] = "0123456789abcdef";
   std::string hex;
   hex.reserve(len * 2);

@@ -1,30 +1,28 @@
 #include "daemon/base64.h"
 
-#include <openssl/evp.h>
+#include <nettle/base64.h>
 
 namespace guardian {
 
 std::string Base64Encode(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');  // EVP_EncodeBlock adds a NUL
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(bytes.data()),
-                          static_cast<int>(bytes.size()));
-  out.resize(static_cast<size_t>(n));
+  std::string out(BASE64_ENCODE_RAW_LENGTH(bytes.size()), '\0');
+  base64_encode_raw(out.data(), bytes.size(), reinterpret_cast<const uint8_t*>(bytes.data()));
   return out;
 }
 
 std::optional<std::string> Base64Decode(std::string_view text) {
+  // Nettle's decoder would also take unpadded input; etcd always pads, so anything else is
+  // not what the gateway sent.
   if (text.size() % 4 != 0) return std::nullopt;
-  std::string out(text.size() / 4 * 3, '\0');
-  int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(text.data()),
-                          static_cast<int>(text.size()));
-  if (n < 0) return std::nullopt;
-  // EVP_DecodeBlock counts the padding as zero bytes: take them off again.
-  size_t pad = 0;
-  if (!text.empty() && text.back() == '=')
-    pad = text.size() >= 2 && text[text.size() - 2] == '=' ? 2 : 1;
-  out.resize(static_cast<size_t>(n) - pad);
+  base64_decode_ctx ctx;
+  base64_decode_init(&ctx);
+  std::string out(BASE64_DECODE_LENGTH(text.size()), '\0');
+  size_t n = out.size();
+  if (!base64_decode_update(&ctx, &n, reinterpret_cast<uint8_t*>(out.data()), text.size(),
+                            text.data()) ||
+      !base64_decode_final(&ctx))
+    return std::nullopt;
+  out.resize(n);
   return out;
 }
 

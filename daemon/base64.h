@@ -1,5 +1,5 @@
 #pragma once
-// Base64 (RFC 4648, with padding) through OpenSSL's EVP coder: etcd's JSON gateway carries keys
+// Base64 (RFC 4648, with padding) through Nettle's coder: etcd's JSON gateway carries keys
 // and values as base64 bytes.
 
 #include <optional>

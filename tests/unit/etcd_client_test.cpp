@@ -74,7 +74,11 @@ TEST_CASE("base64 round-trips any bytes") {
     CHECK(Base64Decode(Base64Encode(s)) == s);
   }
   CHECK(Base64Encode("foo") == "Zm9v");
+  CHECK(Base64Encode("fo") == "Zm8=");
+  CHECK(Base64Decode("Zg==") == std::string("f"));
   CHECK_FALSE(Base64Decode("Zm9").has_value());
+  CHECK_FALSE(Base64Decode("Zm!v").has_value());
+  CHECK_FALSE(Base64Decode("Zg=v").has_value());
   CHECK(EtcdClient::PrefixEnd("/a/") == "/a0");
   CHECK(EtcdClient::PrefixEnd(std::string("a\xff", 2)) == "b");
 }
