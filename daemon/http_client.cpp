@@ -9,15 +9,15 @@
 #include <set>
 #include <vector>
 
+#include "daemon/curl_lib.h"
 #include "daemon/loop_handles.h"
+#include "daemon/plain_http.h"
 
 namespace guardian {
 namespace {
 
-void GlobalInit() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
+// libcurl's functions, once EnsureCurl() has loaded them: only code on the curl path calls this.
+const CurlLib& C() { return *CurlLib::Get(nullptr); }
 
 struct Transfer {
   uint64_t id = 0;
@@ -31,8 +31,8 @@ struct Transfer {
   char error[CURL_ERROR_SIZE] = {0};
 
   ~Transfer() {
-    if (easy) curl_easy_cleanup(easy);
-    if (headers) curl_slist_free_all(headers);
+    if (easy) C().easy_cleanup(easy);
+    if (headers) C().slist_free_all(headers);
   }
 };
 
@@ -84,14 +84,26 @@ struct HttpClient::Impl {
   std::set<uint64_t> finishing;
   std::shared_ptr<CloseLatch> close_latch;  // set by Close()
 
-  explicit Impl(uv_loop_t* l) : loop(l) {
-    GlobalInit();
-    multi = curl_multi_init();
-    curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::OnSocket);
-    curl_multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::OnTimer);
-    curl_multi_setopt(multi, CURLMOPT_TIMERDATA, this);
+  // Requests that PlainHttp serves, without libcurl.
+  std::map<uint64_t, std::shared_ptr<PlainHttp>> plain;
+
+  explicit Impl(uv_loop_t* l) : loop(l) {}
+
+  // Loads libcurl and sets up the multi handle the first time a request needs them.
+  bool EnsureCurl(std::string* error) {
+    if (multi) return true;
+    if (!CurlLib::Get(error)) return false;
+    multi = C().multi_init();
+    if (!multi) {
+      *error = "curl_multi_init failed";
+      return false;
+    }
+    C().multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, &Impl::OnSocket);
+    C().multi_setopt(multi, CURLMOPT_SOCKETDATA, this);
+    C().multi_setopt(multi, CURLMOPT_TIMERFUNCTION, &Impl::OnTimer);
+    C().multi_setopt(multi, CURLMOPT_TIMERDATA, this);
     timer = WakeTimer::Open(loop);
+    return true;
   }
 
   // curl: watch `s` for `what`, or stop watching it.
@@ -101,7 +113,7 @@ struct HttpClient::Impl {
     if (what == CURL_POLL_REMOVE) {
       if (w) {
         self->watches.erase(w);
-        if (!self->close_latch) curl_multi_assign(self->multi, s, nullptr);
+        if (!self->close_latch) C().multi_assign(self->multi, s, nullptr);
         w->Close(self->close_latch);  // while closing, Close() waits for it too
       }
       return 0;
@@ -110,7 +122,7 @@ struct HttpClient::Impl {
     if (!w) {
       w = SocketWatch::Open(self->loop, s);
       if (!w) return -1;  // curl fails that transfer
-      curl_multi_assign(self->multi, s, w);
+      C().multi_assign(self->multi, s, w);
       self->watches.insert(w);
     }
     int events = 0;
@@ -144,7 +156,7 @@ struct HttpClient::Impl {
   void Drive(curl_socket_t s, int flags) {
     if (closing) return;
     int running = 0;
-    curl_multi_socket_action(multi, s, flags, &running);
+    C().multi_socket_action(multi, s, flags, &running);
     Deliver();
     if (!closing) Finish();
   }
@@ -176,28 +188,28 @@ struct HttpClient::Impl {
     };
     std::vector<Ready> ready;
     int left = 0;
-    while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+    while (CURLMsg* m = C().multi_info_read(multi, &left)) {
       if (m->msg != CURLMSG_DONE) continue;
       char* priv = nullptr;
-      curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+      C().easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
       auto* t = reinterpret_cast<Transfer*>(priv);
       HttpResult r;
       long os_errno = 0;
-      curl_easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &os_errno);
+      C().easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &os_errno);
       r.error_kind = KindOf(m->data.result, os_errno, t->too_large);
       if (!r.error_kind.empty())
-        r.error = t->error[0] ? t->error : curl_easy_strerror(m->data.result);
-      curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r.code);
+        r.error = t->error[0] ? t->error : C().easy_strerror(m->data.result);
+      C().easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r.code);
       curl_off_t us = 0;
-      curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &us);
+      C().easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &us);
       r.total_ms = us / 1000;
-      curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &us);
+      C().easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &us);
       r.connect_ms = us / 1000;
-      curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &us);
+      C().easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &us);
       r.first_byte_ms = us / 1000;
       r.body = std::move(t->body);
       auto done = std::move(t->done);
-      curl_multi_remove_handle(multi, t->easy);
+      C().multi_remove_handle(multi, t->easy);
       if (spare.size() < kMaxSpare) {
         spare.push_back(t->easy);
         t->easy = nullptr;
@@ -217,7 +229,7 @@ struct HttpClient::Impl {
 HttpClient::HttpClient(uv_loop_t* loop) : impl_(std::make_unique<Impl>(loop)) {}
 
 HttpClient::~HttpClient() {
-  if (impl_->multi) {
+  if (!impl_->closing) {
     std::fprintf(stderr, "HttpClient destroyed without Close()\n");
     std::abort();
   }
@@ -233,55 +245,68 @@ uint64_t HttpClient::Start(const HttpCall& req, std::function<void(HttpResult)> 
     return uint64_t{0};
   };
   if (im.closing) return fail("the HTTP client is closed");
+  UrlParts url;
+  if (PlainHttp::Suits(req, &url)) {
+    uint64_t id = im.next_id++;
+    Impl* self = &im;
+    im.plain[id] =
+        PlainHttp::Start(im.loop, req, url, [self, id, done = std::move(done)](HttpResult r) {
+          self->plain.erase(id);
+          done(std::move(r));
+        });
+    return id;
+  }
+  std::string why;
+  if (!im.EnsureCurl(&why)) return fail(why);
   auto t = std::make_unique<Transfer>();
   t->id = im.next_id++;
   if (!im.spare.empty()) {
     t->easy = im.spare.back();
     im.spare.pop_back();
-    curl_easy_reset(t->easy);  // every option back to its default; only caches are kept
+    C().easy_reset(t->easy);  // every option back to its default; only caches are kept
   } else {
-    t->easy = curl_easy_init();
+    t->easy = C().easy_init();
   }
   if (!t->easy) return fail("curl_easy_init failed");
   t->max_body = req.max_body_bytes;
   t->done = std::move(done);
   CURL* e = t->easy;
-  curl_easy_setopt(e, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");  // no file://, no gopher://
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout_ms));
-  curl_easy_setopt(
+  C().easy_setopt(e, CURLOPT_URL, req.url.c_str());
+  C().easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");  // no file://, no gopher://
+  C().easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  C().easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout_ms));
+  C().easy_setopt(
       e, CURLOPT_CONNECTTIMEOUT_MS,
       static_cast<long>(req.connect_timeout_ms > 0 ? req.connect_timeout_ms : req.timeout_ms));
   if (req.timeout_ms == 0) {
     // A stream has no deadline: keep-alive probes find a peer that vanished without a word
     // (a host powered off, a partition) in about a minute instead of never.
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
+    C().easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    C().easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 10L);
+    C().easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 5L);
   }
   t->on_data = req.on_data;
-  if (!req.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, req.ca_file.c_str());
-  if (!req.cert_file.empty()) curl_easy_setopt(e, CURLOPT_SSLCERT, req.cert_file.c_str());
-  if (!req.key_file.empty()) curl_easy_setopt(e, CURLOPT_SSLKEY, req.key_file.c_str());
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &OnBody);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
-  curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-  for (const auto& h : req.headers) t->headers = curl_slist_append(t->headers, h.c_str());
-  if (t->headers) curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+  if (!req.ca_file.empty()) C().easy_setopt(e, CURLOPT_CAINFO, req.ca_file.c_str());
+  if (!req.cert_file.empty()) C().easy_setopt(e, CURLOPT_SSLCERT, req.cert_file.c_str());
+  if (!req.key_file.empty()) C().easy_setopt(e, CURLOPT_SSLKEY, req.key_file.c_str());
+  C().easy_setopt(e, CURLOPT_WRITEFUNCTION, &OnBody);
+  C().easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+  C().easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+  C().easy_setopt(e, CURLOPT_PRIVATE, t.get());
+  C().easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  for (const auto& h : req.headers) t->headers = C().slist_append(t->headers, h.c_str());
+  if (t->headers) C().easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
   if (!req.body.empty()) {
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
-    curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req.body.c_str());
+    C().easy_setopt(e, CURLOPT_POSTFIELDSIZE, static_cast<long>(req.body.size()));
+    C().easy_setopt(e, CURLOPT_COPYPOSTFIELDS, req.body.c_str());
   }
   if (req.method != "GET" && !(req.method == "POST" && !req.body.empty()))
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method.c_str());
-  if (req.method == "HEAD") curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    C().easy_setopt(e, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+  if (req.method == "HEAD") C().easy_setopt(e, CURLOPT_NOBODY, 1L);
   uint64_t id = t->id;
   Transfer* raw = t.get();
   im.transfers[id] = std::move(t);
-  if (curl_multi_add_handle(im.multi, raw->easy) != CURLM_OK) {
+  if (C().multi_add_handle(im.multi, raw->easy) != CURLM_OK) {
     auto cb = std::move(raw->done);
     im.transfers.erase(id);
     HttpResult r;
@@ -294,14 +319,19 @@ uint64_t HttpClient::Start(const HttpCall& req, std::function<void(HttpResult)> 
 }
 
 void HttpClient::Cancel(uint64_t id) {
+  if (auto p = impl_->plain.find(id); p != impl_->plain.end()) {
+    p->second->Cancel();
+    impl_->plain.erase(p);
+    return;
+  }
   impl_->finishing.erase(id);
   auto it = impl_->transfers.find(id);
   if (it == impl_->transfers.end()) return;
-  curl_multi_remove_handle(impl_->multi, it->second->easy);
+  C().multi_remove_handle(impl_->multi, it->second->easy);
   impl_->transfers.erase(it);
 }
 
-size_t HttpClient::in_flight() const { return impl_->transfers.size(); }
+size_t HttpClient::in_flight() const { return impl_->transfers.size() + impl_->plain.size(); }
 
 void HttpClient::Close(std::function<void()> closed) {
   Impl& im = *impl_;
@@ -311,12 +341,22 @@ void HttpClient::Close(std::function<void()> closed) {
   latch->pending = 1;  // held until every close below has been asked for
   latch->closed = std::move(closed);
   im.close_latch = latch;
-  for (auto& [id, t] : im.transfers) curl_multi_remove_handle(im.multi, t->easy);
+  for (auto& [id, p] : im.plain) p->Cancel(latch);
+  im.plain.clear();
+  if (!im.multi) {
+    // libcurl was never needed. A timer closed through the latch still makes `closed` come
+    // from the loop, after the handles of requests that finished just before have closed.
+    WakeTimer::Open(im.loop)->Close(latch);
+    im.close_latch.reset();
+    latch->Done();
+    return;
+  }
+  for (auto& [id, t] : im.transfers) C().multi_remove_handle(im.multi, t->easy);
   im.transfers.clear();
   im.finishing.clear();
-  for (CURL* e : im.spare) curl_easy_cleanup(e);
+  for (CURL* e : im.spare) C().easy_cleanup(e);
   im.spare.clear();
-  curl_multi_cleanup(im.multi);  // may still tell OnSocket to drop sockets: latched there
+  C().multi_cleanup(im.multi);  // may still tell OnSocket to drop sockets: latched there
   im.multi = nullptr;
   for (auto* w : im.watches) w->Close(latch);
   im.watches.clear();

@@ -1,9 +1,8 @@
 #include "daemon/oauth.h"
 
-#include <curl/curl.h>
-
 #include <nlohmann/json.hpp>
 
+#include "daemon/curl_lib.h"
 #include "daemon/file_util.h"
 
 namespace guardian {
@@ -103,13 +102,15 @@ Status SaveTokenFile(const std::string& path, const TokenFile& token) {
 
 std::string FormEncode(const std::vector<std::pair<std::string, std::string>>& fields) {
   std::string out;
+  const CurlLib* curl = CurlLib::Get(nullptr);  // nullptr: every part left empty, refused upstream
   for (const auto& [name, value] : fields) {
     if (!out.empty()) out += '&';
     for (const std::string* part : {&name, &value}) {
       // curl_easy_escape ignores its handle since curl 7.82; percent-encodes all but unreserved.
-      char* e = curl_easy_escape(nullptr, part->data(), static_cast<int>(part->size()));
+      char* e =
+          curl ? curl->easy_escape(nullptr, part->data(), static_cast<int>(part->size())) : nullptr;
       if (e != nullptr) out += e;
-      curl_free(e);
+      if (e != nullptr) curl->free(e);
       if (part == &name) out += '=';
     }
   }

@@ -1,4 +1,3 @@
-#include <curl/curl.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -8,6 +7,7 @@
 #include "daemon/file_util.h"
 #include "daemon/fs_watch.h"
 #include "daemon/supervisor.h"
+#include "daemon/url.h"
 #include "detectors/detector.h"
 
 namespace guardian {
@@ -59,21 +59,9 @@ namespace {
 
 // The port of an http(s) URL on a loopback host, or 0.
 int LoopbackPort(const std::string& url) {
-  CURLU* u = curl_url();
-  if (u == nullptr) return 0;
-  int port = 0;
-  char* host = nullptr;
-  char* port_text = nullptr;
-  if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
-      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-      curl_url_get(u, CURLUPART_PORT, &port_text, CURLU_DEFAULT_PORT) == CURLUE_OK) {
-    std::string h = host;
-    if (h == "127.0.0.1" || h == "localhost" || h == "[::1]") port = std::atoi(port_text);
-  }
-  curl_free(host);
-  curl_free(port_text);
-  curl_url_cleanup(u);
-  return port;
+  UrlParts u;
+  if (!ParseUrl(url, &u).ok()) return 0;
+  return u.host == "127.0.0.1" || u.host == "localhost" || u.host == "::1" ? u.port : 0;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "daemon/curl_lib.h"
 #include "tests/unit/test_http_server.h"
 #include "tests/unit/test_loop.h"
 
@@ -74,6 +75,25 @@ TEST_CASE("answers of every code come back with their body and timings") {
   req.body = "grant_type=refresh_token";
   r = Fetch(l, c, req);
   CHECK(r.body == "POST /token");
+  l.Close(c);
+}
+
+TEST_CASE("a host name goes through libcurl, loaded then, and answers the same") {
+  TestHttpServer srv;
+  Loop l;
+  HttpClient c(&l.loop);
+  HttpCall req;
+  req.url = srv.Url("/hello");
+  CHECK(Fetch(l, c, req).body == "GET /hello");
+  CHECK_FALSE(CurlLib::Loaded());  // plain http to 127.0.0.1 needs no libcurl
+  req.url = "http://localhost:" + std::to_string(srv.port) + "/hello";
+  HttpResult r = Fetch(l, c, req);
+  CHECK(CurlLib::Loaded());
+  CHECK(r.ok());
+  CHECK(r.code == 200);
+  CHECK(r.body == "GET /hello");
+  req.url = "http://localhost:" + std::to_string(ClosedPort()) + "/";
+  CHECK(Fetch(l, c, req).error_kind == "refused");
   l.Close(c);
 }
 
