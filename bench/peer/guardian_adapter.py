@@ -79,8 +79,11 @@ class Adapter:
             f"playbook_dirs: [{_q(os.path.join(ROOT, 'playbooks'))}]",
             "log_level: info",
             "defaults: { interval_ms: 1000, debounce: 1, jitter: 0.1 }",
-            # The harness injects each failure many times in a row: no per-hour action cap.
+            # The harness injects each failure many times in a row: no per-hour action cap, and
+            # no fault-storm breaker (30 attempts a minute across checks by default; the
+            # harness makes up to 40, and a tripped breaker holds every check for a minute).
             "budget: { max_actions: 1000, window_ms: 3600000 }",
+            "breaker: { max_actions: 1000, window_ms: 60000 }",
             "checks:",
             "  - id: svc",
             "    mode: process",
@@ -123,7 +126,8 @@ class Adapter:
 
     def describe(self):
         c = self.spec["checks"]
-        d = (f"state dir and API socket in the temp dir; budget 1000 actions/hour per check; "
+        d = (f"state dir and API socket in the temp dir; budget 1000 actions/hour per check, "
+             "breaker 1000 attempts/minute across checks; "
              f"`svc`: mode `process` (pidfile watched through a pidfd, GET {c['svc']['http_path']} "
              f"every {PROBE_MS} ms with a {c['svc']['timeout_s']} s timeout; playbook `process`: "
              "stop.sh only while the process still runs, then start.sh); "
