@@ -9,7 +9,6 @@
 #include <cctype>
 
 #include "daemon/loop_handles.h"
-#include "daemon/tcp_probe.h"
 
 namespace guardian {
 namespace {
@@ -35,6 +34,20 @@ bool HasHeader(const std::vector<std::string>& headers, std::string_view name) {
   });
 }
 
+// As libcurl's path calls a failed connect (http_client.cpp, KindOf): no route or host is
+// "unreachable", a timeout "timeout", anything else "refused".
+std::string ConnectErrorKind(int status) {
+  switch (status) {
+    case UV_ENETUNREACH:
+    case UV_EHOSTUNREACH:
+      return "unreachable";
+    case UV_ETIMEDOUT:
+      return "timeout";
+    default:
+      return "refused";
+  }
+}
+
 int64_t MsSince(uint64_t start_ns) {
   return static_cast<int64_t>((uv_hrtime() - start_ns) / 1'000'000);
 }
@@ -44,6 +57,9 @@ int64_t MsSince(uint64_t start_ns) {
 bool PlainHttp::Suits(const HttpCall& req, UrlParts* url) {
   if (req.on_data || !req.ca_file.empty() || !req.cert_file.empty() || !req.key_file.empty())
     return false;
+  // A request without a deadline (an etcd campaign waits for its turn) needs TCP keep-alive to
+  // find a peer that vanished without a word; libcurl sets that up.
+  if (req.timeout_ms <= 0) return false;
   UrlParts u;
   if (!ParseUrl(req.url, &u).ok() || u.scheme != "http" || u.has_userinfo) return false;
   unsigned char addr[sizeof(in6_addr)];
@@ -87,8 +103,11 @@ struct PlainHttp::Handles {
 
   static int OnHeadersComplete(http_parser* p) {
     Handles* self = Of(p);
-    self->result.code = p->status_code;
-    return self->head ? 1 : 0;  // 1: an answer to HEAD has no body, whatever it says
+    int code = p->status_code;
+    self->result.code = code;
+    // 1: no body, whatever Content-Length says. http-parser knows it of 1xx, 204 and 304 only
+    // when no length is given; an answer to HEAD never has one.
+    return self->head || code == 204 || code == 304 || (code >= 100 && code < 200) ? 1 : 0;
   }
 
   static int OnBody(http_parser* p, const char* at, size_t len) {
@@ -159,8 +178,7 @@ struct PlainHttp::Handles {
   }
 
   void FinishConnect(int status) {
-    std::string kind = TcpErrorKind(status);
-    Finish(kind.empty() ? "error" : kind,
+    Finish(ConnectErrorKind(status),
            "Failed to connect to " + host_port + ": " + uv_strerror(status));
   }
 
@@ -276,6 +294,7 @@ std::shared_ptr<PlainHttp> PlainHttp::Start(uv_loop_t* loop, const HttpCall& req
   h->timer.data = h;
   h->connect.data = h;
   http_parser_init(&h->parser, HTTP_RESPONSE);
+  h->parser.allow_chunked_length = 1;  // chunked wins over Content-Length, as in curl
   h->parser.data = h;
   uv_tcp_init(loop, &h->tcp);
   uv_timer_init(loop, &h->timer);

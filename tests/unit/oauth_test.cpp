@@ -61,6 +61,7 @@ TEST_CASE("token files round-trip, are written 0600, and a missing one is NotFou
 TEST_CASE("form bodies percent-encode every reserved character") {
   CHECK(FormEncode({{"grant_type", "refresh_token"}, {"refresh_token", "a+b/c=d&e f"}}) ==
         "grant_type=refresh_token&refresh_token=a%2Bb%2Fc%3Dd%26e%20f");
+  CHECK(FormEncode({{"k", "Az09-._~"}, {"\xc3\xa9", "%\n"}}) == "k=Az09-._~&%C3%A9=%25%0A");
   HttpCall c = ClientCredentialsCall("http://127.0.0.1:1/oauth/token", {"app", "p&q"}, 2000);
   CHECK(c.method == "POST");
   CHECK(c.body == "grant_type=client_credentials&client_id=app&client_secret=p%26q");

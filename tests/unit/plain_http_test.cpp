@@ -135,6 +135,18 @@ TEST_CASE("answers of every framing are read to their end") {
     CHECK(r.code == 201);
     CHECK(r.body == "done");
   }
+  SUBCASE("204 with a Content-Length, which has no body all the same") {
+    HttpResult r = FetchAnswer("HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n");
+    CHECK(r.ok());
+    CHECK(r.code == 204);
+  }
+  SUBCASE("chunked with a Content-Length too: the chunks count") {
+    HttpResult r = FetchAnswer(
+        "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "2\r\nhi\r\n0\r\n\r\n");
+    CHECK(r.ok());
+    CHECK(r.body == "hi");
+  }
   SUBCASE("to HEAD, whose Content-Length announces a body that never comes") {
     HttpCall req;
     req.method = "HEAD";
@@ -222,6 +234,9 @@ TEST_CASE("only plain http to an IP address goes this way; libcurl was never loa
   CHECK_FALSE(PlainHttp::Suits(req, &u));
   req.headers = {};
   req.on_data = [](std::string_view) {};
+  CHECK_FALSE(PlainHttp::Suits(req, &u));
+  req.on_data = nullptr;
+  req.timeout_ms = 0;  // no deadline: libcurl's TCP keep-alive finds a vanished peer
   CHECK_FALSE(PlainHttp::Suits(req, &u));
   // Every request above went out and came back without it.
   CHECK_FALSE(CurlLib::Loaded());
