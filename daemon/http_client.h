@@ -3,8 +3,8 @@
 // blocks the loop, whatever the server does. Every callback runs on the loop thread.
 //
 // Plain http:// to an IP address (most probes) goes through PlainHttp: uv_tcp and http-parser,
-// no libcurl. Everything else (https, host names, streams) goes through libcurl's multi
-// interface, loaded on first use (curl_lib.h): curl tells which sockets to watch (one uv_poll
+// no libcurl. Everything else (https, host names, streams, no deadline) goes through libcurl's
+// multi interface, loaded on first use (curl_lib.h): curl tells which sockets to watch (one uv_poll
 // each) and when to wake it (one uv_timer); names are looked up by curl's asynchronous resolver.
 //
 // One object owns the CURLM, its timer and its polls; Close() cancels what is in flight (their

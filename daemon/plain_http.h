@@ -22,9 +22,9 @@ namespace guardian {
 
 class PlainHttp {
  public:
-  // Whether `req` can go this way: http://, a numeric host, no user:password, no stream, no TLS
-  // files, and only headers of the "Name: value" form (curl gives "Name:" and "Name;" their own
-  // meaning). Fills `*url` when it can.
+  // Whether `req` can go this way: http://, a numeric host, no user:password, no stream, a
+  // deadline, no TLS files, and only headers of the "Name: value" form (curl gives "Name:" and
+  // "Name;" their own meaning). Fills `*url` when it can.
   static bool Suits(const HttpCall& req, UrlParts* url);
 
   // Starts the request; `done` runs once, always from the loop and never inside Start, unless
