@@ -19,6 +19,20 @@
 namespace guardian {
 namespace {
 
+// A socket listening on a free loopback port; `*port` says which.
+int ListenOnLoopback(int* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(fd, 4) == 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 // Accepts one connection, reads the request (headers and a Content-Length body), writes
 // `answer` and closes. `request` holds what came.
 struct OneShotServer {
@@ -28,15 +42,7 @@ struct OneShotServer {
   std::thread thread;
 
   explicit OneShotServer(std::string answer) {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(fd, 4) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
+    fd = ListenOnLoopback(&port);
     thread = std::thread([this, answer] {
       int c = ::accept(fd, nullptr, nullptr);
       if (c < 0) return;
@@ -183,15 +189,9 @@ TEST_CASE("a refused port and a server that never answers") {
   HttpResult r = Fetch(l, req);
   CHECK(r.error_kind == "refused");
 
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);  // listens, never accepts: the kernel completes
-  sockaddr_in a{};                            // the handshake and nothing answers
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(s, 4) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  req.url = "http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/";
+  // Listens, never accepts: the kernel completes the handshake and nothing answers.
+  int s = ListenOnLoopback(&port);
+  req.url = "http://127.0.0.1:" + std::to_string(port) + "/";
   req.timeout_ms = 150;
   r = Fetch(l, req);
   CHECK(r.error_kind == "timeout");
