@@ -1,8 +1,9 @@
 #include "daemon/http_server.h"
 
-#include <microhttpd.h>
+#include <http_parser.h>
 #include <netdb.h>
 #include <spdlog/spdlog.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -10,10 +11,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cinttypes>
-#include <cstdarg>
-#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <optional>
 
 #include "daemon/config.h"
@@ -22,28 +21,193 @@
 namespace guardian {
 
 struct Responder::Slot {
-  HttpServer* server = nullptr;  // null once the connection is gone
-  MHD_Connection* conn = nullptr;
-  HttpServer::Request* req = nullptr;
+  HttpServer* server = nullptr;  // null once the connection is gone or the answer given
+  HttpServer::Conn* conn = nullptr;
   bool in_handler = false;
-  bool suspended = false;
-  std::optional<HttpResponse> response;
+  bool answered = false;
+  std::optional<HttpResponse> response;  // an answer given while the handler still ran
 };
 
-// One open connection. `since`: when receiving the current request began (the connection's
-// start, or the end of its previous request); `busy` while the request is ours to answer.
+// A listening or accepted stream: a Unix socket or TCP.
+union AnyStream {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_pipe_t pipe;
+  uv_tcp_t tcp;
+};
+
+// One accepted connection: its stream, its parser, and the request being read or answered.
+// `since`: when receiving the current request began (the connection's start, or when its
+// previous answer was sent); the sweep closes it once that is older than the deadline, unless
+// its request is with the handler.
 struct HttpServer::Conn {
-  int fd = -1;
+  AnyStream io;
+  HttpServer* server = nullptr;
+  http_parser parser{};
+  HttpRequest req;
+  std::string url, field, value;
+  bool in_value = false;
+  bool expect_continue = false;
+  size_t head_bytes = 0;
+  int early_status = 0;  // the headers alone decided the answer (413, 431, 400)
+  std::string early_why;
+  bool too_large = false;  // a chunked body over the limit: dropped, answered 413
+  bool complete = false;   // a whole request is ready, with the handler or being answered
+  bool keep_alive = true;
+  bool reading = false;
+  bool draining = false;  // answered with "close": reading and dropping until the client's EOF
+  bool closing = false;
   uint64_t since = 0;
-  bool busy = false;
-  bool cut = false;
+  std::string pending;  // bytes after the current request (pipelining), parsed once it is answered
+  std::shared_ptr<Responder::Slot> slot;  // while the request is with the handler
 };
 
-struct HttpServer::Request {
-  HttpRequest http;
-  bool too_large = false;
-  bool dispatched = false;
-  std::shared_ptr<Responder::Slot> slot = std::make_shared<Responder::Slot>();
+struct HttpServer::Listener {
+  AnyStream io;
+};
+
+// libuv and http-parser call these; they forward to the server.
+struct ConnCallbacks {
+  using Conn = HttpServer::Conn;
+  static Conn* Of(http_parser* p) { return static_cast<Conn*>(p->data); }
+
+  static int MessageBegin(http_parser* p) {
+    Conn* c = Of(p);
+    c->req = HttpRequest{};
+    c->url.clear();
+    c->field.clear();
+    c->value.clear();
+    c->in_value = false;
+    c->expect_continue = false;
+    c->head_bytes = 0;
+    c->too_large = false;
+    return 0;
+  }
+  // Counts the request line and headers against the limit; nonzero stops the parser.
+  static int Head(Conn* c, size_t len) {
+    c->head_bytes += len;
+    if (c->head_bytes <= c->server->limits_.max_header_bytes) return 0;
+    c->early_status = 431;
+    c->early_why = "request line and headers over " +
+                   std::to_string(c->server->limits_.max_header_bytes) + " bytes";
+    return 1;
+  }
+  static int Url(http_parser* p, const char* at, size_t len) {
+    Conn* c = Of(p);
+    c->url.append(at, len);
+    return Head(c, len);
+  }
+  static void EndHeader(Conn* c) {
+    if (!c->in_value) return;
+    if (strcasecmp(c->field.c_str(), "Content-Type") == 0) c->req.content_type = c->value;
+    if (strcasecmp(c->field.c_str(), "Expect") == 0) {
+      c->expect_continue = strcasecmp(c->value.c_str(), "100-continue") == 0;
+    }
+    c->field.clear();
+    c->value.clear();
+    c->in_value = false;
+  }
+  static int Field(http_parser* p, const char* at, size_t len) {
+    Conn* c = Of(p);
+    EndHeader(c);
+    c->field.append(at, len);
+    return Head(c, len);
+  }
+  static int Value(http_parser* p, const char* at, size_t len) {
+    Conn* c = Of(p);
+    c->in_value = true;
+    c->value.append(at, len);
+    return Head(c, len);
+  }
+  static int HeadersComplete(http_parser* p) {
+    Conn* c = Of(p);
+    EndHeader(c);
+    c->req.method = http_method_str(static_cast<http_method>(p->method));
+    http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(c->url.data(), c->url.size(), p->method == HTTP_CONNECT, &u) != 0 ||
+        !(u.field_set & (1 << UF_PATH))) {
+      c->early_status = 400;
+      c->early_why = "malformed request target";
+      http_parser_pause(p, 1);
+      return 0;
+    }
+    auto part = [&](int f) {
+      return std::string_view(c->url).substr(u.field_data[f].off, u.field_data[f].len);
+    };
+    c->req.path = UrlDecode(part(UF_PATH), false);
+    if (u.field_set & (1 << UF_QUERY)) c->req.query = DecodeQuery(part(UF_QUERY));
+    // A declared length over the limit is answered now: the body is never read, so it can never
+    // be taken for requests of its own.
+    const bool chunked = (p->flags & F_CHUNKED) != 0;
+    int64_t max = c->server->limits_.max_body_bytes;
+    if (!chunked && p->content_length != ULLONG_MAX &&
+        p->content_length > static_cast<uint64_t>(max)) {
+      c->early_status = 413;
+      c->early_why = "request body over " + std::to_string(max) + " bytes";
+      http_parser_pause(p, 1);
+      return 0;
+    }
+    bool has_body = chunked || (p->content_length != ULLONG_MAX && p->content_length > 0);
+    if (c->expect_continue && has_body && p->http_major == 1 && p->http_minor >= 1) {
+      c->server->SendContinue(c);
+    }
+    return 0;
+  }
+  static int Body(http_parser* p, const char* at, size_t len) {
+    Conn* c = Of(p);
+    if (c->too_large) return 0;  // past the limit the rest is read and dropped
+    if (c->req.body.size() + len > static_cast<size_t>(c->server->limits_.max_body_bytes)) {
+      c->too_large = true;
+      std::string().swap(c->req.body);
+      return 0;
+    }
+    c->req.body.append(at, len);
+    return 0;
+  }
+  static int MessageComplete(http_parser* p) {
+    Conn* c = Of(p);
+    c->complete = true;
+    c->keep_alive = http_should_keep_alive(p) != 0 && !p->upgrade;
+    // One request at a time: the parser stops here until this one is answered.
+    http_parser_pause(p, 1);
+    return 0;
+  }
+
+  static const http_parser_settings* Settings() {
+    static const http_parser_settings s = [] {
+      http_parser_settings s{};
+      s.on_message_begin = MessageBegin;
+      s.on_url = Url;
+      s.on_header_field = Field;
+      s.on_header_value = Value;
+      s.on_headers_complete = HeadersComplete;
+      s.on_body = Body;
+      s.on_message_complete = MessageComplete;
+      return s;
+    }();
+    return &s;
+  }
+
+  static void Alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    HttpServer* s = static_cast<Conn*>(h->data)->server;
+    *buf = uv_buf_init(s->read_buf_.get(), kReadBuf);
+  }
+  static void Read(uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
+    Conn* c = static_cast<Conn*>(st->data);
+    if (n < 0) return c->server->CloseConn(c);  // EOF or an error; a request not whole is lost
+    if (n == 0 || c->draining) return;
+    c->server->Parse(c, buf->base, static_cast<size_t>(n));
+  }
+  static void Closed(uv_handle_t* h) {
+    Conn* c = static_cast<Conn*>(h->data);
+    HttpServer* s = c->server;
+    delete c;
+    s->open_handles_--;
+    s->MaybeClosed();
+  }
+
+  static constexpr size_t kReadBuf = 64 * 1024;
 };
 
 namespace {
@@ -51,48 +215,76 @@ namespace {
 // Loop thread only; shared by every server so that passes of two servers never share a number.
 uint64_t g_pass = 0;
 
-MHD_Result Queue(MHD_Connection* c, const HttpResponse& r) {
-  MHD_Response* resp = nullptr;
-  // The last place an answer passes before it leaves: no secret of the config goes out, whoever
-  // put it into the text (evidence quoting a server, a playbook's message).
-  if (auto redacted = Redactor::Global().Redacted(r.text())) {
-    resp =
-        MHD_create_response_from_buffer(redacted->size(), redacted->data(), MHD_RESPMEM_MUST_COPY);
-  } else if (r.shared_body) {
-    // MHD keeps a reference to the shared text until the response is sent and freed.
-    using Holder = std::shared_ptr<const std::string>;
-    auto* holder = new Holder(r.shared_body);
-    resp = MHD_create_response_from_buffer_with_free_callback_cls(
-        (*holder)->size(), const_cast<char*>((*holder)->data()),
-        [](void* cls) { delete static_cast<Holder*>(cls); }, holder);
-    if (!resp) delete holder;
-  } else {
-    resp = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
-                                           MHD_RESPMEM_MUST_COPY);
-  }
-  if (!resp) return MHD_NO;
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type.c_str());
-  MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-  MHD_Result ok = MHD_queue_response(c, static_cast<unsigned>(r.status), resp);
-  MHD_destroy_response(resp);
-  return ok;
+// A write and what it keeps alive until written.
+struct WriteReq {
+  uv_write_t req;
+  HttpServer::Conn* conn = nullptr;
+  std::string head;
+  std::shared_ptr<const std::string> body;
+  bool answer = false;  // false: a "100 Continue"
+  bool close_after = false;
+};
+
+struct ShutdownReq {
+  uv_shutdown_t req;
+};
+
+int Hex(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
 }
 
-MHD_Result CollectArg(void* cls, MHD_ValueKind, const char* key, const char* value) {
-  auto* q = static_cast<std::map<std::string, std::string>*>(cls);
-  if (key) (*q)[key] = value ? value : "";
-  return MHD_YES;
-}
-
-void LogFromMhd(void* cls, const char* fmt, va_list ap) {
-  char buf[512];
-  std::vsnprintf(buf, sizeof(buf), fmt, ap);
-  size_t n = std::strlen(buf);
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
-  spdlog::debug("api {}: {}", static_cast<const char*>(cls), buf);
+std::string HttpDate(time_t t) {
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return std::string(buf, n);
 }
 
 }  // namespace
+
+std::string UrlDecode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && Hex(s[i + 1]) >= 0 && Hex(s[i + 2]) >= 0) {
+      out += static_cast<char>(Hex(s[i + 1]) * 16 + Hex(s[i + 2]));
+      i += 2;
+    } else {
+      out += plus_is_space && s[i] == '+' ? ' ' : s[i];
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string> DecodeQuery(std::string_view query) {
+  std::map<std::string, std::string> out;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string key = UrlDecode(pair.substr(0, eq), true);
+    out[key] = eq == std::string_view::npos ? "" : UrlDecode(pair.substr(eq + 1), true);
+  }
+  return out;
+}
+
+std::string ResponseHead(int status, const std::string& content_type, size_t content_length,
+                         const char* connection, const std::string& date) {
+  std::string head =
+      "HTTP/1.1 " + std::to_string(status) + " " +
+      http_status_str(static_cast<http_status>(status)) + "\r\nDate: " + date +
+      "\r\nContent-Type: " + content_type +
+      "\r\nCache-Control: no-store\r\nContent-Length: " + std::to_string(content_length) + "\r\n";
+  if (connection) head += std::string("Connection: ") + connection + "\r\n";
+  head += "\r\n";
+  return head;
+}
 
 HttpResponse JsonResponse(int status, const nlohmann::json& body) {
   return {status, "application/json",
@@ -105,259 +297,360 @@ HttpResponse ErrorResponse(int status, const std::string& message) {
 
 void Responder::operator()(HttpResponse response) const {
   auto slot = slot_.lock();
-  if (!slot || slot->response || !slot->server) return;
-  slot->response = std::move(response);
-  if (slot->suspended) {
-    slot->suspended = false;
-    HttpServer* server = slot->server;
-    server->suspended_.erase(slot->req);
-    MHD_resume_connection(slot->conn);
-    // MHD picks the connection up again only inside MHD_run.
-    server->ScheduleRun();
+  if (!slot || slot->answered || !slot->server) return;
+  slot->answered = true;
+  if (slot->in_handler) {
+    slot->response = std::move(response);
+    return;
   }
+  slot->server->Answer(slot->conn, std::move(response));
 }
-
-// The C callbacks MHD calls; they only forward to the server.
-struct HttpServerGlue {
-  static HttpServer::Conn* ConnOf(MHD_Connection* c) {
-    const MHD_ConnectionInfo* info = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    return info ? static_cast<HttpServer::Conn*>(info->socket_context) : nullptr;
-  }
-
-  static void Connection(void* cls, MHD_Connection* c, void** socket_context,
-                         MHD_ConnectionNotificationCode code) {
-    auto* self = static_cast<HttpServer*>(cls);
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-      auto* conn = new HttpServer::Conn();
-      const MHD_ConnectionInfo* info =
-          MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-      if (info) conn->fd = info->connect_fd;
-      conn->since = uv_now(self->loop_);
-      self->conns_.insert(conn);
-      *socket_context = conn;
-    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-      // Before MHD closes the fd: Sweep never touches an fd that may have been reused.
-      auto* conn = static_cast<HttpServer::Conn*>(*socket_context);
-      self->conns_.erase(conn);
-      delete conn;
-      *socket_context = nullptr;
-    }
-  }
-
-  static MHD_Result Access(void* cls, MHD_Connection* c, const char* url, const char* method,
-                           const char*, const char* upload, size_t* upload_size, void** req_cls) {
-    auto* self = static_cast<HttpServer*>(cls);
-    auto* req = static_cast<HttpServer::Request*>(*req_cls);
-    if (!req) {
-      req = new HttpServer::Request();
-      req->http.method = method;
-      req->http.path = url;
-      MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, CollectArg, &req->http.query);
-      const char* ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-      if (ct) req->http.content_type = ct;
-      req->slot->server = self;
-      req->slot->conn = c;
-      req->slot->req = req;
-      *req_cls = req;
-      // A declared length over the limit is answered now, before the body is read: MHD accepts
-      // a response only here or once the whole body is in (queueing one mid-upload fails, and
-      // MHD then drops the connection without an answer).
-      const char* cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-      uint64_t declared = 0;
-      if (cl && std::sscanf(cl, "%" SCNu64, &declared) == 1 &&
-          declared > static_cast<uint64_t>(self->limits_.max_body_bytes)) {
-        req->too_large = true;
-        req->dispatched = true;
-        if (auto* conn = ConnOf(c)) conn->busy = true;
-        self->requests_++;
-        req->slot->response = ErrorResponse(
-            413, "request body over " + std::to_string(self->limits_.max_body_bytes) + " bytes");
-        return Queue(c, *req->slot->response);
-      }
-      return MHD_YES;
-    }
-    if (*upload_size > 0) {
-      if (!req->too_large && req->http.body.size() + *upload_size >
-                                 static_cast<size_t>(self->limits_.max_body_bytes)) {
-        req->too_large = true;
-        req->http.body.clear();
-        req->http.body.shrink_to_fit();
-      }
-      // Past the limit (a chunked body) the rest is read and dropped; the last call answers 413.
-      if (!req->too_large) req->http.body.append(upload, *upload_size);
-      *upload_size = 0;
-      return MHD_YES;
-    }
-    auto& slot = req->slot;
-    if (slot->response) return Queue(c, *slot->response);
-    if (req->dispatched) return MHD_YES;  // resumed spuriously; still waiting
-    req->dispatched = true;
-    if (auto* conn = ConnOf(c)) conn->busy = true;
-    self->requests_++;
-    if (req->too_large) {
-      slot->response = ErrorResponse(
-          413, "request body over " + std::to_string(self->limits_.max_body_bytes) + " bytes");
-      return Queue(c, *slot->response);
-    }
-    if (self->closing_) {
-      slot->response = ErrorResponse(503, "guardiand is stopping");
-      return Queue(c, *slot->response);
-    }
-    // The pass it is answered in, not the one its headers came in (a body may arrive later).
-    req->http.pass = g_pass;
-    slot->in_handler = true;
-    try {
-      self->handler_(req->http, Responder(slot));
-    } catch (const std::exception& e) {
-      // A handler bug must cost one request, never the daemon.
-      spdlog::error("api: {} {}: {}", req->http.method, req->http.path, e.what());
-      if (!slot->response) slot->response = ErrorResponse(500, "internal error");
-    }
-    slot->in_handler = false;
-    if (slot->response) return Queue(c, *slot->response);
-    slot->suspended = true;
-    self->suspended_[req] = slot;
-    MHD_suspend_connection(c);
-    return MHD_YES;
-  }
-
-  static void Completed(void* cls, MHD_Connection* c, void** req_cls, MHD_RequestTerminationCode) {
-    if (auto* conn = ConnOf(c)) {
-      conn->busy = false;  // the next request's clock starts now
-      conn->since = uv_now(static_cast<HttpServer*>(cls)->loop_);
-    }
-    auto* req = static_cast<HttpServer::Request*>(*req_cls);
-    if (!req) return;
-    req->slot->server = nullptr;
-    delete req;
-    *req_cls = nullptr;
-  }
-};
 
 HttpServer::HttpServer(uv_loop_t* loop, HttpLimits limits, Handler handler)
     : loop_(loop), limits_(limits), handler_(std::move(handler)) {}
 
-HttpServer::~HttpServer() {
-  // Close() must have run; a live MHD daemon here would outlive its loop handles.
-  if (mhd_) MHD_stop_daemon(mhd_);
-  for (Conn* conn : conns_) delete conn;  // normally none: MHD reports every close
-}
+// Close() must have run: every handle holds a pointer to this server.
+HttpServer::~HttpServer() = default;
 
 Status HttpServer::Start(int listen_fd, std::string name) {
   name_ = std::move(name);
-  unsigned timeout_s = static_cast<unsigned>((limits_.idle_timeout_ms + 999) / 1000);
-  mhd_ = MHD_start_daemon(
-      MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, nullptr, nullptr,
-      &HttpServerGlue::Access, this, MHD_OPTION_EXTERNAL_LOGGER, &LogFromMhd,
-      const_cast<char*>(name_.c_str()), MHD_OPTION_LISTEN_SOCKET, listen_fd,
-      MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned>(limits_.max_connections),
-      MHD_OPTION_CONNECTION_TIMEOUT, timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      limits_.connection_memory_bytes, MHD_OPTION_NOTIFY_COMPLETED, &HttpServerGlue::Completed,
-      this, MHD_OPTION_NOTIFY_CONNECTION, &HttpServerGlue::Connection, this, MHD_OPTION_END);
-  if (!mhd_) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    int e = errno;
     ::close(listen_fd);
-    return Status::IOError("api " + name_ + ": libmicrohttpd failed to start");
+    return Status::IOError("api " + name_ + ": getsockname: " + std::strerror(e));
   }
-  const MHD_DaemonInfo* info = MHD_get_daemon_info(mhd_, MHD_DAEMON_INFO_EPOLL_FD);
-  if (!info) {
-    MHD_stop_daemon(mhd_);
-    mhd_ = nullptr;
-    return Status::IOError("api " + name_ + ": libmicrohttpd has no epoll fd");
+  unix_ = ss.ss_family == AF_UNIX;
+  read_buf_ = std::make_unique<char[]>(ConnCallbacks::kReadBuf);
+  auto* listener = new Listener();
+  listener->io.handle.data = this;
+  int rc =
+      unix_ ? uv_pipe_init(loop_, &listener->io.pipe, 0) : uv_tcp_init(loop_, &listener->io.tcp);
+  if (rc == 0) {
+    rc = unix_ ? uv_pipe_open(&listener->io.pipe, listen_fd)
+               : uv_tcp_open(&listener->io.tcp, listen_fd);
+    if (rc != 0) ::close(listen_fd);
+  } else {
+    ::close(listen_fd);
+    delete listener;
+    return Status::IOError("api " + name_ + ": " + uv_strerror(rc));
   }
-  poll_ = new uv_poll_t;
-  timer_ = new uv_timer_t;
+  listener_ = listener;
+  open_handles_++;
+  if (rc == 0) {
+    rc = uv_listen(&listener->io.stream, 128, [](uv_stream_t* st, int status) {
+      auto* self = static_cast<HttpServer*>(st->data);
+      if (status < 0) {
+        spdlog::warn("api {}: accept: {}", self->name_, uv_strerror(status));
+        return;
+      }
+      self->Accept();
+    });
+  }
+  dispatch_ = new uv_check_t;
+  no_wait_ = new uv_idle_t;
   sweep_ = new uv_timer_t;
-  uv_poll_init(loop_, poll_, info->epoll_fd);
-  uv_timer_init(loop_, timer_);
+  uv_check_init(loop_, dispatch_);
+  uv_idle_init(loop_, no_wait_);
   uv_timer_init(loop_, sweep_);
-  poll_->data = this;
-  timer_->data = this;
-  sweep_->data = this;
-  open_handles_ = 3;
-  uint64_t every = static_cast<uint64_t>(std::max<int64_t>(100, limits_.idle_timeout_ms / 4));
-  uv_timer_start(
-      sweep_, [](uv_timer_t* h) { static_cast<HttpServer*>(h->data)->Sweep(); }, every, every);
+  dispatch_->data = no_wait_->data = sweep_->data = this;
+  open_handles_ += 3;
   // A chore: it must not keep a stopping loop alive.
   uv_unref(reinterpret_cast<uv_handle_t*>(sweep_));
-  uv_poll_start(poll_, UV_READABLE,
-                [](uv_poll_t* h, int, int) { static_cast<HttpServer*>(h->data)->Run(); });
-  ArmTimer();
+  if (rc != 0) return Status::IOError("api " + name_ + ": " + uv_strerror(rc));
   return Status::OK();
 }
 
-void HttpServer::Run() {
-  if (!mhd_ || running_) return;
-  running_ = true;
-  ++g_pass;
-  MHD_run(mhd_);
-  running_ = false;
-  ArmTimer();
+void HttpServer::Accept() {
+  auto* c = new Conn();
+  c->server = this;
+  if (unix_) {
+    uv_pipe_init(loop_, &c->io.pipe, 0);
+  } else {
+    uv_tcp_init(loop_, &c->io.tcp);
+  }
+  c->io.handle.data = c;
+  open_handles_++;
+  conns_.insert(c);
+  if (uv_accept(&listener_->io.stream, &c->io.stream) != 0) return CloseConn(c);
+  if (closing_ || conns_.size() > static_cast<size_t>(limits_.max_connections)) {
+    spdlog::debug("api {}: {} connections open, closing a new one", name_, conns_.size() - 1);
+    return CloseConn(c);
+  }
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  c->since = uv_now(loop_);
+  StartReading(c);
+  if (conns_.size() == 1) {
+    uint64_t every = static_cast<uint64_t>(std::max<int64_t>(100, limits_.idle_timeout_ms / 4));
+    uv_timer_start(
+        sweep_, [](uv_timer_t* h) { static_cast<HttpServer*>(h->data)->Sweep(); }, every, every);
+  }
 }
 
-void HttpServer::ScheduleRun() {
-  if (!timer_ || closing_) return;
-  uv_timer_start(
-      timer_, [](uv_timer_t* h) { static_cast<HttpServer*>(h->data)->Run(); }, 0, 0);
+void HttpServer::StartReading(Conn* c) {
+  if (c->reading || c->closing) return;
+  if (uv_read_start(&c->io.stream, ConnCallbacks::Alloc, ConnCallbacks::Read) != 0) {
+    return CloseConn(c);
+  }
+  c->reading = true;
 }
 
-void HttpServer::ArmTimer() {
-  if (!timer_ || closing_) return;
-  MHD_UNSIGNED_LONG_LONG ms = 0;
-  if (MHD_get_timeout(mhd_, &ms) != MHD_YES) {
-    uv_timer_stop(timer_);
+void HttpServer::StopReading(Conn* c) {
+  if (!c->reading) return;
+  uv_read_stop(&c->io.stream);
+  c->reading = false;
+}
+
+void HttpServer::Parse(Conn* c, const char* data, size_t len) {
+  size_t n = http_parser_execute(&c->parser, ConnCallbacks::Settings(), data, len);
+  http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+  if (c->early_status != 0 || (err != HPE_OK && err != HPE_PAUSED)) {
+    // Nothing more is read as requests from this connection.
+    StopReading(c);
+    int status = c->early_status;
+    std::string why = c->early_why;
+    if (status == 0) {
+      status = err == HPE_HEADER_OVERFLOW ? 431 : 400;
+      why = std::string("malformed request: ") + http_errno_description(err);
+    }
+    if (status == 413) requests_++;
+    c->complete = true;
+    Send(c, ErrorResponse(status, why), true);
     return;
   }
-  uv_timer_start(
-      timer_, [](uv_timer_t* h) { static_cast<HttpServer*>(h->data)->Run(); }, ms, 0);
+  if (c->complete) {
+    StopReading(c);
+    c->pending.assign(data + n, len - n);
+    ready_.push_back(c);
+    if (!uv_is_active(reinterpret_cast<uv_handle_t*>(dispatch_))) {
+      uv_check_start(dispatch_,
+                     [](uv_check_t* h) { static_cast<HttpServer*>(h->data)->Dispatch(); });
+      uv_idle_start(no_wait_, [](uv_idle_t*) {});
+    }
+  }
+}
+
+void HttpServer::Dispatch() {
+  while (!ready_.empty()) {
+    ++g_pass;
+    auto ready = std::move(ready_);
+    ready_.clear();
+    for (Conn* c : ready) Serve(c);  // a pipelined request answered at once may add to ready_
+  }
+  uv_check_stop(dispatch_);
+  uv_idle_stop(no_wait_);
+}
+
+void HttpServer::Serve(Conn* c) {
+  requests_++;
+  if (c->too_large) {
+    return Answer(c, ErrorResponse(413, "request body over " +
+                                            std::to_string(limits_.max_body_bytes) + " bytes"));
+  }
+  if (closing_) return Answer(c, ErrorResponse(503, "guardiand is stopping"));
+  c->req.pass = g_pass;
+  auto slot = std::make_shared<Responder::Slot>();
+  slot->server = this;
+  slot->conn = c;
+  slot->in_handler = true;
+  c->slot = slot;
+  try {
+    handler_(c->req, Responder(slot));
+  } catch (const std::exception& e) {
+    // A handler bug must cost one request, never the daemon.
+    spdlog::error("api: {} {}: {}", c->req.method, c->req.path, e.what());
+    if (!slot->answered) {
+      slot->answered = true;
+      slot->response = ErrorResponse(500, "internal error");
+    }
+  }
+  slot->in_handler = false;
+  if (slot->response && slot->server) Answer(c, std::move(*slot->response));
+}
+
+void HttpServer::Answer(Conn* c, HttpResponse response) {
+  if (c->slot) {
+    c->slot->server = nullptr;
+    c->slot.reset();
+  }
+  Send(c, std::move(response), !c->keep_alive);
+}
+
+void HttpServer::SendContinue(Conn* c) {
+  auto* w = new WriteReq();
+  w->conn = c;
+  w->head = "HTTP/1.1 100 Continue\r\n\r\n";
+  uv_buf_t buf = uv_buf_init(w->head.data(), static_cast<unsigned>(w->head.size()));
+  w->req.data = w;
+  if (uv_write(&w->req, &c->io.stream, &buf, 1, &HttpServer::Written) != 0) {
+    delete w;
+    CloseConn(c);
+  }
+}
+
+void HttpServer::Send(Conn* c, HttpResponse r, bool close_after) {
+  if (c->closing) return;
+  auto* w = new WriteReq();
+  w->conn = c;
+  w->answer = true;
+  w->close_after = close_after;
+  // The last place an answer passes before it leaves: no secret of the config goes out, whoever
+  // put it into the text (evidence quoting a server, a playbook's message).
+  if (auto redacted = Redactor::Global().Redacted(r.text())) {
+    w->body = std::make_shared<const std::string>(std::move(*redacted));
+  } else if (r.shared_body) {
+    w->body = std::move(r.shared_body);
+  } else {
+    w->body = std::make_shared<const std::string>(std::move(r.body));
+  }
+  time_t now = std::time(nullptr);
+  if (now != date_at_) {
+    date_at_ = now;
+    date_ = HttpDate(now);
+  }
+  const char* connection = close_after                                                ? "close"
+                           : (c->parser.http_major == 1 && c->parser.http_minor == 0) ? "keep-alive"
+                                                                                      : nullptr;
+  w->head = ResponseHead(r.status, r.content_type, w->body->size(), connection, date_);
+  uv_buf_t bufs[2] = {
+      uv_buf_init(w->head.data(), static_cast<unsigned>(w->head.size())),
+      uv_buf_init(const_cast<char*>(w->body->data()), static_cast<unsigned>(w->body->size()))};
+  unsigned nbufs = c->req.method == "HEAD" || w->body->empty() ? 1 : 2;
+  w->req.data = w;
+  // The deadline for the next request (or for a client slow to read this answer) starts now.
+  c->since = uv_now(loop_);
+  if (uv_write(&w->req, &c->io.stream, bufs, nbufs, &HttpServer::Written) != 0) {
+    delete w;
+    CloseConn(c);
+  }
+}
+
+void HttpServer::Written(uv_write_t* req, int status) {
+  auto* w = static_cast<WriteReq*>(req->data);
+  Conn* c = w->conn;
+  bool answer = w->answer;
+  bool close_after = w->close_after;
+  delete w;
+  if (status == UV_ECANCELED || c->closing) return;
+  HttpServer* self = c->server;
+  if (status < 0) return self->CloseConn(c);
+  if (!answer) return;
+  if (close_after) return self->Drain(c);
+  self->Resume(c);
+}
+
+void HttpServer::Drain(Conn* c) {
+  // Half-close, then read and drop until the client closes (or the deadline): closing outright
+  // with its unread bytes still coming would reset the connection, and a TCP client could lose
+  // the answer it has not read yet.
+  c->draining = true;
+  c->since = uv_now(loop_);
+  auto* sd = new ShutdownReq();
+  sd->req.data = c;
+  if (uv_shutdown(&sd->req, &c->io.stream, [](uv_shutdown_t* req, int status) {
+        auto* c = static_cast<Conn*>(req->data);
+        delete reinterpret_cast<ShutdownReq*>(req);
+        if (status < 0 && status != UV_ECANCELED && !c->closing) c->server->CloseConn(c);
+      }) != 0) {
+    delete sd;
+    return CloseConn(c);
+  }
+  StartReading(c);
+}
+
+void HttpServer::Resume(Conn* c) {
+  c->complete = false;
+  c->since = uv_now(loop_);
+  http_parser_pause(&c->parser, 0);
+  if (!c->pending.empty()) {
+    std::string rest = std::move(c->pending);
+    c->pending.clear();
+    Parse(c, rest.data(), rest.size());
+  }
+  if (!c->complete && !c->closing) StartReading(c);
 }
 
 void HttpServer::Sweep() {
   uint64_t now = uv_now(loop_);
   uint64_t deadline = static_cast<uint64_t>(limits_.idle_timeout_ms);
-  bool cut = false;
-  for (Conn* conn : conns_) {
-    if (conn->busy || conn->cut || conn->fd < 0 || now - conn->since <= deadline) continue;
-    // MHD sees the end of the stream and closes the connection itself, on its next run.
-    spdlog::debug("api {}: closing a connection that took over {} ms to send its request", name_,
-                  deadline);
-    ::shutdown(conn->fd, SHUT_RDWR);
-    conn->cut = true;
-    cut = true;
+  std::vector<Conn*> late;
+  for (Conn* c : conns_) {
+    if (c->slot || now - c->since <= deadline)
+      continue;  // with the handler: not the client's fault
+    late.push_back(c);
   }
-  if (cut) ScheduleRun();
+  for (Conn* c : late) {
+    if (!c->draining) {
+      spdlog::debug("api {}: closing a connection that took over {} ms to send its request", name_,
+                    deadline);
+    }
+    CloseConn(c);
+  }
+}
+
+void HttpServer::CloseConn(Conn* c) {
+  if (c->closing) return;
+  c->closing = true;
+  conns_.erase(c);
+  ready_.erase(std::remove(ready_.begin(), ready_.end(), c), ready_.end());
+  if (c->slot) {
+    c->slot->server = nullptr;
+    c->slot.reset();
+  }
+  c->reading = false;
+  uv_close(&c->io.handle, ConnCallbacks::Closed);
+  if (conns_.empty() && sweep_) uv_timer_stop(sweep_);
 }
 
 void HttpServer::Close(std::function<void()> closed) {
   on_closed_ = std::move(closed);
   closing_ = true;
-  if (!mhd_) return MaybeClosed();
-  // Suspended connections must be resumed before MHD stops; they get a 503.
-  auto pending = std::move(suspended_);
-  for (auto& [req, slot] : pending) {
-    slot->suspended = false;
-    slot->response = ErrorResponse(503, "guardiand is stopping");
-    MHD_resume_connection(slot->conn);
-  }
-  MHD_run(mhd_);
-  uv_poll_stop(poll_);
   auto on_close = [](uv_handle_t* h) {
     auto* self = static_cast<HttpServer*>(h->data);
-    if (h->type == UV_POLL) {
-      delete reinterpret_cast<uv_poll_t*>(h);
-    } else {
-      delete reinterpret_cast<uv_timer_t*>(h);
+    switch (h->type) {
+      case UV_CHECK:
+        delete reinterpret_cast<uv_check_t*>(h);
+        break;
+      case UV_IDLE:
+        delete reinterpret_cast<uv_idle_t*>(h);
+        break;
+      case UV_TIMER:
+        delete reinterpret_cast<uv_timer_t*>(h);
+        break;
+      default:
+        delete reinterpret_cast<Listener*>(h);
+        break;  // the listener: io is its first member
     }
     self->open_handles_--;
     self->MaybeClosed();
   };
-  uv_close(reinterpret_cast<uv_handle_t*>(poll_), on_close);
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_), on_close);
-  uv_close(reinterpret_cast<uv_handle_t*>(sweep_), on_close);
-  poll_ = nullptr;
-  timer_ = nullptr;
+  if (listener_) uv_close(&listener_->io.handle, on_close);
+  if (dispatch_) uv_close(reinterpret_cast<uv_handle_t*>(dispatch_), on_close);
+  if (no_wait_) uv_close(reinterpret_cast<uv_handle_t*>(no_wait_), on_close);
+  if (sweep_) uv_close(reinterpret_cast<uv_handle_t*>(sweep_), on_close);
+  listener_ = nullptr;
+  dispatch_ = nullptr;
+  no_wait_ = nullptr;
   sweep_ = nullptr;
-  MHD_stop_daemon(mhd_);
-  mhd_ = nullptr;
+  std::vector<Conn*> open(conns_.begin(), conns_.end());
+  for (Conn* c : open) {
+    // A request still waiting for its handler, or not yet handed to it, gets a 503 if the
+    // socket takes it now; the connection is closed either way.
+    bool answered_or_idle =
+        !c->complete || (!c->slot && std::find(ready_.begin(), ready_.end(), c) == ready_.end());
+    if (!answered_or_idle) {
+      HttpResponse r = ErrorResponse(503, "guardiand is stopping");
+      std::string text = ResponseHead(r.status, r.content_type, r.body.size(), "close",
+                                      HttpDate(std::time(nullptr))) +
+                         r.body;
+      uv_buf_t buf = uv_buf_init(text.data(), static_cast<unsigned>(text.size()));
+      uv_try_write(&c->io.stream, &buf, 1);
+    }
+    CloseConn(c);
+  }
+  MaybeClosed();
 }
 
 void HttpServer::MaybeClosed() {

@@ -19,27 +19,6 @@ namespace {
 using guardian::Status;
 using nlohmann::json;
 
-int Hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// URL decoding as MHD does it for query arguments: %XX and '+'.
-std::string Decode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && Hex(s[i + 1]) >= 0 && Hex(s[i + 2]) >= 0) {
-      out += static_cast<char>(Hex(s[i + 1]) * 16 + Hex(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i] == '+' ? ' ' : s[i];
-    }
-  }
-  return out;
-}
-
 guardian::HttpRequest ParseRequest(std::string_view text) {
   guardian::HttpRequest req;
   const size_t eol = std::min(text.find('\n'), text.size());
@@ -49,15 +28,9 @@ guardian::HttpRequest ParseRequest(std::string_view text) {
   req.method = std::string(line.substr(0, space));
   std::string_view target = line.substr(std::min(space + 1, line.size()));
   const size_t qmark = std::min(target.find('?'), target.size());
-  req.path = Decode(target.substr(0, qmark));
-  std::string_view query = target.substr(std::min(qmark + 1, target.size()));
-  while (!query.empty()) {
-    const size_t amp = std::min(query.find('&'), query.size());
-    std::string_view pair = query.substr(0, amp);
-    const size_t eq = std::min(pair.find('='), pair.size());
-    req.query[Decode(pair.substr(0, eq))] = Decode(pair.substr(std::min(eq + 1, pair.size())));
-    query = query.substr(std::min(amp + 1, query.size()));
-  }
+  // Decoded as the server decodes them.
+  req.path = guardian::UrlDecode(target.substr(0, qmark), false);
+  req.query = guardian::DecodeQuery(target.substr(std::min(qmark + 1, target.size())));
   req.content_type = "application/json";
   return req;
 }

@@ -14,24 +14,11 @@
 #include <thread>
 
 #include "daemon/curl_lib.h"
+#include "tests/unit/loopback.h"
 #include "tests/unit/test_loop.h"
 
 namespace guardian {
 namespace {
-
-// A socket listening on a free loopback port; `*port` says which.
-int ListenOnLoopback(int* port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(fd, 4) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
 
 // Accepts one connection, reads the request (headers and a Content-Length body), writes
 // `answer` and closes. `request` holds what came.
