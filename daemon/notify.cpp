@@ -1,5 +1,6 @@
 #include "daemon/notify.h"
 
+#include <dlfcn.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -11,9 +12,44 @@
 
 namespace guardian {
 
+// libsystemd, opened only under systemd (NOTIFY_SOCKET set). Linked in, it and what it links
+// (libgcrypt, zstd, lz4, lzma, libcap) cost about 0.8 MiB resident in every guardiand, most of
+// which never talk to systemd. Loaded once, never closed.
+struct SdLib {
+  decltype(&sd_notify) notify = nullptr;
+  decltype(&sd_watchdog_enabled) watchdog_enabled = nullptr;
+};
+
+namespace {
+
+const SdLib* LoadSdLib(std::string* error) {
+  void* dl = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+  if (!dl) {
+    const char* why = dlerror();
+    *error = why ? why : "libsystemd.so.0: cannot be opened";
+    return nullptr;
+  }
+  static SdLib lib;
+  lib.notify = reinterpret_cast<decltype(&sd_notify)>(dlsym(dl, "sd_notify"));
+  lib.watchdog_enabled =
+      reinterpret_cast<decltype(&sd_watchdog_enabled)>(dlsym(dl, "sd_watchdog_enabled"));
+  if (!lib.notify || !lib.watchdog_enabled) {
+    *error = "libsystemd.so.0 lacks sd_notify or sd_watchdog_enabled";
+    return nullptr;
+  }
+  return &lib;
+}
+
+}  // namespace
+
 Notifier::Notifier() {
   const char* socket = std::getenv("NOTIFY_SOCKET");
-  enabled_ = socket != nullptr && socket[0] != '\0';
+  if (socket == nullptr || socket[0] == '\0') return;
+  std::string error;
+  sd_ = LoadSdLib(&error);
+  // systemd waits for READY=1 that will never come, and says so when the unit times out.
+  if (!sd_) spdlog::error("NOTIFY_SOCKET is set but systemd cannot be told anything: {}", error);
+  enabled_ = sd_ != nullptr;
 }
 
 Notifier::~Notifier() = default;
@@ -21,7 +57,7 @@ Notifier::~Notifier() = default;
 void Notifier::Send(const std::string& state) {
   if (!enabled_) return;
   // unset_environment=0: every later message needs NOTIFY_SOCKET again.
-  int rc = sd_notify(0, state.c_str());
+  int rc = sd_->notify(0, state.c_str());
   if (rc < 0) {
     // Once: a notify socket that went away would otherwise log on every watchdog ping.
     static bool warned = false;
@@ -64,7 +100,7 @@ uint64_t Notifier::StartWatchdog(uv_loop_t* loop, HealthFn healthy) {
   if (!enabled_ || watchdog_) return 0;
   uint64_t usec = 0;
   // > 0 only if WATCHDOG_USEC is set and WATCHDOG_PID (if set) is this process.
-  int rc = sd_watchdog_enabled(0, &usec);
+  int rc = sd_->watchdog_enabled(0, &usec);
   if (rc <= 0 || usec == 0) {
     if (rc < 0) spdlog::warn("watchdog: {}", std::strerror(-rc));
     return 0;

@@ -1,7 +1,8 @@
 #pragma once
 // Notifier: tells systemd how guardiand is doing through the sd_notify protocol (libsystemd):
 // READY, RELOADING, STOPPING, STATUS and the WATCHDOG keep-alive, for a `Type=notify` unit.
-// Without NOTIFY_SOCKET (not started by systemd) every call is a cheap no-op.
+// Without NOTIFY_SOCKET (not started by systemd) every call is a cheap no-op, and libsystemd is
+// not even loaded: it is opened with dlopen only when NOTIFY_SOCKET is set.
 //
 // The watchdog pings come from a timer on the daemon's own loop, not from a thread, on
 // purpose: if the loop is stuck (a blocking callback, a deadlock), the pings stop and systemd
@@ -22,6 +23,8 @@
 #include "daemon/timer.h"
 
 namespace guardian {
+
+struct SdLib;  // libsystemd's functions (notify.cpp)
 
 class Notifier {
  public:
@@ -56,6 +59,7 @@ class Notifier {
   void Send(const std::string& state);
   void WatchdogTick();
   bool enabled_ = false;
+  const SdLib* sd_ = nullptr;  // libsystemd's functions, while enabled
   HealthFn healthy_;
   int64_t ping_period_ms_ = 0;
   int64_t withheld_ = 0;

@@ -110,6 +110,8 @@ class NotifyTest(SystemdTestCase):
 
         # WATCHDOG_USEC=400000 -> a ping every 200 ms, from the loop.
         self.wait_log("systemd watchdog: 400 ms, pinging every 200 ms")
+        # libsystemd is opened only because NOTIFY_SOCKET is set (see below).
+        self.assertIn("libsystemd.so", read_text("/proc/%d/maps" % d.pid))
         start = time.monotonic()
 
         def pings():
@@ -269,6 +271,8 @@ class JournalLogTest(SystemdTestCase):
         self.write_one_check()
         d = self.start_with_env({})
         self.wait_log("started:")
+        # Not started by systemd: libsystemd is never loaded.
+        self.assertNotIn("libsystemd.so", read_text("/proc/%d/maps" % d.pid))
         self.stop_daemon(d)
         started = next(l for l in d.log().splitlines() if "started:" in l)
         self.assertRegex(started, r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} .*info.* guardiand \d+ started:")
