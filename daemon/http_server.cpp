@@ -47,6 +47,7 @@ struct HttpServer::Conn {
   HttpRequest req;
   std::string url, field, value;
   bool in_value = false;
+  bool headers_done = false;  // header lines after this are a chunked body's trailers
   bool expect_continue = false;
   size_t head_bytes = 0;
   int early_status = 0;  // the headers alone decided the answer (413, 431, 400)
@@ -78,6 +79,7 @@ struct ConnCallbacks {
     c->field.clear();
     c->value.clear();
     c->in_value = false;
+    c->headers_done = false;
     c->expect_continue = false;
     c->head_bytes = 0;
     c->too_large = false;
@@ -99,9 +101,12 @@ struct ConnCallbacks {
   }
   static void EndHeader(Conn* c) {
     if (!c->in_value) return;
-    if (strcasecmp(c->field.c_str(), "Content-Type") == 0) c->req.content_type = c->value;
-    if (strcasecmp(c->field.c_str(), "Expect") == 0) {
-      c->expect_continue = strcasecmp(c->value.c_str(), "100-continue") == 0;
+    // Trailers (after a chunked body) are read and ignored.
+    if (!c->headers_done) {
+      if (strcasecmp(c->field.c_str(), "Content-Type") == 0) c->req.content_type = c->value;
+      if (strcasecmp(c->field.c_str(), "Expect") == 0) {
+        c->expect_continue = strcasecmp(c->value.c_str(), "100-continue") == 0;
+      }
     }
     c->field.clear();
     c->value.clear();
@@ -122,6 +127,7 @@ struct ConnCallbacks {
   static int HeadersComplete(http_parser* p) {
     Conn* c = Of(p);
     EndHeader(c);
+    c->headers_done = true;
     c->req.method = http_method_str(static_cast<http_method>(p->method));
     http_parser_url u;
     http_parser_url_init(&u);

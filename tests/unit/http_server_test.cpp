@@ -288,6 +288,25 @@ TEST_CASE("a chunked body over the limit is read, dropped and answered 413") {
   CHECK(f.seen[0].path == "/v1/health");
 }
 
+TEST_CASE("a chunked body is put together; its trailers change nothing") {
+  Fixture f;
+  std::vector<Answer> got;
+  f.WithClient([&] {
+    int fd = f.Connect();
+    Send(fd,
+         "POST /b HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n"
+         "Content-Type: text/evil\r\nExpect: 100-continue\r\n\r\n");
+    got = ReadAnswers(fd, 1);
+    ::close(fd);
+  });
+  REQUIRE(got.size() == 1);
+  CHECK(got[0].status == 200);
+  REQUIRE(f.seen.size() == 1);
+  CHECK(f.seen[0].body == "{\"a\":1}");
+  CHECK(f.seen[0].content_type == "application/json");
+}
+
 TEST_CASE("Expect: 100-continue gets its interim answer before the body is sent") {
   Fixture f;
   std::string interim;
