@@ -57,6 +57,9 @@ def write_config(tmp, n_checks, port):
         "playbook_dirs: [%s/playbooks]" % ROOT,
         "log_level: warn",
         "budget: {max_actions: 1000000, window_ms: 3600000}",
+        # The fill heals 1000 incidents in seconds; the default breaker (30 attempts a minute
+        # across checks) would hold them observe-only.
+        "breaker: {max_actions: 1000000, window_ms: 60000}",
         "api: {tcp: \"127.0.0.1:%d\"}" % port,
         "checks:",
     ]

@@ -87,12 +87,13 @@ def write_original(path):
 
 
 def base_config(playbook_dir):
-    # A budget large enough for every run; everything else is the shipped default
+    # A budget and a breaker large enough for every run; everything else is the shipped default
     # (interval_ms 1000, jitter 0.1, debounce 1, settle_ms 30, phase_timeout_ms 30000).
     return (f"state_dir: @STATE@\n"
             f"playbook_dirs: [{yaml_str(playbook_dir)}]\n"
             f"log_level: info\n"
             f"budget: {{ max_actions: 100000, window_ms: 3600000 }}\n"
+            f"breaker: {{ max_actions: 100000, window_ms: 60000 }}\n"
             f"checks:\n")
 
 

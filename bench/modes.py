@@ -84,6 +84,7 @@ def config_text(stack, bin_dir, port, api_ports):
 playbook_dirs: [{yaml_str(os.path.join(ROOT, "playbooks"))}]
 log_level: warn
 budget: {{ max_actions: 1000, window_ms: 3600000 }}
+breaker: {{ max_actions: 1000, window_ms: 60000 }}
 retry: {{ backoff_base_ms: 200, backoff_max_ms: 2000 }}
 port_registry: {yaml_str(os.path.join(run, "ports.json"))}
 services:
