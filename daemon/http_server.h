@@ -104,7 +104,7 @@ class HttpServer {
   void StopReading(Conn* c);
   // Feeds received bytes to the connection's parser; a whole request goes to ready_.
   void Parse(Conn* c, const char* data, size_t len);
-  // Hands every ready request to the handler, one pass per round (the check handle).
+  // Hands every ready request to the handler in one pass (the check handle, after each poll).
   void Dispatch();
   void Serve(Conn* c);
   void Answer(Conn* c, HttpResponse response);

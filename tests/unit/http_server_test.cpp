@@ -130,6 +130,16 @@ struct Fixture {
     return fd;
   }
 
+  // On a new connection: sends `bytes`, reads up to `want` answers (fewer if the server closes
+  // first; `*closed` says whether it did), closes. From a WithClient thread.
+  std::vector<Answer> Exchange(const std::string& bytes, size_t want, bool* closed = nullptr) {
+    int fd = Connect();
+    Send(fd, bytes);
+    auto got = ReadAnswers(fd, want, closed);
+    ::close(fd);
+    return got;
+  }
+
   // Runs the loop while `client` runs on a thread, until it returns.
   void WithClient(const std::function<void()>& client) {
     std::atomic<bool> done{false};
@@ -164,14 +174,12 @@ TEST_CASE("pipelined requests are handled one after another, each after the answ
   std::vector<Answer> got;
   bool closed = false;
   f.WithClient([&] {
-    int fd = f.Connect();
-    Send(fd,
-         "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
-         "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
-         "GET /c?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    got = ReadAnswers(fd, 3);
-    closed = ClosedByPeer(fd);
-    ::close(fd);
+    // Asks for one answer more than there are requests: the last one closes the connection.
+    got = f.Exchange(
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        "GET /c?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        4, &closed);
   });
   REQUIRE(got.size() == 3);
   CHECK(got[0].body == "{\"path\":\"/a\"}\n");
@@ -227,12 +235,7 @@ TEST_CASE("an answer given later holds up only its own connection") {
   Send(slow, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
   f.l.RunUntil([&] { return later.has_value(); });
   std::vector<Answer> fast;
-  f.WithClient([&] {
-    int fd = f.Connect();
-    Send(fd, kGet);
-    fast = ReadAnswers(fd, 1);
-    ::close(fd);
-  });
+  f.WithClient([&] { fast = f.Exchange(kGet, 1); });
   REQUIRE(fast.size() == 1);
   CHECK(fast[0].status == 200);
   (*later)(ErrorResponse(409, "late"));
@@ -254,11 +257,9 @@ TEST_CASE("a declared body over the limit is answered 413 unread, and the connec
   std::vector<Answer> got;
   bool closed = false;
   f.WithClient([&] {
-    int fd = f.Connect();
-    Send(fd, "POST /hold HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                 std::to_string(smuggled.size()) + "\r\n\r\n" + smuggled);
-    got = ReadAnswers(fd, 2, &closed);
-    ::close(fd);
+    got = f.Exchange("POST /hold HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                         std::to_string(smuggled.size()) + "\r\n\r\n" + smuggled,
+                     2, &closed);
   });
   REQUIRE(got.size() == 1);
   CHECK(got[0].status == 413);
@@ -274,12 +275,10 @@ TEST_CASE("a chunked body over the limit is read, dropped and answered 413") {
   Fixture f(limits);
   std::vector<Answer> got;
   f.WithClient([&] {
-    int fd = f.Connect();
     std::string chunk(80, 'z');
-    Send(fd, "POST /hold HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n" + chunk +
-                 "\r\n50\r\n" + chunk + "\r\n0\r\n\r\n" + kGet);
-    got = ReadAnswers(fd, 2);
-    ::close(fd);
+    got = f.Exchange("POST /hold HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n50\r\n" +
+                         chunk + "\r\n50\r\n" + chunk + "\r\n0\r\n\r\n" + kGet,
+                     2);
   });
   REQUIRE(got.size() == 2);
   CHECK(got[0].status == 413);
@@ -292,13 +291,11 @@ TEST_CASE("a chunked body is put together; its trailers change nothing") {
   Fixture f;
   std::vector<Answer> got;
   f.WithClient([&] {
-    int fd = f.Connect();
-    Send(fd,
-         "POST /b HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-         "Transfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n"
-         "Content-Type: text/evil\r\nExpect: 100-continue\r\n\r\n");
-    got = ReadAnswers(fd, 1);
-    ::close(fd);
+    got = f.Exchange(
+        "POST /b HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n"
+        "Content-Type: text/evil\r\nExpect: 100-continue\r\n\r\n",
+        1);
   });
   REQUIRE(got.size() == 1);
   CHECK(got[0].status == 200);
@@ -349,10 +346,7 @@ TEST_CASE("HEAD gets the head with the body's length and no body") {
 TEST_CASE("path and query are percent-decoded") {
   Fixture f;
   f.WithClient([&] {
-    int fd = f.Connect();
-    Send(fd, "GET /v1/checks/a%20b?x=1&y=a+b%21&z&&%zz=q HTTP/1.1\r\nHost: x\r\n\r\n");
-    ReadAnswers(fd, 1);
-    ::close(fd);
+    f.Exchange("GET /v1/checks/a%20b?x=1&y=a+b%21&z&&%zz=q HTTP/1.1\r\nHost: x\r\n\r\n", 1);
   });
   REQUIRE(f.seen.size() == 1);
   CHECK(f.seen[0].path == "/v1/checks/a b");
@@ -369,14 +363,9 @@ TEST_CASE("headers over the limit get 431; bytes that are not HTTP get 400; both
   std::vector<Answer> big, junk;
   bool big_closed = false, junk_closed = false;
   f.WithClient([&] {
-    int fd = f.Connect();
-    Send(fd, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(400, 'a') + "\r\n\r\n");
-    big = ReadAnswers(fd, 2, &big_closed);
-    ::close(fd);
-    fd = f.Connect();
-    Send(fd, "\x16\x03\x01 not http at all\r\n\r\n");
-    junk = ReadAnswers(fd, 2, &junk_closed);
-    ::close(fd);
+    big = f.Exchange("GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(400, 'a') + "\r\n\r\n", 2,
+                     &big_closed);
+    junk = f.Exchange("\x16\x03\x01 not http at all\r\n\r\n", 2, &junk_closed);
   });
   REQUIRE(big.size() == 1);
   CHECK(big[0].status == 431);
@@ -393,11 +382,8 @@ TEST_CASE("HTTP/1.0 without keep-alive is closed after its answer; with it, kept
   std::vector<Answer> once, kept;
   bool once_closed = false;
   f.WithClient([&] {
+    once = f.Exchange("GET /a HTTP/1.0\r\n\r\n", 2, &once_closed);
     int fd = f.Connect();
-    Send(fd, "GET /a HTTP/1.0\r\n\r\n");
-    once = ReadAnswers(fd, 2, &once_closed);
-    ::close(fd);
-    fd = f.Connect();
     Send(fd, "GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     kept = ReadAnswers(fd, 1);
     Send(fd, "GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
