@@ -4,8 +4,9 @@
 // NAME, so crash-consistency tests stop it at exact places instead of racing a timer: a step's
 // boundaries (step:PHASE:running, step:PHASE:ended, step:PHASE:journaled), a playbook's acting
 // host call (action:PHASE), an incident's first row (incident:opened), an attempt's number
-// journaled before any of its steps (attempt:journaled) and the store's file
-// writes (store_write; store_write_torn writes half the bytes first). docs/reliability.md
+// journaled before any of its steps (attempt:journaled), a service's process spawned but not yet
+// recorded (service:spawned) and the store's file writes (store_write; store_write_torn writes
+// half the bytes first). docs/reliability.md
 // lists them. Release builds compile every point away.
 
 #include <string_view>

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <vector>
 
@@ -76,18 +77,45 @@ Status ReadProcStat(pid_t pid, ProcStat* out) {
   return ParseProcStat(text, out);
 }
 
-std::vector<ProcStat> ListChildren(pid_t parent) {
+namespace {
+
+// Every process in /proc for which `keep` says yes.
+std::vector<ProcStat> WalkProc(const std::function<bool(const ProcStat&)>& keep) {
   std::vector<ProcStat> out;
   DIR* d = ::opendir("/proc");
   if (!d) return out;
   while (dirent* e = ::readdir(d)) {
     if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
     ProcStat st;  // a process gone meanwhile is skipped
-    if (ReadProcStat(static_cast<pid_t>(std::atol(e->d_name)), &st).ok() && st.ppid == parent)
+    if (ReadProcStat(static_cast<pid_t>(std::atol(e->d_name)), &st).ok() && keep(st))
       out.push_back(st);
   }
   ::closedir(d);
   return out;
+}
+
+}  // namespace
+
+std::vector<ProcStat> ListChildren(pid_t parent) {
+  return WalkProc([parent](const ProcStat& st) { return st.ppid == parent; });
+}
+
+std::vector<ProcStat> ListProcesses() {
+  return WalkProc([](const ProcStat& st) { return st.state != 'Z' && st.state != 'X'; });
+}
+
+int64_t StartTicksToWallMs(uint64_t start_ticks) {
+  static const int64_t boot_s = [] {
+    std::ifstream f("/proc/stat");
+    std::string line;
+    while (std::getline(f, line)) {
+      if (line.compare(0, 6, "btime ") == 0) return std::atoll(line.c_str() + 6);
+    }
+    return 0LL;
+  }();
+  static const int64_t hz = ::sysconf(_SC_CLK_TCK);
+  if (boot_s == 0 || hz <= 0) return 0;
+  return boot_s * 1000 + static_cast<int64_t>(start_ticks) * 1000 / hz;
 }
 
 const std::string& BootId() {
@@ -101,13 +129,23 @@ const std::string& BootId() {
 }
 
 std::string ReadEnvVar(pid_t pid, const std::string& name) {
+  auto found = ReadEnvVars(pid, {name});
+  return found.empty() ? "" : found.begin()->second;
+}
+
+std::map<std::string, std::string> ReadEnvVars(pid_t pid, const std::vector<std::string>& names) {
+  std::map<std::string, std::string> out;
   std::ifstream f("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
   std::string entry;
-  const std::string prefix = name + "=";
-  while (std::getline(f, entry, '\0')) {
-    if (entry.compare(0, prefix.size(), prefix) == 0) return entry.substr(prefix.size());
+  while (out.size() < names.size() && std::getline(f, entry, '\0')) {
+    size_t eq = entry.find('=');
+    if (eq == std::string::npos) continue;
+    for (const auto& name : names) {
+      if (eq == name.size() && entry.compare(0, eq, name) == 0)
+        out.emplace(name, entry.substr(eq + 1));
+    }
   }
-  return "";
+  return out;
 }
 
 Status ReadProcessIdentity(pid_t pid, ProcessIdentity* out) {

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,15 @@ const std::string& BootId();
 // The value of `name` in /proc/PID/environ (the environment the process started with), or ""
 // when it is not set or cannot be read. Blocking: call on the pool.
 std::string ReadEnvVar(pid_t pid, const std::string& name);
+// The same for several names in one read; a name not set is missing from the map.
+std::map<std::string, std::string> ReadEnvVars(pid_t pid, const std::vector<std::string>& names);
+
+// Every live process (no zombies) in /proc. Blocking: call on the pool.
+std::vector<ProcStat> ListProcesses();
+
+// Wall-clock ms at which a process started `start_ticks` after boot. Approximate: the boot
+// time the kernel gives is in whole seconds.
+int64_t StartTicksToWallMs(uint64_t start_ticks);
 
 // Parses the text of /proc/PID/stat (the command name in parentheses may hold spaces and
 // parentheses). Exposed for tests.

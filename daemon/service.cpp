@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/cgroup.h"
+#include "daemon/crash_point.h"
 #include "daemon/file_util.h"
 #include "daemon/spawn_env.h"
 #include "daemon/work.h"
@@ -137,7 +138,7 @@ Service::~Service() {
 std::string Service::identity_file() const { return IdentityFile(state_dir_, config_.name); }
 
 std::string IdentityFile(const std::string& state_dir, const std::string& name) {
-  return state_dir + "/" + name + ".json";
+  return state_dir + "/services/" + name + ".json";
 }
 
 Status LoadRecordedProcess(const std::string& path, RecordedProcess* out) {
@@ -152,6 +153,73 @@ Status LoadRecordedProcess(const std::string& path, RecordedProcess* out) {
   out->started_at = doc.value("started_at", int64_t{0});
   out->boot_id = doc.value("boot_id", std::string());
   return Status::OK();
+}
+
+std::string RecordText(const RecordedProcess& r) {
+  nlohmann::json rec = {{"pid", r.process.pid},
+                        {"start_ticks", r.process.start_ticks},
+                        {"exe", r.process.exe},
+                        {"started_at", r.started_at},
+                        {"boot_id", r.boot_id}};
+  return rec.dump() + "\n";
+}
+
+bool RecordIsLive(const RecordedProcess& r) {
+  if (!r.boot_id.empty() && r.boot_id != BootId()) return false;
+  ProcessIdentity now;
+  return ReadProcessIdentity(r.process.pid, &now).ok() && now.SameAs(r.process);
+}
+
+namespace {
+
+// "/var/lib/guardian/" and "/var/lib/guardian" name one folder.
+std::string WithoutTrailingSlash(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
+}  // namespace
+
+std::map<std::string, RecordedProcess> FindUnrecordedServices(const std::string& state_dir,
+                                                              const std::set<std::string>& names,
+                                                              pid_t self) {
+  std::map<std::string, RecordedProcess> found;
+  if (names.empty()) return found;
+  const std::string dir = WithoutTrailingSlash(state_dir);
+  struct Match {
+    ProcStat stat;
+    std::string service;
+  };
+  std::vector<Match> matches;
+  for (const ProcStat& st : ListProcesses()) {
+    auto env = ReadEnvVars(st.pid, {kServiceEnv, kStateDirEnv});
+    auto svc = env.find(kServiceEnv);
+    auto owner = env.find(kStateDirEnv);
+    if (svc == env.end() || owner == env.end() || !names.count(svc->second) ||
+        WithoutTrailingSlash(owner->second) != dir)
+      continue;
+    matches.push_back(Match{st, svc->second});
+  }
+  std::map<pid_t, const Match*> by_pid;
+  for (const auto& m : matches) by_pid[m.stat.pid] = &m;
+  for (const auto& m : matches) {
+    if (m.stat.pgrp != m.stat.pid) continue;  // services start in a process group of their own
+    if (m.stat.ppid == self) continue;
+    auto parent = by_pid.find(m.stat.ppid);
+    if (parent != by_pid.end() && parent->second->service == m.service) continue;
+    auto have = found.find(m.service);
+    if (have != found.end() && have->second.process.start_ticks <= m.stat.start_ticks) continue;
+    ProcessIdentity id;
+    if (!ReadProcessIdentity(m.stat.pid, &id).ok() || id.start_ticks != m.stat.start_ticks)
+      continue;  // exited since it was listed
+    RecordedProcess r;
+    r.process = id;
+    r.started_at = StartTicksToWallMs(id.start_ticks);
+    r.boot_id = BootId();
+    r.found_by_environment = true;
+    found[m.service] = r;
+  }
+  return found;
 }
 
 void Service::SetState(ServiceState s) { state_ = s; }
@@ -226,7 +294,10 @@ bool Service::TryAdopt(const RecordedProcess& recorded) {
   adopted_ = true;
   started_at_ = recorded.started_at;
   SetState(ServiceState::kStarting);
-  Emit("adopted", "found " + now.ToString() + " still running; adopted it");
+  Emit("adopted", "found " + now.ToString() +
+                      (recorded.found_by_environment
+                           ? " still running, by its environment (no live record); adopted it"
+                           : " still running; adopted it"));
   CheckReady();
   return true;
 }
@@ -271,7 +342,9 @@ void Service::Spawn() {
 
 void Service::SpawnWith(int out, bool join_cgroup) {
   std::map<std::string, std::string> extra = config_.env;
-  extra["GUARDIAN_SERVICE"] = config_.name;
+  extra[kServiceEnv] = config_.name;
+  // With the name, it tells a successor which process to adopt if the record is never written.
+  extra[kStateDirEnv] = state_dir_;
   EnvBlock env(SpawnEnvironment(extra));
   std::vector<std::string> args = config_.argv;
   std::vector<char*> argv;
@@ -331,13 +404,13 @@ void Service::SpawnWith(int out, bool join_cgroup) {
   if (!identity_.exe.empty()) last_exe_ = identity_.exe;
   SetState(ServiceState::kStarting);
   Emit("started", "started " + identity_.ToString());
-  nlohmann::json rec = {{"pid", identity_.pid},
-                        {"start_ticks", identity_.start_ticks},
-                        {"exe", identity_.exe},
-                        {"started_at", started_at_},
-                        {"boot_id", BootId()}};
+  CrashPoint("service", "spawned");
   std::string path = identity_file();
-  std::string text = rec.dump() + "\n";
+  RecordedProcess record;
+  record.process = identity_;
+  record.started_at = started_at_;
+  record.boot_id = BootId();
+  std::string text = RecordText(record);
   // Into its memory cgroup at once (uv_spawn has no hook before exec, so the first moments of
   // its life are charged to guardiand's cgroup).
   std::string cgroup = join_cgroup ? config_.cgroup : "";

@@ -18,8 +18,10 @@
 #include <uv.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -74,10 +76,30 @@ struct RecordedProcess {
   ProcessIdentity process;
   int64_t started_at = 0;  // wall ms
   std::string boot_id;     // the boot it was recorded in ("" in records from before it was kept)
+  // Not read from the record but found by FindUnrecordedServices().
+  bool found_by_environment = false;
 };
+// STATE_DIR/services/NAME.json.
 std::string IdentityFile(const std::string& state_dir, const std::string& name);
 // Reads a record (blocking: call on the pool). NotFound when there is none.
 Status LoadRecordedProcess(const std::string& path, RecordedProcess* out);
+// The record's text, as written after each start.
+std::string RecordText(const RecordedProcess& r);
+// Whether `r` names a process that still runs, in this boot, with the start time recorded.
+// Blocking (reads /proc): call on the pool.
+bool RecordIsLive(const RecordedProcess& r);
+
+// Every service process starts with these in its environment, and its helpers keep them.
+inline constexpr const char* kServiceEnv = "GUARDIAN_SERVICE";     // the service's name
+inline constexpr const char* kStateDirEnv = "GUARDIAN_STATE_DIR";  // the starting guardiand's
+// For the services in `names`, the process a previous guardiand with `state_dir` started but
+// did not record (it was killed between the spawn and the record's write): the oldest live
+// process-group leader whose environment names the service and `state_dir`, whose parent is
+// not another such process (a helper is younger than its service, and its child or orphan)
+// and is not `self` (what this guardiand runs already). Walks /proc: call on the pool.
+std::map<std::string, RecordedProcess> FindUnrecordedServices(const std::string& state_dir,
+                                                              const std::set<std::string>& names,
+                                                              pid_t self);
 
 class Service {
  public:
@@ -138,7 +160,7 @@ class Service {
 
   uv_loop_t* loop_;
   ServiceConfig config_;
-  std::string state_dir_;  // STATE_DIR/services
+  std::string state_dir_;
   const Clock* clock_;
   EventFn on_event_;
   RestartPolicy policy_;

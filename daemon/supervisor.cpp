@@ -6,17 +6,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <set>
 
+#include "daemon/file_util.h"
 #include "daemon/work.h"
 
 namespace guardian {
+namespace fs = std::filesystem;
 
 Supervisor::Supervisor(uv_loop_t* loop, std::string state_dir, const Clock* clock,
                        Service::EventFn on_event)
     : loop_(loop),
       state_dir_(std::move(state_dir)),
-      services_dir_(state_dir_ + "/services"),
       clock_(clock),
       on_event_(std::move(on_event)),
       orphan_timer_(std::make_unique<Timer>(loop)),
@@ -74,11 +76,12 @@ void Supervisor::Apply(std::shared_ptr<const Config> config, std::function<void(
     if (have && have->config() == s) kept.insert(s.name);
   }
   std::string path = registry_path_;
-  std::string dir = services_dir_;
+  std::string dir = state_dir_;
+  pid_t self = ::getpid();
   std::weak_ptr<bool> alive = alive_;
   QueueWork(
       loop_,
-      [loaded, wanted, kept, path, dir] {
+      [loaded, wanted, kept, path, dir, self] {
         PortTable existing;
         Status s = LoadPortRegistry(path, &existing);
         if (!s.ok() && s.code() != Status::Code::kNotFound)
@@ -88,11 +91,20 @@ void Supervisor::Apply(std::shared_ptr<const Config> config, std::function<void(
           Status w = SavePortRegistry(path, loaded->table);
           if (!w.ok()) loaded->problem += (loaded->problem.empty() ? "" : "; ") + w.message();
         }
+        std::set<std::string> unrecorded;  // no record naming a live process
         for (const auto& svc : wanted) {
           if (kept.count(svc.name)) continue;
           RecordedProcess r;
           if (LoadRecordedProcess(IdentityFile(dir, svc.name), &r).ok())
             loaded->recorded[svc.name] = r;
+          if (!loaded->recorded.count(svc.name) || !RecordIsLive(r)) unrecorded.insert(svc.name);
+        }
+        // A guardiand killed right after a spawn never wrote that process's record.
+        for (auto& [name, found] : FindUnrecordedServices(dir, unrecorded, self)) {
+          std::error_code ec;
+          fs::create_directories(fs::path(IdentityFile(dir, name)).parent_path(), ec);
+          WriteFileAtomic(IdentityFile(dir, name), RecordText(found), 0640);
+          loaded->recorded[name] = found;
         }
       },
       [this, alive, loaded, wanted, done] {
@@ -121,7 +133,7 @@ void Supervisor::Apply(std::shared_ptr<const Config> config, std::function<void(
           }
           auto make = [this, s, port_of, alive](const RecordedProcess* recorded) {
             auto svc = std::make_unique<Service>(
-                loop_, s, services_dir_, clock_,
+                loop_, s, state_dir_, clock_,
                 [this](const Service& sv, const ServiceEvent& e) { OnEvent(sv, e); });
             svc->set_port(port_of(s.name));
             Service* raw = svc.get();
@@ -212,7 +224,7 @@ void Supervisor::ScanOrphans() {
       loop_,
       [children, self] {
         for (auto& st : ListChildren(self)) {
-          std::string service = st.state == 'Z' ? "" : ReadEnvVar(st.pid, "GUARDIAN_SERVICE");
+          std::string service = st.state == 'Z' ? "" : ReadEnvVar(st.pid, kServiceEnv);
           children->push_back(Child{st, std::move(service)});
         }
       },

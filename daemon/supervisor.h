@@ -72,7 +72,6 @@ class Supervisor {
 
   uv_loop_t* loop_;
   std::string state_dir_;
-  std::string services_dir_;
   const Clock* clock_;
   Service::EventFn on_event_;
   std::shared_ptr<const Config> config_;

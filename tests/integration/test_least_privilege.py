@@ -147,7 +147,9 @@ class SpawnedProcessTest(PrivilegeTestCase):
         r = self.wait_for(report, TIMEOUT_S, "the service's report in " + log)
         self.assert_runs_as_nobody(r)
         self.assertEqual(r["env"], {"PATH": FIXED_PATH, "LANG": "C.UTF-8",
-                                    "GUARDIAN_SERVICE": "worker", "SERVICE_VAR": "service-value",
+                                    "GUARDIAN_SERVICE": "worker",
+                                    "GUARDIAN_STATE_DIR": self.state_dir,
+                                    "SERVICE_VAR": "service-value",
                                     "API_TOKEN": "service-token-from-env-789"})
         # The token reached the service; guardiand itself never shows it.
         status = self.api("GET", "/v1/status", expect=200).text

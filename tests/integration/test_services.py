@@ -119,6 +119,53 @@ class ServicesTest(GuardianTestCase):
         self.stop_daemon()
         self.wait_for(lambda: not alive(first["pid"]), TIMEOUT_S, "adopted service stopped")
 
+    def test_a_guardiand_killed_before_recording_a_restart_adopts_that_process(self):
+        # The record is written after the spawn, from the thread pool. Killed in between,
+        # guardiand leaves a record naming the process before: its successor finds the new one
+        # by the GUARDIAN_SERVICE and GUARDIAN_STATE_DIR in its environment and adopts it,
+        # instead of starting a second copy beside an orphan that holds the port.
+        self.write_config([], services=[self.service])
+        self.start_daemon(env={"GUARDIAN_CRASH_AT": "service:spawned#2"})
+        first = self.wait_service(lambda s: s["state"] == "ready", "svc ready")
+        d = self.daemon
+        os.kill(first["pid"], signal.SIGKILL)
+        self.wait_for(lambda: not d.alive(), TIMEOUT_S, "guardiand to die right after a restart")
+        d.proc.wait(timeout=10)
+        self.daemon = None
+        with open(os.path.join(self.state_dir, "services", "svc.json")) as f:
+            self.assertEqual(json.load(f)["pid"], first["pid"])  # the restart went unrecorded
+        orphans = self.service_processes()
+        self.assertEqual(len(orphans), 1, orphans)
+        self.seen_pids.update(orphans)
+
+        self.start_daemon()
+        again = self.wait_service(lambda s: s["state"] == "ready", "svc ready after restart")
+        self.assertEqual((again["pid"], again["adopted"], again["starts"]),
+                         (orphans[0], True, 0))
+        self.assertIn("by its environment (no live record); adopted it", self.daemon.log())
+        self.assertEqual(self.service_processes(), orphans)  # not a second copy
+        with open(os.path.join(self.state_dir, "services", "svc.json")) as f:
+            self.assertEqual(json.load(f)["pid"], orphans[0])
+        self.stop_daemon()
+        self.wait_for(lambda: not alive(orphans[0]), TIMEOUT_S, "adopted service stopped")
+
+    def service_processes(self):
+        """Live group leaders started for svc by a guardiand with this state dir."""
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open("/proc/%s/environ" % name, "rb") as f:
+                    env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+            except OSError:
+                continue
+            if (env.get(b"GUARDIAN_SERVICE") == b"svc"
+                    and env.get(b"GUARDIAN_STATE_DIR") == self.state_dir.encode()
+                    and alive(int(name)) and os.getpgid(int(name)) == int(name)):
+                found.append(int(name))
+        return sorted(found)
+
     def test_a_service_that_execs_after_its_start_is_adopted_too(self):
         # Started through a wrapper that execs the real program later (as a #! script's env or
         # `ip netns exec` do): its exe changes, its pid and start time do not. Not adopting it

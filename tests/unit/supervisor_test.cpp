@@ -4,8 +4,11 @@
 
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -345,6 +348,69 @@ TEST_CASE("a record from an earlier boot is not trusted, even if pid and start t
   CHECK(f.RunUntil([&] { return f.Count("started") == 1; }, 5000));
   CHECK(f.sup->Find("keeper")->Snapshot().process.pid != first.pid);
   ::kill(first.pid, SIGKILL);
+}
+
+// Starts argv in a session of its own with exactly `env`, as a Service would.
+pid_t SpawnWithEnv(std::vector<std::string> argv, std::vector<std::string> env) {
+  std::vector<char*> a, e;
+  for (auto& s : argv) a.push_back(s.data());
+  for (auto& s : env) e.push_back(s.data());
+  a.push_back(nullptr);
+  e.push_back(nullptr);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, a[0], nullptr, &attr, a.data(), e.data());
+  posix_spawnattr_destroy(&attr);
+  REQUIRE(rc == 0);
+  return pid;
+}
+
+TEST_CASE("a process started but never recorded is found by its environment, not its helpers") {
+  // No supervisor here: its orphan scan would stop these processes of a service it lacks.
+  char tmpl[] = "/tmp/guardian-unrecorded-XXXXXX";
+  fs::path dir = mkdtemp(tmpl);
+  std::string state = dir.string();
+  // The service's process, which starts a helper in a session of its own and one in its group.
+  pid_t leader = SpawnWithEnv(
+      {"/bin/sh", "-c",
+       "cd \"$GUARDIAN_STATE_DIR\"; sleep 64 & setsid sleep 64 & "
+       "echo $! > helper.pid; exec sleep 64"},
+      {"GUARDIAN_SERVICE=web", "GUARDIAN_STATE_DIR=" + state + "/", "PATH=/usr/bin:/bin"});
+  // The same service of another guardiand (another state dir), and another service of ours.
+  pid_t elsewhere = SpawnWithEnv({"/bin/sleep", "64"},
+                                 {"GUARDIAN_SERVICE=web", "GUARDIAN_STATE_DIR=/var/lib/other"});
+  pid_t db =
+      SpawnWithEnv({"/bin/sleep", "64"}, {"GUARDIAN_SERVICE=db", "GUARDIAN_STATE_DIR=" + state});
+  pid_t helper = 0;
+  for (int i = 0; i < 500 && helper == 0; ++i) {
+    ::usleep(10'000);
+    std::ifstream(dir / "helper.pid") >> helper;
+  }
+  REQUIRE(helper > 0);
+  ::usleep(200'000);  // the helper has left the group and every program has been exec'd
+
+  // pid -1 as `self`: these are this test's children, which a guardiand would skip.
+  auto found = FindUnrecordedServices(state, {"web", "cache"}, -1);
+  REQUIRE(found.size() == 1);
+  const RecordedProcess& web = found.at("web");
+  CHECK(web.process.pid == leader);
+  CHECK(web.found_by_environment);
+  CHECK(web.boot_id == BootId());
+  ProcessIdentity now;
+  REQUIRE(ReadProcessIdentity(leader, &now).ok());
+  CHECK(web.process.SameAs(now));
+  CHECK(std::abs(web.started_at - SystemClock::Get()->WallMs()) < 5000);
+  CHECK(RecordIsLive(web));
+  CHECK(FindUnrecordedServices(state, {"db"}, -1).at("db").process.pid == db);
+  // What this guardiand runs itself is never taken for a predecessor's.
+  CHECK(FindUnrecordedServices(state, {"web", "db"}, getpid()).empty());
+
+  for (pid_t pid : {leader, elsewhere, db, helper}) ::kill(-pid, SIGKILL);  // each group
+  for (pid_t pid : {leader, elsewhere, db}) ::waitpid(pid, nullptr, 0);
+  CHECK_FALSE(RecordIsLive(web));
+  fs::remove_all(dir);
 }
 
 TEST_CASE("a port move is kept in the registry within the service's range") {
