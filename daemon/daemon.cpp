@@ -180,16 +180,23 @@ int Daemon::Run() {
   http_client_ = std::make_unique<HttpClient>(&loop_);
   engine_->set_http(http_client_.get());
   StartFleet();  // before any incident: a disruptive playbook then waits for it
-  supervisor_->Apply(config_);
-  engine_->Apply(config_);
-  engine_->Recover(std::move(unfinished), std::move(holds));
+  // The checks once the services are in place (the supervisor reads their records on the
+  // pool): a first incident's playbook, or one resumed from before a crash, may act on them at
+  // once. status.json appears then, with the checks in it.
+  auto resumed =
+      std::make_shared<std::pair<std::vector<IncidentRecord>, std::map<std::string, HoldRecord>>>(
+          std::move(unfinished), std::move(holds));
+  supervisor_->Apply(config_, [this, resumed] {
+    engine_->Apply(config_);
+    engine_->Recover(std::move(resumed->first), std::move(resumed->second));
+    WriteStatus();
+  });
   WatchPlaybookDirs();
 
   lag_ = std::make_unique<LoopLag>(&loop_);
   lag_->Start();
   status_timer_ = std::make_unique<Timer>(&loop_);
   status_timer_->StartRepeat(1000, [this] { WriteStatus(); });
-  WriteStatus();
 
   for (auto* sig : {&sigterm_, &sigint_, &sighup_}) {
     uv_signal_init(&loop_, sig);

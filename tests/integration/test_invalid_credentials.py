@@ -153,7 +153,7 @@ class InvalidCredentialsTest(StackTestCase):
         inc = self.wait_incident("app-auth", state="escalated", after=baseline,
                                  timeout=LONG_TIMEOUT_S)
         remediate = [s for s in inc["steps"] if s["phase"] == "remediate"]
-        self.assertEqual(len(remediate), 1, "tried once, no loop")
+        self.assertEqual(len(remediate), 1, "tried once, no loop: %s" % inc)
         self.assertIn("ALERT: no credentials work", remediate[0]["message"])
         self.assertIn("401 invalid_client", remediate[0]["message"])
         self.assertIn("quotes", self.flags()["degraded_features"])
@@ -203,7 +203,7 @@ class InvalidCredentialsTest(StackTestCase):
         self.start_daemon()
         inc = self.wait_incident("app-auth", state="escalated", timeout=LONG_TIMEOUT_S)
         remediate = [s for s in inc["steps"] if s["phase"] == "remediate"]
-        self.assertEqual(len(remediate), 1, "tried once, no loop")
+        self.assertEqual(len(remediate), 1, "tried once, no loop: %s" % inc)
         self.assertIn("the token endpoint gave no answer", remediate[0]["message"])
         self.assertIn("no answer: refused", remediate[0]["message"])
         # Unreachable is not refused: nothing degraded, no alert.
