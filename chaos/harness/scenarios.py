@@ -138,8 +138,11 @@ def model_and_network(stack, baseline, log):
         faults.inject(stack.state_dir, "network_unreachable", "--kind", "link")
         res["onset_at"] = onset
         root = _incident_after(stack.api, "app-net", before, timeout_s=15)
+        # Held as caused by app-net. Its incident id may be missing: a dependent opened just as
+        # app-net's incident resolved is caused by the check, whose next incident links it.
         dep = _incident_after(stack.api, "lab-model", before, states=("open",), timeout_s=15,
-                              where=lambda i: i.get("caused_by"))
+                              where=lambda i: i.get("caused_by") or
+                              "caused by check app-net" in (i.get("reason") or ""))
         res["incident"] = dep["id"]
         faults.inject(stack.state_dir, "network_unreachable", "--undo")
         undone = True
