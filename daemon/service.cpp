@@ -155,13 +155,15 @@ Status LoadRecordedProcess(const std::string& path, RecordedProcess* out) {
   return Status::OK();
 }
 
-std::string RecordText(const RecordedProcess& r) {
+Status SaveRecordedProcess(const std::string& path, const RecordedProcess& r) {
   nlohmann::json rec = {{"pid", r.process.pid},
                         {"start_ticks", r.process.start_ticks},
                         {"exe", r.process.exe},
                         {"started_at", r.started_at},
                         {"boot_id", r.boot_id}};
-  return rec.dump() + "\n";
+  std::error_code ec;
+  fs::create_directories(fs::path(path).parent_path(), ec);
+  return WriteFileAtomic(path, rec.dump() + "\n", 0640);
 }
 
 bool RecordIsLive(const RecordedProcess& r) {
@@ -410,7 +412,6 @@ void Service::SpawnWith(int out, bool join_cgroup) {
   record.process = identity_;
   record.started_at = started_at_;
   record.boot_id = BootId();
-  std::string text = RecordText(record);
   // Into its memory cgroup at once (uv_spawn has no hook before exec, so the first moments of
   // its life are charged to guardiand's cgroup).
   std::string cgroup = join_cgroup ? config_.cgroup : "";
@@ -419,10 +420,8 @@ void Service::SpawnWith(int out, bool join_cgroup) {
   std::weak_ptr<bool> alive = alive_;
   QueueWork(
       loop_,
-      [path, text, cgroup, pid, joined] {
-        std::error_code ec;
-        fs::create_directories(fs::path(path).parent_path(), ec);
-        WriteFileAtomic(path, text, 0640);
+      [path, record, cgroup, pid, joined] {
+        SaveRecordedProcess(path, record);
         if (!cgroup.empty()) *joined = JoinCgroup(cgroup, pid);
       },
       [this, alive, joined, pid] {

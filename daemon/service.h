@@ -83,8 +83,8 @@ struct RecordedProcess {
 std::string IdentityFile(const std::string& state_dir, const std::string& name);
 // Reads a record (blocking: call on the pool). NotFound when there is none.
 Status LoadRecordedProcess(const std::string& path, RecordedProcess* out);
-// The record's text, as written after each start.
-std::string RecordText(const RecordedProcess& r);
+// Writes a record (atomically, making its folder first). Blocking: call on the pool.
+Status SaveRecordedProcess(const std::string& path, const RecordedProcess& r);
 // Whether `r` names a process that still runs, in this boot, with the start time recorded.
 // Blocking (reads /proc): call on the pool.
 bool RecordIsLive(const RecordedProcess& r);

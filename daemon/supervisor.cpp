@@ -6,14 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <set>
 
-#include "daemon/file_util.h"
 #include "daemon/work.h"
 
 namespace guardian {
-namespace fs = std::filesystem;
 
 Supervisor::Supervisor(uv_loop_t* loop, std::string state_dir, const Clock* clock,
                        Service::EventFn on_event)
@@ -101,9 +98,7 @@ void Supervisor::Apply(std::shared_ptr<const Config> config, std::function<void(
         }
         // A guardiand killed right after a spawn never wrote that process's record.
         for (auto& [name, found] : FindUnrecordedServices(dir, unrecorded, self)) {
-          std::error_code ec;
-          fs::create_directories(fs::path(IdentityFile(dir, name)).parent_path(), ec);
-          WriteFileAtomic(IdentityFile(dir, name), RecordText(found), 0640);
+          SaveRecordedProcess(IdentityFile(dir, name), found);
           loaded->recorded[name] = found;
         }
       },
