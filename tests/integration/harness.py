@@ -98,6 +98,19 @@ def read_or_none(path):
         return None
 
 
+def each_process(part):
+    """(pid, entries) for every process whose /proc/PID/`part` (cmdline, environ: entries split
+    at NUL bytes) can be read now."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/%s" % (name, part), "rb") as f:
+                yield int(name), f.read().split(b"\0")
+        except OSError:
+            continue
+
+
 def write_atomic(path, text):
     """Replace `path` in one rename, so the detector never sees a half-written file."""
     tmp = "%s.it-tmp-%d" % (path, os.getpid())

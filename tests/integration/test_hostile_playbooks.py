@@ -16,7 +16,7 @@ import time
 import unittest
 
 from harness import (GOOD_CONFIG, REPO_PLAYBOOKS, TEST_PLAYBOOKS, TIMEOUT_S, GuardianTestCase,
-                     http_request, read_or_none, read_text, write_atomic)
+                     each_process, http_request, read_or_none, read_text, write_atomic)
 
 PWNED = "/etc/guardian-pwned"
 GARBAGE = "server: [port: {{ 8080\n"
@@ -114,18 +114,8 @@ class HostilePlaybookTest(GuardianTestCase):
 
     def hung_children(self, path):
         """pids of hostile_hung_child's program for this test (its argv holds `path`)."""
-        pids = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/cmdline" % pid, "rb") as f:
-                    argv = f.read().split(b"\0")
-            except OSError:
-                continue
-            if path.encode() in argv and any(b"time.sleep(60)" in a for a in argv):
-                pids.append(int(pid))
-        return pids
+        return [pid for pid, argv in each_process("cmdline")
+                if path.encode() in argv and any(b"time.sleep(60)" in a for a in argv)]
 
     def test_hung_child_is_killed_at_the_phase_deadline(self):
         self.run_hostile("hostile_hung_child", ["ran past its deadline of 1500 ms"])

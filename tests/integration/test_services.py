@@ -8,7 +8,7 @@ import signal
 import time
 import unittest
 
-from harness import GuardianTestCase, LONG_TIMEOUT_S, TIMEOUT_S
+from harness import GuardianTestCase, LONG_TIMEOUT_S, TIMEOUT_S, each_process
 
 # Reports its pid and readiness in status.json, like the demo app does.
 SERVICE = r'''
@@ -152,18 +152,12 @@ class ServicesTest(GuardianTestCase):
     def service_processes(self):
         """Live group leaders started for svc by a guardiand with this state dir."""
         found = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open("/proc/%s/environ" % name, "rb") as f:
-                    env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
-            except OSError:
-                continue
+        for pid, entries in each_process("environ"):
+            env = dict(e.split(b"=", 1) for e in entries if b"=" in e)
             if (env.get(b"GUARDIAN_SERVICE") == b"svc"
                     and env.get(b"GUARDIAN_STATE_DIR") == self.state_dir.encode()
-                    and alive(int(name)) and os.getpgid(int(name)) == int(name)):
-                found.append(int(name))
+                    and alive(pid) and os.getpgid(pid) == pid):
+                found.append(pid)
         return sorted(found)
 
     def test_a_service_that_execs_after_its_start_is_adopted_too(self):
